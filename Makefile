@@ -1,0 +1,31 @@
+# `make test` and `make demo` work on a fresh machine with nothing but Python 3.10+.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install test test-slow benchmark clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+## test: the default suite (tiny models, small images; well under 15 minutes on 2 cores)
+test: $(STAMP)
+	$(PY) -m pytest -q --durations=15
+
+## test-slow: the long tests (full-size backbones, longer training)
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow --durations=15
+
+## benchmark: speed figures (see bin/benchmark --help)
+benchmark: $(STAMP)
+	$(PY) bin/benchmark
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

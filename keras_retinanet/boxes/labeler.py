@@ -1,0 +1,82 @@
+"""Training targets for every anchor from padded ground-truth boxes."""
+
+import keras
+import tensorflow as tf
+
+from keras_retinanet.boxes.box_coder import BoxCoder
+from keras_retinanet.boxes.iou import pairwise_iou
+from keras_retinanet.boxes.matcher import POSITIVE, IGNORE, Matcher
+
+BACKGROUND = -1
+IGNORED = -2
+
+
+@keras.saving.register_keras_serializable(package="keras_retinanet")
+class AnchorLabeler:
+    """Turns padded ground truth into per-anchor class and box targets, for a batch or a single image.
+
+    Vectorised over boxes and images (one IoU matrix, no Python loop), so it runs inside the model's
+    `compute_loss`, inside `tf.data`, and under XLA.
+
+    Args:
+        matcher: a `Matcher` (default: the paper's 0.5 / 0.4 with low-quality matches).
+        box_coder: a `BoxCoder` (default: weights (1, 1, 1, 1)).
+    """
+
+    def __init__(self, matcher=None, box_coder=None):
+        self.matcher = matcher or Matcher()
+        self.box_coder = box_coder or BoxCoder()
+
+    def __call__(self, anchors, boxes, labels):
+        """Labels `anchors` [N, 4] against `boxes` [B, M, 4] (`xyxy`) with `labels` [B, M].
+
+        A label < 0 marks a padding row. Unbatched `boxes` [M, 4] and `labels` [M] are accepted too.
+
+        Returns a dict:
+            class_targets: [B, N] int32: the matched box's class for positives, BACKGROUND (-1), IGNORED (-2).
+            box_targets: [B, N, 4] encoded deltas to the matched box (zero where not positive).
+            matched_boxes: [B, N, 4] the matched box (the anchor itself where not positive).
+        """
+        boxes = tf.convert_to_tensor(boxes, tf.float32)
+        labels = tf.cast(labels, tf.int32)
+        unbatched = boxes.shape.rank == 2
+        if unbatched:
+            boxes, labels = boxes[None], labels[None]
+        anchors = tf.convert_to_tensor(anchors, tf.float32)
+
+        valid = labels >= 0
+        matched_indices, match_labels = self.matcher(pairwise_iou(anchors, boxes), valid)
+        # Index M (one past the padded boxes) is the "no box" row the matcher uses for empty images.
+        padded_boxes = tf.pad(boxes, [[0, 0], [0, 1], [0, 0]])
+        padded_labels = tf.pad(labels, [[0, 0], [0, 1]], constant_values=BACKGROUND)
+        positive = match_labels == POSITIVE
+
+        class_targets = tf.where(
+            positive,
+            tf.gather(padded_labels, matched_indices, batch_dims=1),
+            tf.where(match_labels == IGNORE, IGNORED, BACKGROUND),
+        )
+        matched_boxes = tf.where(
+            positive[..., None], tf.gather(padded_boxes, matched_indices, batch_dims=1), anchors[None]
+        )
+        targets = {
+            "class_targets": class_targets,
+            "box_targets": self.box_coder.encode(matched_boxes, anchors[None]),
+            "matched_boxes": matched_boxes,
+        }
+        if unbatched:
+            targets = {key: value[0] for key, value in targets.items()}
+        return targets
+
+    def get_config(self):
+        return {
+            "matcher": keras.saving.serialize_keras_object(self.matcher),
+            "box_coder": keras.saving.serialize_keras_object(self.box_coder),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(
+            matcher=keras.saving.deserialize_keras_object(config["matcher"]),
+            box_coder=keras.saving.deserialize_keras_object(config["box_coder"]),
+        )
