@@ -1,0 +1,11 @@
+"""RetinaNet's losses: the focal loss and its variants, and box regression losses.
+
+Every loss here sums over anchors and divides by the number of positive anchors of the *global* batch (at least
+one), as the paper does; under `tf.distribute` the count is summed over all replicas, so that the loss and its
+gradients do not depend on the number of devices.
+"""
+
+from keras_retinanet.losses.box import GIoULoss, L1Loss, SmoothL1Loss
+from keras_retinanet.losses.focal import FocalLoss, FocalLossStar
+
+__all__ = ["FocalLoss", "FocalLossStar", "GIoULoss", "L1Loss", "SmoothL1Loss"]

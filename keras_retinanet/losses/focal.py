@@ -1,0 +1,112 @@
+"""The focal loss (Eq. 5 of the paper) and FL* (Appendix A)."""
+
+import keras
+import tensorflow as tf
+
+from keras_retinanet.losses.normalized import PositiveNormalizedLoss
+
+IGNORED = -2
+
+
+class _ClassificationLoss(PositiveNormalizedLoss):
+    """Shared target handling of the per-class sigmoid losses.
+
+    `y_true` is either
+      - integer labels [B, N] (one fewer dimension than the logits): a class index for a positive anchor, -1 for
+        background and -2 for an ignored anchor (the `AnchorLabeler`'s `class_targets`); or
+      - dense 0/1 targets [B, N, K] like the logits (multi-label allowed); then `sample_weight` [B, N] masks anchors.
+    An anchor is positive when any of its targets is 1.
+    """
+
+    def element_losses(self, targets, logits):
+        """Loss of every (anchor, class) pair from 0/1 `targets` and `logits`, both [..., K]."""
+        raise NotImplementedError
+
+    def anchor_losses(self, y_true, y_pred, sample_weight):
+        if y_true.shape.rank == y_pred.shape.rank - 1:
+            labels = tf.cast(y_true, tf.int32)
+            targets = tf.one_hot(labels, tf.shape(y_pred)[-1], dtype=y_pred.dtype)  # -1 and -2: all zeros
+            weights = tf.cast(labels != IGNORED, y_pred.dtype)
+        else:
+            targets = tf.cast(y_true, y_pred.dtype)
+            weights = tf.ones_like(y_pred[..., 0])
+        if sample_weight is not None:
+            weights = weights * sample_weight
+        positives = tf.cast(tf.reduce_max(targets, axis=-1) > 0.5, y_pred.dtype) * tf.cast(weights > 0, y_pred.dtype)
+        return tf.reduce_sum(self.element_losses(targets, y_pred), axis=-1), weights, positives
+
+
+@keras.saving.register_keras_serializable(package="keras_retinanet")
+class FocalLoss(_ClassificationLoss):
+    """FL(p_t) = -alpha_t (1 - p_t)^gamma log(p_t), summed over all non-ignored anchors and classes, divided by the
+    number of positive anchors.
+
+    gamma = 0 gives alpha-balanced cross-entropy. Computed on logits (`from_logits=True`) with the sigmoid fused
+    into the cross-entropy for stability.
+
+    Args:
+        alpha: weight of the positive class (1 - alpha for negatives); None for no balancing. Paper: 0.25.
+        gamma: focusing parameter >= 0. Paper: 2.
+        from_logits: True for logits (stable, the paper's form); False for probabilities.
+    """
+
+    def __init__(self, alpha=0.25, gamma=2.0, from_logits=True, name="focal_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if alpha is not None and not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"FocalLoss alpha must be in [0, 1] or None, got {alpha}")
+        if gamma < 0:
+            raise ValueError(f"FocalLoss gamma must be >= 0, got {gamma}")
+        self.alpha = None if alpha is None else float(alpha)
+        self.gamma = float(gamma)
+        self.from_logits = bool(from_logits)
+
+    def element_losses(self, targets, logits):
+        if self.from_logits:
+            probabilities = tf.sigmoid(logits)
+            cross_entropy = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
+        else:
+            probabilities = logits
+            cross_entropy = keras.ops.binary_crossentropy(targets[..., None], logits[..., None])[..., 0]
+        p_t = targets * probabilities + (1.0 - targets) * (1.0 - probabilities)
+        loss = cross_entropy * (1.0 - p_t) ** self.gamma
+        if self.alpha is not None:
+            loss *= targets * self.alpha + (1.0 - targets) * (1.0 - self.alpha)
+        return loss
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"alpha": self.alpha, "gamma": self.gamma, "from_logits": self.from_logits})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_retinanet")
+class FocalLossStar(_ClassificationLoss):
+    """FL* of Appendix A: -log(sigmoid(gamma * y * x + beta)) / gamma with y in {-1, +1}, on logits x.
+
+    Same targets and normalisation as `FocalLoss`. The paper reports about the same AP as FL.
+
+    Args:
+        gamma: steepness (> 0). beta: shift. alpha: optional class balancing as in `FocalLoss` (None: none).
+    """
+
+    def __init__(self, gamma=2.0, beta=1.0, alpha=None, name="focal_loss_star", **kwargs):
+        super().__init__(name=name, **kwargs)
+        if gamma <= 0:
+            raise ValueError(f"FocalLossStar gamma must be > 0, got {gamma}")
+        if alpha is not None and not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"FocalLossStar alpha must be in [0, 1] or None, got {alpha}")
+        self.gamma = float(gamma)
+        self.beta = float(beta)
+        self.alpha = None if alpha is None else float(alpha)
+
+    def element_losses(self, targets, logits):
+        signs = 2.0 * targets - 1.0
+        loss = tf.nn.softplus(-(self.gamma * signs * logits + self.beta)) / self.gamma
+        if self.alpha is not None:
+            loss *= targets * self.alpha + (1.0 - targets) * (1.0 - self.alpha)
+        return loss
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"gamma": self.gamma, "beta": self.beta, "alpha": self.alpha})
+        return config
