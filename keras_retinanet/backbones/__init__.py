@@ -1,0 +1,2 @@
+from keras_retinanet.backbones.keras_applications import load_keras_applications_weights
+from keras_retinanet.backbones.resnet import ResNetBackbone

@@ -1,0 +1,60 @@
+"""Frozen batch normalization: a fixed per-channel affine transform."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_retinanet")
+class FrozenBatchNormalization(keras.layers.Layer):
+    """Batch normalization with fixed statistics and affine parameters.
+
+    Computes `x * scale + shift` with `scale = gamma / sqrt(moving_variance + epsilon)` and
+    `shift = beta - moving_mean * scale` over the last axis. All four weights are non-trainable.
+
+    Why not `keras.layers.BatchNormalization(trainable=False)`: TF's fused batch norm silently raises
+    epsilon to at least 1.001e-5, while converted detection checkpoints (torchvision) need `epsilon=0`.
+    The affine is computed in float32 and the result cast to the compute dtype, so the layer stays exact
+    under mixed precision.
+
+    Args:
+        epsilon: added to the variance, `>= 0` (0 is allowed).
+    """
+
+    def __init__(self, epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        if epsilon < 0:
+            raise ValueError(f"FrozenBatchNormalization: epsilon must be >= 0, got {epsilon}.")
+        self.epsilon = float(epsilon)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None:
+            raise ValueError("FrozenBatchNormalization: the channel (last) dimension must be known.")
+        for name, initializer in (
+            ("gamma", "ones"),
+            ("beta", "zeros"),
+            ("moving_mean", "zeros"),
+            ("moving_variance", "ones"),
+        ):
+            # autocast=False: read in float32 even when the compute dtype is bfloat16/float16.
+            weight = self.add_weight(
+                name=name,
+                shape=(channels,),
+                initializer=initializer,
+                dtype="float32",
+                trainable=False,
+                autocast=False,
+            )
+            setattr(self, name, weight)
+
+    def call(self, inputs):
+        scale = self.gamma * ops.rsqrt(self.moving_variance + self.epsilon)
+        shift = self.beta - self.moving_mean * scale
+        outputs = ops.cast(inputs, "float32") * scale + shift
+        return ops.cast(outputs, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
