@@ -37,8 +37,9 @@ class ResNetBackbone(keras.Model):
         depth: 18, 34 (basic blocks) or 50, 101, 152 (bottleneck blocks).
         stride_in_1x1: bottlenecks only. True puts the stride of a downsampling block on its first 1x1
             conv (MSRA / Detectron / keras.applications), False on its 3x3 (torchvision "v1.5").
-        normalization: "frozen_bn" (`FrozenBatchNormalization`, a fixed affine) or "batch_norm"
-            (trainable `keras.layers.BatchNormalization`).
+        normalization: "frozen_bn" (`FrozenBatchNormalization`, a fixed affine: the paper's choice with
+            pretrained weights) or "batch_norm" (trainable `keras.layers.BatchNormalization`: use it to train
+            from scratch, where random weights with identity norms would let activations grow block by block).
         bn_epsilon: epsilon of every normalization layer.
         frozen_stages: number of leading stages made non-trainable, 0..5; the stem (conv1 and its
             norm) is stage 1, conv2_x stage 2, ..., conv5_x stage 5 (detectron2's FREEZE_AT).

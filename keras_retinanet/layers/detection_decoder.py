@@ -1,0 +1,115 @@
+"""RetinaNet inference: per-level top-k, score threshold, class-wise NMS."""
+
+import keras
+import tensorflow as tf
+
+
+@keras.saving.register_keras_serializable(package="keras_retinanet")
+class DetectionDecoder(keras.layers.Layer):
+    """Final detections from class logits and decoded boxes of all anchors, as the paper does it.
+
+    Per pyramid level, the `pre_nms_top_k` highest (anchor, class) scores above `score_threshold` are kept; the
+    candidates of all levels are clipped to the image and merged, class-wise NMS (suppressing IoU > `iou_threshold`)
+    runs on them, and the `max_detections` best survivors are returned, padded. Runs in float32 whatever the
+    model's dtype policy, and compiles with XLA.
+
+    Args:
+        score_threshold: candidates need a score above this (paper: 0.05).
+        pre_nms_top_k: candidates kept per level before NMS (paper: 1000).
+        iou_threshold: NMS threshold (paper: 0.5).
+        max_detections: detections kept per image (paper: 100).
+    """
+
+    def __init__(self, score_threshold=0.05, pre_nms_top_k=1000, iou_threshold=0.5, max_detections=100, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if not 0.0 <= score_threshold < 1.0 or not 0.0 < iou_threshold <= 1.0:
+            raise ValueError(
+                "DetectionDecoder needs 0 <= score_threshold < 1 and 0 < iou_threshold <= 1, got "
+                f"score_threshold={score_threshold}, iou_threshold={iou_threshold}"
+            )
+        if pre_nms_top_k < 1 or max_detections < 1:
+            raise ValueError(
+                "DetectionDecoder needs pre_nms_top_k >= 1 and max_detections >= 1, got "
+                f"pre_nms_top_k={pre_nms_top_k}, max_detections={max_detections}"
+            )
+        self.score_threshold = float(score_threshold)
+        self.pre_nms_top_k = int(pre_nms_top_k)
+        self.iou_threshold = float(iou_threshold)
+        self.max_detections = int(max_detections)
+
+    def call(self, class_logits, boxes, level_anchor_counts, image_size):
+        """Detections from `class_logits` [B, N, K] and `boxes` [B, N, 4] (`xyxy`, decoded).
+
+        Args:
+            level_anchor_counts: anchors of each pyramid level, in order (they sum to N).
+            image_size: [height, width] to clip the boxes to.
+
+        Returns a dict: boxes [B, D, 4] (`xyxy`), scores [B, D], classes [B, D] int32 (-1 for padding) and
+        num_detections [B] int32, D = max_detections.
+        """
+        class_logits = tf.cast(class_logits, tf.float32)
+        boxes = _clip(tf.cast(boxes, tf.float32), image_size)
+        num_classes = tf.shape(class_logits)[2]
+
+        candidate_boxes, candidate_scores, candidate_classes = [], [], []
+        start = 0
+        for count in level_anchor_counts:
+            scores = tf.sigmoid(tf.reshape(class_logits[:, start : start + count], [tf.shape(class_logits)[0], -1]))
+            # Pad so that top_k has a static k, even on a level with fewer (anchor, class) pairs than k.
+            scores = tf.pad(scores, [[0, 0], [0, self.pre_nms_top_k]], constant_values=-1.0)
+            top_scores, top_indices = tf.math.top_k(scores, k=self.pre_nms_top_k, sorted=False)
+            valid = top_scores > self.score_threshold
+            top_indices = tf.where(valid, top_indices, 0)
+            anchor_indices = start + top_indices // num_classes
+            candidate_boxes.append(tf.gather(boxes, anchor_indices, batch_dims=1))
+            candidate_scores.append(tf.where(valid, top_scores, 0.0))
+            candidate_classes.append(tf.where(valid, top_indices % num_classes, -1))
+            start += count
+        boxes = tf.concat(candidate_boxes, axis=1)
+        scores = tf.concat(candidate_scores, axis=1)
+        classes = tf.concat(candidate_classes, axis=1)
+
+        # Class-wise NMS in one batched call: boxes of different classes are shifted apart so they never overlap.
+        shift = tf.cast(classes, tf.float32)[..., None] * (tf.reduce_max(boxes) + 1.0)
+        selected, num_detections = tf.image.non_max_suppression_padded(
+            boxes + shift,
+            scores,
+            max_output_size=self.max_detections,
+            iou_threshold=self.iou_threshold,
+            score_threshold=0.0,
+            pad_to_max_output_size=True,
+        )
+        keep = tf.range(self.max_detections)[None, :] < num_detections[:, None]
+        return {
+            "boxes": tf.where(keep[..., None], tf.gather(boxes, selected, batch_dims=1), 0.0),
+            "scores": tf.where(keep, tf.gather(scores, selected, batch_dims=1), 0.0),
+            "classes": tf.where(keep, tf.gather(classes, selected, batch_dims=1), -1),
+            "num_detections": num_detections,
+        }
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "score_threshold": self.score_threshold,
+                "pre_nms_top_k": self.pre_nms_top_k,
+                "iou_threshold": self.iou_threshold,
+                "max_detections": self.max_detections,
+            }
+        )
+        return config
+
+
+def _clip(boxes, image_size):
+    height = tf.cast(image_size[0], tf.float32)
+    width = tf.cast(image_size[1], tf.float32)
+    return tf.stack(
+        [
+            tf.clip_by_value(boxes[..., 0], 0.0, width),
+            tf.clip_by_value(boxes[..., 1], 0.0, height),
+            tf.clip_by_value(boxes[..., 2], 0.0, width),
+            tf.clip_by_value(boxes[..., 3], 0.0, height),
+        ],
+        axis=-1,
+    )

@@ -1,0 +1,3 @@
+from keras_retinanet.models.retinanet import RetinaNet
+
+__all__ = ["RetinaNet"]

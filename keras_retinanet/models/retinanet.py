@@ -1,0 +1,218 @@
+"""The RetinaNet detector: one Keras model for training (`fit`), inference (`predict`) and saving."""
+
+import keras
+import tensorflow as tf
+
+from keras_retinanet.boxes import AnchorLabeler, BoxCoder, Matcher
+from keras_retinanet.layers import AnchorGenerator, DetectionDecoder, FeaturePyramid, RetinaNetHead
+from keras_retinanet.losses import FocalLoss, SmoothL1Loss
+
+BOX_FORMATS = ("xyxy", "yxyx", "xywh", "center_xywh", "center_yxhw", "rel_xyxy", "rel_yxyx", "rel_xywh",
+               "rel_center_xywh")
+
+
+@keras.saving.register_keras_serializable(package="keras_retinanet")
+class RetinaNet(keras.Model):
+    """RetinaNet (Lin et al., ICCV 2017): backbone + FPN (P3-P7) + class and box subnets over 9 anchors a location.
+
+    Calling the model on images [B, H, W, 3] (RGB pixel values in [0, 255], H and W best multiples of 128) gives
+    `{"class_logits": [B, N, K], "box_deltas": [B, N, 4]}` for the N anchors of the `anchor_generator`, in its order.
+
+    `fit` takes the images with raw targets `{"boxes": [B, M, 4], "labels": [B, M]}`: boxes in
+    `bounding_box_format`, pixel coordinates of the input image, and integer labels in [0, num_classes) padded
+    with -1 (the rows with label -1 are ignored; an image may have none). The model labels its anchors itself in
+    `compute_loss`, on the device and vectorised, so targets can never disagree with the anchors the model uses.
+
+    `predict` returns decoded detections `{"boxes", "scores", "classes", "num_detections"}` (boxes in
+    `bounding_box_format`), per the `decoder`'s settings.
+
+    Every setting (anchors, box coding, matching, losses, inference) is a constructor argument and part of
+    `get_config`, so a saved `.keras` model carries them.
+
+    Args:
+        backbone: a `keras.Model` mapping images to [C3, C4, C5] (e.g. `keras_retinanet.backbones.ResNetBackbone`).
+        num_classes: number of object classes K (no background class).
+        feature_pyramid: a `FeaturePyramid` (default: the paper's, 256 channels, P6 from C5).
+        classification_head, box_head: `RetinaNetHead`s (default: the paper's, prior probability 0.01).
+        anchor_generator: an `AnchorGenerator` over levels 3-7 (default: the paper's 9 anchors a location).
+        box_coder: a `BoxCoder` (default: weights 1, clamp log(1000/16)).
+        matcher: a `Matcher` (default: 0.5 / 0.4 with low-quality matches).
+        decoder: a `DetectionDecoder` (default: score 0.05, top 1000 a level, NMS 0.5, 100 detections).
+        classification_loss: default `FocalLoss(alpha=0.25, gamma=2)`.
+        box_loss: default `SmoothL1Loss(beta=0.11)`; `L1Loss` and `GIoULoss` work too.
+        box_loss_weight: weight of the box loss in the total.
+        bounding_box_format: format of the boxes given to `fit` and returned by `predict` (a
+            `keras.utils.bounding_boxes` format: "xyxy", "yxyx", "xywh", "center_xywh", "rel_xyxy", ...).
+    """
+
+    def __init__(
+        self,
+        backbone,
+        num_classes,
+        feature_pyramid=None,
+        classification_head=None,
+        box_head=None,
+        anchor_generator=None,
+        box_coder=None,
+        matcher=None,
+        decoder=None,
+        classification_loss=None,
+        box_loss=None,
+        box_loss_weight=1.0,
+        bounding_box_format="xyxy",
+        **kwargs,
+    ):
+        if num_classes < 1:
+            raise ValueError(f"RetinaNet num_classes must be >= 1, got {num_classes}")
+        if bounding_box_format not in BOX_FORMATS:
+            raise ValueError(f"RetinaNet bounding_box_format must be one of {BOX_FORMATS}, got {bounding_box_format!r}")
+        anchor_generator = anchor_generator or AnchorGenerator()
+        num_anchors = anchor_generator.num_anchors_per_location
+        feature_pyramid = feature_pyramid or FeaturePyramid(name="feature_pyramid")
+        classification_head = classification_head or RetinaNetHead(
+            num_classes, num_anchors=num_anchors, prior_probability=0.01, name="classification_head"
+        )
+        box_head = box_head or RetinaNetHead(4, num_anchors=num_anchors, name="box_head")
+        _check_components(num_classes, anchor_generator, classification_head, box_head)
+
+        images = keras.Input(shape=(None, None, 3), name="images")
+        pyramid = feature_pyramid(backbone(images))
+        outputs = {"class_logits": classification_head(pyramid), "box_deltas": box_head(pyramid)}
+        super().__init__(inputs=images, outputs=outputs, **kwargs)
+
+        self.backbone = backbone
+        self.num_classes = int(num_classes)
+        self.feature_pyramid = feature_pyramid
+        self.classification_head = classification_head
+        self.box_head = box_head
+        self.anchor_generator = anchor_generator
+        self.box_coder = box_coder or BoxCoder()
+        self.matcher = matcher or Matcher()
+        self.labeler = AnchorLabeler(self.matcher, self.box_coder)
+        self.decoder = decoder or DetectionDecoder()
+        self.classification_loss = classification_loss or FocalLoss()
+        self.box_loss = box_loss or SmoothL1Loss()
+        self.box_loss_weight = float(box_loss_weight)
+        self.bounding_box_format = bounding_box_format
+        self.classification_loss_tracker = keras.metrics.Mean(name="classification_loss")
+        self.box_loss_tracker = keras.metrics.Mean(name="box_loss")
+
+    def compile(self, optimizer="rmsprop", loss=None, **kwargs):
+        """As `keras.Model.compile`, without `loss`: RetinaNet's losses are its constructor arguments."""
+        if loss is not None:
+            raise ValueError(
+                "RetinaNet.compile takes no `loss`: pass `classification_loss=` / `box_loss=` to the constructor"
+            )
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Focal loss + weighted box loss, from raw targets `y = {"boxes", "labels"}` labelled against the anchors."""
+        image_size = tf.shape(x)[1:3]
+        labels = tf.cast(y["labels"], tf.int32)
+        tf.debugging.assert_less(labels, self.num_classes, message="RetinaNet: a label is >= num_classes")
+        boxes = self._to_xyxy(y["boxes"], image_size)
+        anchors = self.anchor_generator(image_size)
+        targets = self.labeler(anchors, boxes, labels)
+
+        anchor_weights = None
+        if sample_weight is not None:  # one weight per image
+            anchor_weights = tf.broadcast_to(tf.cast(sample_weight, tf.float32)[:, None], tf.shape(targets["class_targets"]))
+        classification_loss = self.classification_loss(
+            targets["class_targets"], y_pred["class_logits"], sample_weight=anchor_weights
+        )
+
+        positive = tf.cast(targets["class_targets"] >= 0, tf.float32)
+        if anchor_weights is not None:
+            positive *= anchor_weights
+        if self.box_loss.target_space == "boxes":
+            box_true = targets["matched_boxes"]
+            box_pred = self.box_coder.decode(y_pred["box_deltas"], anchors[None])
+        else:
+            box_true, box_pred = targets["box_targets"], y_pred["box_deltas"]
+        box_loss = self.box_loss(box_true, box_pred, sample_weight=positive)
+
+        # Each replica returns its share of the global loss (see PositiveNormalizedLoss); the trackers show the whole.
+        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self.classification_loss_tracker.update_state(classification_loss * num_replicas)
+        self.box_loss_tracker.update_state(box_loss * num_replicas)
+        total = classification_loss + self.box_loss_weight * box_loss
+        if self.losses:
+            total += tf.add_n([tf.cast(loss, tf.float32) for loss in self.losses]) / num_replicas
+        return total
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self.decode_predictions(self(x, training=False), tf.shape(x)[1:3])
+
+    def decode_predictions(self, predictions, image_size):
+        """Detections from the model's raw outputs for images of `image_size` [height, width]."""
+        anchors = self.anchor_generator(image_size)
+        boxes = self.box_coder.decode(predictions["box_deltas"], anchors[None])
+        detections = self.decoder(
+            predictions["class_logits"],
+            boxes,
+            level_anchor_counts=self.anchor_generator.level_anchor_counts(image_size),
+            image_size=image_size,
+        )
+        detections["boxes"] = self._from_xyxy(detections["boxes"], image_size)
+        return detections
+
+    def _to_xyxy(self, boxes, image_size):
+        boxes = tf.cast(boxes, tf.float32)
+        if self.bounding_box_format == "xyxy":
+            return boxes
+        return keras.utils.bounding_boxes.convert_format(
+            boxes, self.bounding_box_format, "xyxy", height=image_size[0], width=image_size[1]
+        )
+
+    def _from_xyxy(self, boxes, image_size):
+        if self.bounding_box_format == "xyxy":
+            return boxes
+        return keras.utils.bounding_boxes.convert_format(
+            boxes, "xyxy", self.bounding_box_format, height=image_size[0], width=image_size[1]
+        )
+
+    def get_config(self):
+        serialize = keras.saving.serialize_keras_object
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "backbone": serialize(self.backbone),
+            "num_classes": self.num_classes,
+            "feature_pyramid": serialize(self.feature_pyramid),
+            "classification_head": serialize(self.classification_head),
+            "box_head": serialize(self.box_head),
+            "anchor_generator": serialize(self.anchor_generator),
+            "box_coder": serialize(self.box_coder),
+            "matcher": serialize(self.matcher),
+            "decoder": serialize(self.decoder),
+            "classification_loss": serialize(self.classification_loss),
+            "box_loss": serialize(self.box_loss),
+            "box_loss_weight": self.box_loss_weight,
+            "bounding_box_format": self.bounding_box_format,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("backbone", "feature_pyramid", "classification_head", "box_head", "anchor_generator",
+                    "box_coder", "matcher", "decoder", "classification_loss", "box_loss"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        return cls(**config)
+
+
+def _check_components(num_classes, anchor_generator, classification_head, box_head):
+    """Errors that name the mismatch, instead of a shape error deep inside training."""
+    if (anchor_generator.min_level, anchor_generator.max_level) != (3, 7):
+        raise ValueError(
+            "RetinaNet's pyramid has levels 3-7; the anchor_generator has levels "
+            f"{anchor_generator.min_level}-{anchor_generator.max_level}"
+        )
+    num_anchors = anchor_generator.num_anchors_per_location
+    for head, outputs, what in ((classification_head, num_classes, "num_classes"), (box_head, 4, "4 box deltas")):
+        if head.outputs_per_anchor != outputs or head.num_anchors != num_anchors:
+            raise ValueError(
+                f"RetinaNet head '{head.name}' has outputs_per_anchor={head.outputs_per_anchor}, "
+                f"num_anchors={head.num_anchors}; expected {outputs} ({what}) and {num_anchors} "
+                "(the anchor_generator's anchors per location)"
+            )
