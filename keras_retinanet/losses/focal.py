@@ -16,11 +16,29 @@ class _ClassificationLoss(PositiveNormalizedLoss):
         background and -2 for an ignored anchor (the `AnchorLabeler`'s `class_targets`); or
       - dense 0/1 targets [B, N, K] like the logits (multi-label allowed); then `sample_weight` [B, N] masks anchors.
     An anchor is positive when any of its targets is 1.
+
+    `alpha` weights positive targets by alpha and negative ones by 1 - alpha; None leaves them unweighted.
     """
+
+    def __init__(self, alpha, name, **kwargs):
+        super().__init__(name=name, **kwargs)
+        if alpha is not None and not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"{type(self).__name__} alpha must be in [0, 1] or None, got {alpha}")
+        self.alpha = None if alpha is None else float(alpha)
 
     def element_losses(self, targets, logits):
         """Loss of every (anchor, class) pair from 0/1 `targets` and `logits`, both [..., K]."""
         raise NotImplementedError
+
+    def get_config(self):
+        config = super().get_config()
+        config["alpha"] = self.alpha
+        return config
+
+    def _balance(self, losses, targets):
+        if self.alpha is None:
+            return losses
+        return losses * (targets * self.alpha + (1.0 - targets) * (1.0 - self.alpha))
 
     def anchor_losses(self, y_true, y_pred, sample_weight):
         if y_true.shape.rank == y_pred.shape.rank - 1:
@@ -51,12 +69,9 @@ class FocalLoss(_ClassificationLoss):
     """
 
     def __init__(self, alpha=0.25, gamma=2.0, from_logits=True, name="focal_loss", **kwargs):
-        super().__init__(name=name, **kwargs)
-        if alpha is not None and not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"FocalLoss alpha must be in [0, 1] or None, got {alpha}")
+        super().__init__(alpha, name=name, **kwargs)
         if gamma < 0:
             raise ValueError(f"FocalLoss gamma must be >= 0, got {gamma}")
-        self.alpha = None if alpha is None else float(alpha)
         self.gamma = float(gamma)
         self.from_logits = bool(from_logits)
 
@@ -68,14 +83,11 @@ class FocalLoss(_ClassificationLoss):
             probabilities = logits
             cross_entropy = keras.ops.binary_crossentropy(targets[..., None], logits[..., None])[..., 0]
         p_t = targets * probabilities + (1.0 - targets) * (1.0 - probabilities)
-        loss = cross_entropy * (1.0 - p_t) ** self.gamma
-        if self.alpha is not None:
-            loss *= targets * self.alpha + (1.0 - targets) * (1.0 - self.alpha)
-        return loss
+        return self._balance(cross_entropy * (1.0 - p_t) ** self.gamma, targets)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"alpha": self.alpha, "gamma": self.gamma, "from_logits": self.from_logits})
+        config.update({"gamma": self.gamma, "from_logits": self.from_logits})
         return config
 
 
@@ -90,23 +102,17 @@ class FocalLossStar(_ClassificationLoss):
     """
 
     def __init__(self, gamma=2.0, beta=1.0, alpha=None, name="focal_loss_star", **kwargs):
-        super().__init__(name=name, **kwargs)
+        super().__init__(alpha, name=name, **kwargs)
         if gamma <= 0:
             raise ValueError(f"FocalLossStar gamma must be > 0, got {gamma}")
-        if alpha is not None and not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"FocalLossStar alpha must be in [0, 1] or None, got {alpha}")
         self.gamma = float(gamma)
         self.beta = float(beta)
-        self.alpha = None if alpha is None else float(alpha)
 
     def element_losses(self, targets, logits):
         signs = 2.0 * targets - 1.0
-        loss = tf.nn.softplus(-(self.gamma * signs * logits + self.beta)) / self.gamma
-        if self.alpha is not None:
-            loss *= targets * self.alpha + (1.0 - targets) * (1.0 - self.alpha)
-        return loss
+        return self._balance(tf.nn.softplus(-(self.gamma * signs * logits + self.beta)) / self.gamma, targets)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"gamma": self.gamma, "beta": self.beta, "alpha": self.alpha})
+        config.update({"gamma": self.gamma, "beta": self.beta})
         return config
