@@ -135,3 +135,19 @@ def test_labeler_runs_in_tf_data_and_under_xla():
     compiled = tf.function(lambda b, l: labeler(ANCHORS, b[None], l[None]), jit_compile=True)(boxes, labels)
     assert from_data["class_targets"].numpy().tolist() == [1, BACKGROUND, BACKGROUND, BACKGROUND]
     np.testing.assert_array_equal(compiled["class_targets"][0], from_data["class_targets"])
+
+
+def test_labeler_ignore_regions():
+    # A crowd region covering anchors 0 and 1 (label -2) and one object on anchor 2.
+    boxes = np.array([[0, 0, 20, 10], [0, 10, 10, 20]], np.float32)
+    labels = np.array([-2, 1])
+    targets = AnchorLabeler()(ANCHORS, boxes, labels)
+    assert targets["class_targets"].numpy().tolist() == [IGNORED, IGNORED, 1, BACKGROUND]
+    # Half an anchor inside the region is enough at the default threshold; less is background.
+    half = AnchorLabeler()(ANCHORS[:1], np.array([[5, 0, 40, 40]], np.float32), np.array([-2]))
+    less = AnchorLabeler()(ANCHORS[:1], np.array([[6, 0, 40, 40]], np.float32), np.array([-2]))
+    assert half["class_targets"].numpy().tolist() == [IGNORED]
+    assert less["class_targets"].numpy().tolist() == [BACKGROUND]
+    # A positive anchor stays positive inside a region.
+    both = AnchorLabeler()(ANCHORS[:1], np.array([[0, 0, 10, 10], [0, 0, 10, 10]], np.float32), np.array([0, -2]))
+    assert both["class_targets"].numpy().tolist() == [0]

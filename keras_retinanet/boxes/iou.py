@@ -7,18 +7,27 @@ def _area(boxes):
     return tf.maximum(boxes[..., 2] - boxes[..., 0], 0.0) * tf.maximum(boxes[..., 3] - boxes[..., 1], 0.0)
 
 
+def _pairwise_intersection(boxes_a, boxes_b):
+    a = boxes_a[..., :, None, :]
+    b = boxes_b[..., None, :, :]
+    width = tf.maximum(tf.minimum(a[..., 2], b[..., 2]) - tf.maximum(a[..., 0], b[..., 0]), 0.0)
+    height = tf.maximum(tf.minimum(a[..., 3], b[..., 3]) - tf.maximum(a[..., 1], b[..., 1]), 0.0)
+    return width * height
+
+
 def pairwise_iou(boxes_a, boxes_b):
     """IoU of every box in `boxes_a` [..., N, 4] with every box in `boxes_b` [..., M, 4] -> [..., N, M].
 
     Leading (batch) dimensions broadcast. Pairs with an empty union give 0.
     """
-    a = boxes_a[..., :, None, :]
-    b = boxes_b[..., None, :, :]
-    width = tf.maximum(tf.minimum(a[..., 2], b[..., 2]) - tf.maximum(a[..., 0], b[..., 0]), 0.0)
-    height = tf.maximum(tf.minimum(a[..., 3], b[..., 3]) - tf.maximum(a[..., 1], b[..., 1]), 0.0)
-    intersection = width * height
+    intersection = _pairwise_intersection(boxes_a, boxes_b)
     union = _area(boxes_a)[..., :, None] + _area(boxes_b)[..., None, :] - intersection
     return tf.math.divide_no_nan(intersection, union)
+
+
+def pairwise_ioa(boxes_a, boxes_b):
+    """Intersection of every pair divided by the area of the `boxes_a` box ([..., N, M]): how much of a lies in b."""
+    return tf.math.divide_no_nan(_pairwise_intersection(boxes_a, boxes_b), _area(boxes_a)[..., :, None])
 
 
 def generalized_iou(boxes_a, boxes_b):

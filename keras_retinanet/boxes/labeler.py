@@ -4,11 +4,15 @@ import keras
 import tensorflow as tf
 
 from keras_retinanet.boxes.box_coder import BoxCoder
-from keras_retinanet.boxes.iou import pairwise_iou
+from keras_retinanet.boxes.iou import pairwise_ioa, pairwise_iou
 from keras_retinanet.boxes.matcher import POSITIVE, IGNORE, Matcher
 
 BACKGROUND = -1
 IGNORED = -2
+
+# Ground-truth label values other than a class: a padding row, and a region whose anchors are ignored (COCO crowd).
+PADDING_LABEL = -1
+IGNORE_REGION_LABEL = -2
 
 
 @keras.saving.register_keras_serializable(package="keras_retinanet")
@@ -18,19 +22,25 @@ class AnchorLabeler:
     Vectorised over boxes and images (one IoU matrix, no Python loop), so it runs inside the model's
     `compute_loss`, inside `tf.data`, and under XLA.
 
+    Ground-truth rows labelled IGNORE_REGION_LABEL (-2) are regions, such as COCO crowd boxes, that match no anchor:
+    an anchor that is not positive and lies at least `ignore_region_threshold` inside one (intersection over the
+    anchor's area) is ignored rather than trained as background.
+
     Args:
         matcher: a `Matcher` (default: the paper's 0.5 / 0.4 with low-quality matches).
         box_coder: a `BoxCoder` (default: weights (1, 1, 1, 1)).
+        ignore_region_threshold: share of an anchor inside an ignore region that makes it ignored.
     """
 
-    def __init__(self, matcher=None, box_coder=None):
+    def __init__(self, matcher=None, box_coder=None, ignore_region_threshold=0.5):
         self.matcher = matcher or Matcher()
         self.box_coder = box_coder or BoxCoder()
+        self.ignore_region_threshold = float(ignore_region_threshold)
 
     def __call__(self, anchors, boxes, labels):
         """Labels `anchors` [N, 4] against `boxes` [B, M, 4] (`xyxy`) with `labels` [B, M].
 
-        A label < 0 marks a padding row. Unbatched `boxes` [M, 4] and `labels` [M] are accepted too.
+        A label of -1 marks a padding row, -2 an ignore region (see above). Unbatched `boxes` [M, 4] and `labels` [M] are accepted too.
 
         Returns a dict:
             class_targets: [B, N] int32: the matched box's class for positives, BACKGROUND (-1), IGNORED (-2).
@@ -51,10 +61,15 @@ class AnchorLabeler:
         padded_labels = tf.pad(labels, [[0, 0], [0, 1]], constant_values=BACKGROUND)
         positive = match_labels == POSITIVE
 
+        ignored = match_labels == IGNORE
+        in_region = (pairwise_ioa(anchors, boxes) >= self.ignore_region_threshold) & (
+            labels == IGNORE_REGION_LABEL
+        )[:, None, :]
+        ignored |= tf.reduce_any(in_region, axis=2)
         class_targets = tf.where(
             positive,
             tf.gather(padded_labels, matched_indices, batch_dims=1),
-            tf.where(match_labels == IGNORE, IGNORED, BACKGROUND),
+            tf.where(ignored, IGNORED, BACKGROUND),
         )
         matched_boxes = tf.where(
             positive[..., None], tf.gather(padded_boxes, matched_indices, batch_dims=1), anchors[None]
@@ -72,6 +87,7 @@ class AnchorLabeler:
         return {
             "matcher": keras.saving.serialize_keras_object(self.matcher),
             "box_coder": keras.saving.serialize_keras_object(self.box_coder),
+            "ignore_region_threshold": self.ignore_region_threshold,
         }
 
     @classmethod
@@ -79,4 +95,5 @@ class AnchorLabeler:
         return cls(
             matcher=keras.saving.deserialize_keras_object(config["matcher"]),
             box_coder=keras.saving.deserialize_keras_object(config["box_coder"]),
+            ignore_region_threshold=config["ignore_region_threshold"],
         )
