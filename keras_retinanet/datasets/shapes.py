@@ -1,0 +1,271 @@
+"""A synthetic COCO-format detection dataset of filled shapes on cluttered, noisy backgrounds.
+
+Small enough for a RetinaNet to learn in minutes on a CPU, yet in the paper's regime: several classes, many
+small objects an image, and distractors and noise, so that foreground anchors are rare and the detector must
+learn shapes rather than "any bright blob".
+
+Command line: `python -m keras_retinanet.datasets.shapes --output_dir=DIR [--train_images=400 ...]`.
+"""
+
+import json
+import os
+import zlib
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+SHAPE_CLASSES = ("circle", "square", "triangle", "cross")
+
+# Every colour has a channel >= 230 and every background channel is <= 100, so an object (before noise) differs
+# from the background under it by at least 130 in some channel. Clutter uses the same colours.
+PALETTE = (
+    (235, 64, 52),
+    (245, 150, 40),
+    (240, 230, 70),
+    (80, 235, 100),
+    (70, 230, 235),
+    (90, 140, 250),
+    (235, 80, 230),
+    (240, 240, 240),
+)
+BACKGROUND_RANGE = (20, 100)
+BACKGROUND_GRID = 4  # the background is a 4 x 4 grid of random colours, bilinearly upsampled
+MAX_ASPECT_RATIO = 1.25  # width / height of an object lies in [1 / 1.25, 1.25]
+MAX_OVERLAP_IOU = 0.1
+PLACEMENT_TRIES = 50
+CLUTTER_ITEMS_PER_256X256 = 12
+MIN_SHAPE_SIZE = 4  # below this the classes are not recognisable
+
+
+def render_shape_mask(shape, width, height):
+    """The shape's pixels, a bool array [height, width] whose true pixels touch all four borders."""
+    canvas = Image.new("1", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    right, bottom = width - 1, height - 1
+    if shape == "circle":
+        draw.ellipse([0, 0, right, bottom], fill=1)
+    elif shape == "square":
+        draw.rectangle([0, 0, right, bottom], fill=1)
+    elif shape == "triangle":
+        draw.polygon([(0, bottom), (right, bottom), (right / 2, 0)], fill=1)
+    elif shape == "cross":
+        bar_width, bar_height = max(1, round(width / 3)), max(1, round(height / 3))
+        left, top = (width - bar_width) // 2, (height - bar_height) // 2
+        draw.rectangle([left, 0, left + bar_width - 1, bottom], fill=1)
+        draw.rectangle([0, top, right, top + bar_height - 1], fill=1)
+    else:
+        raise ValueError(f"shape must be one of {SHAPE_CLASSES}, got {shape!r}")
+    return np.array(canvas, dtype=bool)
+
+
+def _max_iou(box, boxes):
+    """Largest IoU between one xyxy box and a list of xyxy boxes (0 for an empty list)."""
+    if not boxes:
+        return 0.0
+    boxes = np.asarray(boxes, np.float64)
+    width = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    height = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    intersection = width * height
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    own_area = (box[2] - box[0]) * (box[3] - box[1])
+    return float(np.max(intersection / (own_area + areas - intersection)))
+
+
+def _background(rng, height, width):
+    grid = rng.uniform(*BACKGROUND_RANGE, (BACKGROUND_GRID, BACKGROUND_GRID, 3)).astype(np.uint8)
+    return Image.fromarray(grid).resize((width, height), Image.BILINEAR)
+
+
+def _draw_clutter(rng, image, min_size, max_size):
+    """Unlabelled thin lines, small dots and open arcs in the objects' colours."""
+    width, height = image.size
+    draw = ImageDraw.Draw(image)
+    for _ in range(rng.poisson(CLUTTER_ITEMS_PER_256X256 * width * height / 256**2)):
+        colour = PALETTE[rng.integers(len(PALETTE))]
+        x, y = rng.uniform(0, width), rng.uniform(0, height)
+        kind = rng.integers(3)
+        if kind == 0:
+            length, angle = rng.uniform(min_size, 2 * max_size), rng.uniform(0, 2 * np.pi)
+            end = (x + length * np.cos(angle), y + length * np.sin(angle))
+            draw.line([(x, y), end], fill=colour, width=int(rng.integers(1, 3)))
+        elif kind == 1:
+            radius = rng.uniform(1, max(1.5, min_size / 5))
+            draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=colour)
+        else:
+            size = rng.uniform(min_size, max_size)
+            start = rng.uniform(0, 360)
+            draw.arc([x, y, x + size, y + size], start, start + rng.uniform(60, 220), fill=colour,
+                     width=int(rng.integers(1, 3)))
+
+
+def _render_image(rng, height, width, num_objects, min_size, max_size, clutter, noise_std):
+    """One image (uint8 [height, width, 3]) and its objects as (class index, xyxy integer box, pixel area)."""
+    image = _background(rng, height, width)
+    if clutter:
+        _draw_clutter(rng, image, min_size, max_size)
+    pixels = np.asarray(image, np.float32).copy()
+    objects = []
+    for _ in range(num_objects):
+        for _ in range(PLACEMENT_TRIES):
+            size = rng.uniform(min_size, max_size)
+            aspect = np.exp(rng.uniform(-np.log(MAX_ASPECT_RATIO), np.log(MAX_ASPECT_RATIO)))
+            box_width = int(np.clip(round(size * np.sqrt(aspect)), min_size, max_size))
+            box_height = int(np.clip(round(size / np.sqrt(aspect)), min_size, max_size))
+            x, y = int(rng.integers(0, width - box_width + 1)), int(rng.integers(0, height - box_height + 1))
+            box = (x, y, x + box_width, y + box_height)
+            if _max_iou(box, [placed[1] for placed in objects]) <= MAX_OVERLAP_IOU:
+                break
+        else:
+            continue  # the image is too crowded for this object
+        class_index = int(rng.integers(len(SHAPE_CLASSES)))
+        mask = render_shape_mask(SHAPE_CLASSES[class_index], box_width, box_height)
+        pixels[y : box[3], x : box[2]][mask] = PALETTE[rng.integers(len(PALETTE))]
+        objects.append((class_index, box, int(mask.sum())))
+    if noise_std > 0:
+        pixels += rng.normal(0.0, noise_std, pixels.shape).astype(np.float32)
+    return np.clip(np.round(pixels), 0, 255).astype(np.uint8), objects
+
+
+def _split_rng(seed, split):
+    """A generator that depends only on the seed and the split's name (crc32, not Python's salted hash)."""
+    return np.random.default_rng([seed, zlib.crc32(split.encode("utf-8"))])
+
+
+def _validate(splits, image_size, min_objects, max_objects, min_size, max_size, seed, noise_std):
+    if not splits:
+        raise ValueError(f"splits must name at least one split, got {splits!r}")
+    for split, count in splits.items():
+        if not isinstance(split, str) or not split or os.sep in split or split in (".", ".."):
+            raise ValueError(f"splits: split names must be plain file-name strings, got {split!r}")
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count <= 0:
+            raise ValueError(f"splits[{split!r}] must be a positive integer, got {count!r}")
+    if len(image_size) != 2 or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s <= 0
+                                   for s in image_size):
+        raise ValueError(f"image_size must be two positive integers (height, width), got {image_size!r}")
+    if min_objects < 0:
+        raise ValueError(f"min_objects must be >= 0, got {min_objects}")
+    if max_objects < min_objects:
+        raise ValueError(f"max_objects must be >= min_objects ({min_objects}), got {max_objects}")
+    if min_size < MIN_SHAPE_SIZE:
+        raise ValueError(f"min_size must be >= {MIN_SHAPE_SIZE}, got {min_size}")
+    if max_size < min_size:
+        raise ValueError(f"max_size must be >= min_size ({min_size}), got {max_size}")
+    if max_size > min(image_size):
+        raise ValueError(f"max_size must fit in the image ({min(image_size)} pixels), got {max_size}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if noise_std < 0:
+        raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+
+
+def generate_shapes_dataset(
+    output_dir,
+    splits={"train": 400, "val": 50},
+    image_size=(256, 256),
+    min_objects=2,
+    max_objects=8,
+    min_size=16,
+    max_size=64,
+    seed=0,
+    clutter=True,
+    noise_std=8.0,
+):
+    """Writes a COCO detection dataset of shapes and returns {split: path of its annotations JSON}.
+
+    Layout: `output_dir/annotations/instances_{split}.json` and RGB PNGs `output_dir/{split}/{split}_{index:06d}.png`
+    (index from 0; the image id is index + 1 and `file_name` is the bare file name, as in COCO).
+
+    Each image: a smooth random background (channels in [20, 100]) with, if `clutter`, unlabelled lines, dots
+    and open arcs; then `min_objects` to `max_objects` filled shapes (classes `SHAPE_CLASSES`, colours drawn from a
+    bright palette independently of the class), each with width and height in [min_size, max_size], an aspect
+    ratio within 1.25 (up to rounding to whole pixels), fully inside the image and with IoU <= 0.1 against the
+    shapes already placed (a shape that finds no such place in 50 tries is left out, so a crowded image can hold
+    fewer); finally Gaussian noise of standard deviation `noise_std` on every pixel and channel.
+
+    Annotations: `bbox` is the tight box of the shape's pixels, `[x, y, width, height]` in pixels (floats, whole
+    numbers); `area` is the shape's pixel count, as COCO's `area` is the segment's (COCOeval uses it for the
+    small / medium / large ranges); `iscrowd` 0; ids from 1. A shape can be covered a little by a later one;
+    its box and area are those of the whole shape. Categories are ids 1..K, named by `SHAPE_CLASSES`.
+
+    Each split draws from its own generator seeded by `seed` and the split's name, so the same arguments give
+    byte-identical files and a split does not change when other splits are added.
+    """
+    image_size = tuple(image_size)
+    _validate(splits, image_size, min_objects, max_objects, min_size, max_size, seed, noise_std)
+    height, width = image_size
+    categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(SHAPE_CLASSES)]
+    parameters = dict(image_size=[height, width], min_objects=min_objects, max_objects=max_objects,
+                      min_size=min_size, max_size=max_size, seed=seed, clutter=clutter, noise_std=noise_std)
+    os.makedirs(os.path.join(output_dir, "annotations"), exist_ok=True)
+    annotation_paths = {}
+    for split, count in splits.items():
+        rng = _split_rng(seed, split)
+        os.makedirs(os.path.join(output_dir, split), exist_ok=True)
+        images, annotations = [], []
+        for index in range(count):
+            num_objects = int(rng.integers(min_objects, max_objects + 1))
+            pixels, objects = _render_image(rng, height, width, num_objects, min_size, max_size, clutter, noise_std)
+            file_name = f"{split}_{index:06d}.png"
+            Image.fromarray(pixels, "RGB").save(os.path.join(output_dir, split, file_name))
+            images.append({"id": index + 1, "file_name": file_name, "height": height, "width": width})
+            for class_index, (x_min, y_min, x_max, y_max), area in objects:
+                annotations.append({
+                    "id": len(annotations) + 1,
+                    "image_id": index + 1,
+                    "category_id": class_index + 1,
+                    "bbox": [float(x_min), float(y_min), float(x_max - x_min), float(y_max - y_min)],
+                    "area": float(area),
+                    "iscrowd": 0,
+                })
+        dataset = {
+            "info": {"description": f"keras_retinanet synthetic shapes, split {split!r}", "version": "1.0",
+                     "contributor": "keras_retinanet.datasets.generate_shapes_dataset", "parameters": parameters},
+            "licenses": [],
+            "images": images,
+            "annotations": annotations,
+            "categories": categories,
+        }
+        path = os.path.join(output_dir, "annotations", f"instances_{split}.json")
+        with open(path, "w") as file:
+            json.dump(dataset, file)
+        annotation_paths[split] = path
+    return annotation_paths
+
+
+def _define_flags():
+    from absl import flags
+
+    flags.DEFINE_string("output_dir", None, "Directory to write the dataset to (created if missing).", required=True)
+    flags.DEFINE_integer("train_images", 400, "Images in the 'train' split (0: no train split).", lower_bound=0)
+    flags.DEFINE_integer("val_images", 50, "Images in the 'val' split (0: no val split).", lower_bound=0)
+    flags.DEFINE_integer("image_size", 256, "Height and width of the square images, in pixels.")
+    flags.DEFINE_integer("min_objects", 2, "Fewest shapes an image tries to hold.")
+    flags.DEFINE_integer("max_objects", 8, "Most shapes an image holds.")
+    flags.DEFINE_integer("min_size", 16, "Smallest shape width or height, in pixels.")
+    flags.DEFINE_integer("max_size", 64, "Largest shape width or height, in pixels.")
+    flags.DEFINE_integer("seed", 0, "Random seed; each split derives its own from it and its name.")
+    flags.DEFINE_bool("clutter", True, "Draw unlabelled lines, dots and arcs as distractors.")
+    flags.DEFINE_float("noise_std", 8.0, "Standard deviation of the per-pixel Gaussian noise (0-255 scale).")
+    return flags.FLAGS
+
+
+def _main(argv):
+    if len(argv) > 1:
+        raise SystemExit(f"unexpected arguments: {argv[1:]}")
+    splits = {name: count for name, count in (("train", FLAGS.train_images), ("val", FLAGS.val_images)) if count}
+    paths = generate_shapes_dataset(
+        FLAGS.output_dir, splits, image_size=(FLAGS.image_size, FLAGS.image_size), min_objects=FLAGS.min_objects,
+        max_objects=FLAGS.max_objects, min_size=FLAGS.min_size, max_size=FLAGS.max_size, seed=FLAGS.seed,
+        clutter=FLAGS.clutter, noise_std=FLAGS.noise_std)
+    for split, path in paths.items():
+        with open(path) as file:
+            dataset = json.load(file)
+        print(f"{split}: {len(dataset['images'])} images, {len(dataset['annotations'])} boxes, "
+              f"images in {os.path.join(FLAGS.output_dir, split)}, annotations in {path}")
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    FLAGS = _define_flags()  # defined here only: the flags must not be registered when the module is imported
+    app.run(_main)
