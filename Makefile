@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test test-slow benchmark clean
+.PHONY: install demo test test-slow benchmark clean
 
 install: $(STAMP)
 
@@ -14,6 +14,10 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
+
+## demo: generate the shapes dataset, train on it (about 10 minutes on 2 CPU cores), evaluate, draw predictions
+demo: $(STAMP)
+	$(PY) -m keras_retinanet.cli.demo
 
 ## test: the default suite (tiny models, small images; well under 15 minutes on 2 cores)
 test: $(STAMP)

@@ -28,6 +28,7 @@ class BackboneConfig:
     frozen_stages: int = 2
     preprocessing: Optional[str] = "caffe"
     weights: Optional[str] = "imagenet"
+    width_multiplier: float = 1.0
 
 
 @dataclasses.dataclass
@@ -77,7 +78,11 @@ class SplitConfig:
 
 @dataclasses.dataclass
 class DataConfig:
-    """Datasets and input pipeline: resize to `min_size` on the shorter side (longer side <= `max_size`)."""
+    """Datasets and input pipeline: resize to `min_size` on the shorter side (longer side <= `max_size`).
+
+    `max_boxes` is the most ground-truth boxes (crowd regions included) of any image: an image with more is an
+    error, never truncated. `cache_images` keeps decoded images in memory, for small datasets.
+    """
 
     train: SplitConfig = dataclasses.field(default_factory=SplitConfig)
     val: SplitConfig = dataclasses.field(default_factory=SplitConfig)
@@ -87,11 +92,18 @@ class DataConfig:
     scale_jitter: tuple[float, float] = (1.0, 1.0)
     max_boxes: int = 100
     seed: int = 0
+    cache_images: bool = False
 
 
 @dataclasses.dataclass
 class TrainConfig:
-    """SGD with linear warm-up and step decay (Detectron's schedule)."""
+    """SGD with linear warm-up and step decay (Detectron's schedule).
+
+    An "epoch" of `model.fit` is `checkpoint_every` iterations: a resumable backup is written after each, and COCO
+    evaluation runs every `eval_every` iterations (a multiple of `checkpoint_every`). `jit_compile` compiles the
+    train step with XLA, which pays off when image sizes repeat (each new padded size compiles anew). `clip_norm`
+    clips the global gradient norm (None: no clipping), which steadies training from scratch.
+    """
 
     batch_size: int = 16
     iterations: int = 90000
@@ -104,6 +116,8 @@ class TrainConfig:
     weight_decay: float = 1e-4
     checkpoint_every: int = 5000
     eval_every: int = 10000
+    jit_compile: bool = False
+    clip_norm: Optional[float] = None
 
 
 @dataclasses.dataclass

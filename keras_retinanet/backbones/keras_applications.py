@@ -36,6 +36,11 @@ def load_keras_applications_weights(backbone, source=None):
             f"keras.applications has ResNet weights for depths {sorted(_APPLICATIONS)} only, "
             f"got a ResNet-{backbone.depth} backbone."
         )
+    if backbone.width_multiplier != 1.0:
+        raise ValueError(
+            f"keras.applications ResNets have full-width convs: build the backbone with width_multiplier=1.0, "
+            f"not {backbone.width_multiplier}."
+        )
     if not backbone.stride_in_1x1:
         raise ValueError(
             "keras.applications ResNets put the stride on the first 1x1 conv: build the backbone with "

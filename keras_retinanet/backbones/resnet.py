@@ -48,6 +48,8 @@ class ResNetBackbone(keras.Model):
         weights: None (random init), "imagenet" (keras.applications weights, see
             `load_keras_applications_weights`) or a path to a `.weights.h5` file. Not kept in the config:
             saved models carry their weights.
+        width_multiplier: scales the channels of every conv (0.5 halves them and quarters the compute), for
+            small, fast models such as the demo's; pretrained weights need 1.0.
         name: model name, default "resnet{depth}".
     """
 
@@ -60,6 +62,7 @@ class ResNetBackbone(keras.Model):
         frozen_stages=2,
         preprocessing="caffe",
         weights=None,
+        width_multiplier=1.0,
         name=None,
     ):
         if depth not in RESNET_ARCHITECTURES:
@@ -74,6 +77,8 @@ class ResNetBackbone(keras.Model):
             raise ValueError(
                 f"ResNetBackbone: preprocessing must be one of {sorted(PRESETS)} or None, got {preprocessing!r}."
             )
+        if width_multiplier <= 0:
+            raise ValueError(f"ResNetBackbone: width_multiplier must be > 0, got {width_multiplier!r}.")
         block_type, block_counts = RESNET_ARCHITECTURES[depth]
         block = _bottleneck_block if block_type == "bottleneck" else _basic_block
         norm = functools.partial(_norm_layer, normalization, bn_epsilon)
@@ -82,9 +87,10 @@ class ResNetBackbone(keras.Model):
         x = images
         if preprocessing is not None:
             x = ImageNormalization.preset(preprocessing, name="image_normalization")(x)
-        x = _stem(x, norm, trainable=frozen_stages < 1)
+        x = _stem(x, _scaled(64, width_multiplier), norm, trainable=frozen_stages < 1)
         stage_outputs = []
-        for stage, width, num_blocks in zip(range(2, 6), STAGE_WIDTHS, block_counts):
+        widths = [_scaled(width, width_multiplier) for width in STAGE_WIDTHS]
+        for stage, width, num_blocks in zip(range(2, 6), widths, block_counts):
             for index in range(1, num_blocks + 1):
                 x = block(
                     x,
@@ -104,6 +110,7 @@ class ResNetBackbone(keras.Model):
         self.bn_epsilon = bn_epsilon
         self.frozen_stages = frozen_stages
         self.preprocessing = preprocessing
+        self.width_multiplier = float(width_multiplier)
 
         if weights == "imagenet":
             load_keras_applications_weights(self)
@@ -115,7 +122,7 @@ class ResNetBackbone(keras.Model):
         """Channels of (C3, C4, C5)."""
         block_type, _ = RESNET_ARCHITECTURES[self.depth]
         expansion = BOTTLENECK_EXPANSION if block_type == "bottleneck" else 1
-        return tuple(width * expansion for width in STAGE_WIDTHS[1:])
+        return tuple(_scaled(width, self.width_multiplier) * expansion for width in STAGE_WIDTHS[1:])
 
     def get_config(self):
         return {
@@ -126,6 +133,7 @@ class ResNetBackbone(keras.Model):
             "frozen_stages": self.frozen_stages,
             "preprocessing": self.preprocessing,
             "weights": None,
+            "width_multiplier": self.width_multiplier,
             "name": self.name,
         }
 
@@ -164,8 +172,12 @@ def _conv_norm(x, filters, kernel_size, strides, norm, name, trainable, relu=Tru
     return x
 
 
-def _stem(x, norm, trainable):
-    x = _conv_norm(x, 64, 7, 2, norm, "conv1", trainable)
+def _scaled(width, multiplier):
+    return max(1, int(round(width * multiplier)))
+
+
+def _stem(x, width, norm, trainable):
+    x = _conv_norm(x, width, 7, 2, norm, "conv1", trainable)
     x = keras.layers.ZeroPadding2D(1, name="pool1_pad")(x)  # zeros act as -inf after the ReLU
     return keras.layers.MaxPooling2D(3, strides=2, padding="valid", name="pool1_pool")(x)
 

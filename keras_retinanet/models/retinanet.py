@@ -6,6 +6,7 @@ import tensorflow as tf
 from keras_retinanet.boxes import AnchorLabeler, BoxCoder, Matcher
 from keras_retinanet.layers import AnchorGenerator, DetectionDecoder, FeaturePyramid, RetinaNetHead
 from keras_retinanet.losses import FocalLoss, SmoothL1Loss
+from keras_retinanet.losses.normalized import global_sum
 
 BOX_FORMATS = ("xyxy", "yxyx", "xywh", "center_xywh", "center_yxhw", "rel_xyxy", "rel_yxyx", "rel_xywh",
                "rel_center_xywh")
@@ -44,6 +45,8 @@ class RetinaNet(keras.Model):
         box_loss_weight: weight of the box loss in the total.
         bounding_box_format: format of the boxes given to `fit` and returned by `predict` (a
             `keras.utils.bounding_boxes` format: "xyxy", "yxyx", "xywh", "center_xywh", "rel_xyxy", ...).
+        metadata: a JSON-serialisable dict saved with the model, e.g. the label map and the experiment config that
+            `bin/train` records, so that a saved model carries what its users need.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class RetinaNet(keras.Model):
         box_loss=None,
         box_loss_weight=1.0,
         bounding_box_format="xyxy",
+        metadata=None,
         **kwargs,
     ):
         if num_classes < 1:
@@ -95,8 +99,11 @@ class RetinaNet(keras.Model):
         self.box_loss = box_loss or SmoothL1Loss()
         self.box_loss_weight = float(box_loss_weight)
         self.bounding_box_format = bounding_box_format
+        self.metadata = dict(metadata or {})
+        self.total_loss_tracker = keras.metrics.Mean(name="total_loss")
         self.classification_loss_tracker = keras.metrics.Mean(name="classification_loss")
         self.box_loss_tracker = keras.metrics.Mean(name="box_loss")
+        self.regularization_loss_tracker = keras.metrics.Mean(name="regularization_loss")
 
     def compile(self, optimizer="rmsprop", loss=None, **kwargs):
         """As `keras.Model.compile`, without `loss`: RetinaNet's losses are its constructor arguments."""
@@ -132,14 +139,29 @@ class RetinaNet(keras.Model):
             box_true, box_pred = targets["box_targets"], y_pred["box_deltas"]
         box_loss = self.box_loss(box_true, box_pred, sample_weight=positive)
 
-        # Each replica returns its share of the global loss (see PositiveNormalizedLoss); the trackers show the whole.
-        num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        self.classification_loss_tracker.update_state(classification_loss * num_replicas)
-        self.box_loss_tracker.update_state(box_loss * num_replicas)
         total = classification_loss + self.box_loss_weight * box_loss
+        regularization = tf.constant(0.0)
         if self.losses:
-            total += tf.add_n([tf.cast(loss, tf.float32) for loss in self.losses]) / num_replicas
+            num_replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            regularization = tf.add_n([tf.cast(loss, tf.float32) for loss in self.losses]) / num_replicas
+            total += regularization
+        # Each replica returns its share of the global loss (see PositiveNormalizedLoss); the trackers record the
+        # whole, summed over replicas, so that every replica reports the same, exact figures.
+        for tracker, share in (
+            (self.total_loss_tracker, total),
+            (self.classification_loss_tracker, classification_loss),
+            (self.box_loss_tracker, box_loss),
+            (self.regularization_loss_tracker, regularization),
+        ):
+            tracker.update_state(global_sum(share))
         return total
+
+    def get_metrics_result(self):
+        """Keras' metrics, with `loss` from the global total: under a distribution strategy Keras' own loss
+        tracker would report the first replica's share scaled up, not the loss of the whole batch."""
+        results = super().get_metrics_result()
+        results["loss"] = results.pop("total_loss")
+        return results
 
     def make_predict_function(self, force=False):
         """Keras' predict function, run by TensorFlow's kernels even when the model is compiled with XLA.
@@ -204,6 +226,7 @@ class RetinaNet(keras.Model):
             "box_loss": serialize(self.box_loss),
             "box_loss_weight": self.box_loss_weight,
             "bounding_box_format": self.bounding_box_format,
+            "metadata": self.metadata,
         }
 
     @classmethod

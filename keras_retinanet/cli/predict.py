@@ -1,0 +1,84 @@
+"""Detections on images: `bin/predict --model=DIR_OR_FILE --output_dir=OUT IMAGE_OR_FOLDER ...`.
+
+Writes one picture with labelled boxes per image (OUT/<name>.png) and OUT/detections.json: COCO-style results
+(`image_id`, `category_id`, `bbox` [x, y, w, h], `score`) plus `file_name`, in original image pixels.
+"""
+
+import json
+import os
+
+from absl import app, flags
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "Model directory written by bin/train, or a .keras file.", required=True)
+flags.DEFINE_string("output_dir", None, "Where the pictures and detections.json go.", required=True)
+flags.DEFINE_float("draw_threshold", 0.3, "Only detections scoring at least this are drawn (all are in the JSON).")
+flags.DEFINE_integer("batch_size", 4, "Images per batch.")
+
+
+def image_paths(inputs):
+    """Image files named in `inputs`, folders expanded (sorted); an input that is neither is an error."""
+    paths = []
+    for item in inputs:
+        if os.path.isdir(item):
+            paths.extend(
+                os.path.join(item, name) for name in sorted(os.listdir(item)) if name.lower().endswith(IMAGE_EXTENSIONS)
+            )
+        elif os.path.isfile(item):
+            paths.append(item)
+        else:
+            raise FileNotFoundError(f"no image or folder at {item}")
+    if not paths:
+        raise FileNotFoundError(f"no images found in {list(inputs)}")
+    return paths
+
+
+def main(argv):
+    inputs = argv[1:]
+    if not inputs:
+        raise app.UsageError("name at least one image or folder")
+    paths = image_paths(inputs)
+
+    import numpy as np
+    from PIL import Image
+
+    from keras_retinanet.evaluation import detections_to_coco_results
+    from keras_retinanet.training import detect, load_trained_model, model_data_config
+    from keras_retinanet.visualization import draw_detections
+
+    model = load_trained_model(FLAGS.model)
+    data_config = model_data_config(model)
+    class_names = model.metadata["class_names"]
+    detections = detect(model, paths, data_config.min_size, data_config.max_size, FLAGS.batch_size)
+
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    image_ids = list(range(1, len(paths) + 1))
+    results = detections_to_coco_results(image_ids, detections, model.metadata["category_ids"])
+    for result in results:
+        result["file_name"] = paths[result["image_id"] - 1]
+    for index, path in enumerate(paths):
+        count = int(detections["num_detections"][index])
+        picture = draw_detections(
+            np.asarray(Image.open(path).convert("RGB")),
+            detections["boxes"][index, :count],
+            scores=detections["scores"][index, :count],
+            labels=detections["classes"][index, :count],
+            class_names=class_names,
+            score_threshold=FLAGS.draw_threshold,
+        )
+        name = os.path.splitext(os.path.basename(path))[0]
+        picture.save(os.path.join(FLAGS.output_dir, f"{name}.png"))
+        print(f"{path}: {sum(detections['scores'][index, :count] >= FLAGS.draw_threshold)} detections drawn")
+    with open(os.path.join(FLAGS.output_dir, "detections.json"), "w", encoding="utf-8") as stream:
+        json.dump(results, stream)
+    print(f"wrote {len(paths)} pictures and detections.json to {FLAGS.output_dir}")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

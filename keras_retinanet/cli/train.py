@@ -1,0 +1,42 @@
+"""Trains a RetinaNet experiment: `bin/train --config=FILE --model_dir=DIR [--set=key=value ...]`.
+
+Running the same command again resumes from the last backup in DIR (written every train.checkpoint_every
+iterations). The resolved config is written to DIR/config.yaml and stored in DIR/model.keras.
+"""
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("config", None, "Experiment YAML file (see configs/).", required=True)
+flags.DEFINE_string("model_dir", None, "Directory for the config, logs, backups and the final model.keras.",
+                    required=True)
+flags.DEFINE_multi_string("set", [], "Override a config value: --set=train.batch_size=8 (repeatable).")
+flags.DEFINE_enum("strategy", "default", ["default", "one_device", "mirrored"],
+                  "tf.distribute strategy: mirrored uses every GPU, or every logical CPU device without GPUs.")
+flags.DEFINE_integer("cpu_devices", 1, "Split the CPU into this many logical devices (to try --strategy=mirrored "
+                                       "without GPUs).")
+flags.DEFINE_integer("verbose", 1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per checkpoint interval.")
+
+
+def main(argv):
+    del argv
+    import tensorflow as tf
+
+    if FLAGS.cpu_devices > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
+
+    from keras_retinanet.config import load_config
+    from keras_retinanet.training import train
+
+    config = load_config(FLAGS.config, FLAGS.set)
+    train(config, FLAGS.model_dir, strategy=FLAGS.strategy, verbose=FLAGS.verbose)
+    print(f"model written to {FLAGS.model_dir}")
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

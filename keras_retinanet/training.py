@@ -1,0 +1,242 @@
+"""Training and evaluation of a RetinaNet experiment: what `bin/train` and `bin/evaluate` run."""
+
+import math
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+from keras_retinanet.config import ExperimentConfig, dump_config, from_dict, to_dict
+from keras_retinanet.data import read_coco
+from keras_retinanet.data.pipeline import inference_dataset, to_original_coordinates, training_dataset
+from keras_retinanet.evaluation import detections_to_coco_results, evaluate_coco
+from keras_retinanet.models import build_retinanet
+from keras_retinanet.visualization import draw_detections
+
+STRATEGIES = ("default", "one_device", "mirrored")
+MODEL_FILE = "model.keras"
+CONFIG_FILE = "config.yaml"
+
+
+@keras.saving.register_keras_serializable(package="keras_retinanet")
+class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from `base * warmup_factor` to `base` over `warmup_steps`, then x `decay` at each of `steps`."""
+
+    def __init__(self, base, steps, decay=0.1, warmup_steps=500, warmup_factor=1.0 / 3):
+        self.base = float(base)
+        self.steps = tuple(int(s) for s in steps)
+        self.decay = float(decay)
+        self.warmup_steps = int(warmup_steps)
+        self.warmup_factor = float(warmup_factor)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        decays = tf.add_n([tf.cast(step >= s, tf.float32) for s in self.steps]) if self.steps else 0.0
+        rate = self.base * self.decay**decays
+        if self.warmup_steps > 0:
+            progress = tf.minimum(step / self.warmup_steps, 1.0)
+            rate *= self.warmup_factor + (1.0 - self.warmup_factor) * progress
+        return rate
+
+    def get_config(self):
+        return {
+            "base": self.base,
+            "steps": self.steps,
+            "decay": self.decay,
+            "warmup_steps": self.warmup_steps,
+            "warmup_factor": self.warmup_factor,
+        }
+
+
+def read_split(split):
+    """The `DetectionDataset` of a `SplitConfig`."""
+    if not split.annotations or not split.images:
+        raise ValueError("a data split needs both 'annotations' and 'images' (set data.<split>.annotations / .images)")
+    if split.format == "coco":
+        return read_coco(split.annotations, split.images)
+    raise ValueError(f"unknown data format {split.format!r}")
+
+
+def make_strategy(name):
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "one_device":
+        device = "/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0"
+        return tf.distribute.OneDeviceStrategy(device)
+    if name == "mirrored":
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [
+            d.name for d in tf.config.list_logical_devices("CPU")
+        ]
+        return tf.distribute.MirroredStrategy(devices)
+    raise ValueError(f"unknown strategy {name!r}: use one of {STRATEGIES}")
+
+
+def make_optimizer(train_config):
+    """SGD with momentum, weight decay and the warm-up + step schedule of `train_config`."""
+    schedule = WarmupStepDecay(
+        train_config.learning_rate,
+        train_config.lr_steps,
+        train_config.lr_decay,
+        train_config.warmup_iterations,
+        train_config.warmup_factor,
+    )
+    return keras.optimizers.SGD(
+        schedule,
+        momentum=train_config.momentum,
+        weight_decay=train_config.weight_decay,
+        global_clipnorm=train_config.clip_norm,
+    )
+
+
+def detect(model, paths, min_size, max_size, batch_size):
+    """Runs `model` over the images at `paths`: detections (numpy) in original image pixels, in order."""
+    # The model's own predict_step, outside any distribution strategy it was trained under: under
+    # MirroredStrategy, Keras' predict_on_batch returns every replica's copy of the batch.
+    predict = tf.function(model.predict_step, reduce_retracing=True)
+    batches = []
+    for images, info in inference_dataset(paths, min_size, max_size, batch_size):
+        detections = {key: value.numpy() for key, value in predict(images).items()}
+        detections["boxes"] = to_original_coordinates(
+            detections["boxes"], info["scale"].numpy(), info["original_size"].numpy()
+        )
+        batches.append(detections)
+    return {key: np.concatenate([batch[key] for batch in batches]) for key in batches[0]} if batches else {}
+
+
+def evaluate_model(model, dataset, annotations, data_config, batch_size):
+    """COCO evaluation of `model` on `dataset` against the instances JSON `annotations`: (evaluation, results)."""
+    paths = [record.path for record in dataset.records]
+    image_ids = [record.image_id for record in dataset.records]
+    detections = detect(model, paths, data_config.min_size, data_config.max_size, batch_size)
+    results = detections_to_coco_results(image_ids, detections, dataset.category_ids) if image_ids else []
+    return evaluate_coco(annotations, results), results
+
+
+class PeriodicEvaluation(keras.callbacks.Callback):
+    """COCO evaluation on the validation split every `every` iterations (and at the end).
+
+    Adds `val_AP`, `val_AP50`, ... to the epoch logs (TensorBoard and the history show them) and writes pictures of
+    the detections on the first `num_pictures` validation images to TensorBoard under `log_dir`.
+    """
+
+    def __init__(self, dataset, annotations, data_config, batch_size, every, total, log_dir, num_pictures=3):
+        super().__init__()
+        self.dataset, self.annotations, self.data_config = dataset, annotations, data_config
+        self.batch_size, self.every, self.total = batch_size, every, total
+        self.writer = tf.summary.create_file_writer(log_dir)
+        self.num_pictures = num_pictures
+
+    def on_epoch_end(self, epoch, logs=None):
+        iteration = int(self.model.optimizer.iterations.numpy())
+        if iteration % self.every and iteration < self.total:
+            return
+        evaluation, _ = evaluate_model(self.model, self.dataset, self.annotations, self.data_config, self.batch_size)
+        if logs is not None:
+            logs.update({f"val_{name}": value for name, value in evaluation.metrics.items()})
+        print(f"\niteration {iteration}: COCO AP {evaluation.metrics['AP']:.3f}, AP50 {evaluation.metrics['AP50']:.3f}")
+        with self.writer.as_default():
+            tf.summary.image("detections", self._pictures(), step=iteration, max_outputs=self.num_pictures)
+
+    def _pictures(self):
+        records = self.dataset.records[: self.num_pictures]
+        detections = detect(self.model, [r.path for r in records], self.data_config.min_size,
+                            self.data_config.max_size, len(records))
+        pictures = []
+        for index, record in enumerate(records):
+            count = int(detections["num_detections"][index])
+            picture = draw_detections(
+                Image.open(record.path).convert("RGB"),
+                detections["boxes"][index, :count],
+                scores=detections["scores"][index, :count],
+                labels=detections["classes"][index, :count],
+                class_names=self.dataset.class_names,
+                score_threshold=0.3,
+                ground_truth_boxes=record.boxes,
+            )
+            pictures.append(np.asarray(picture.resize((256, round(256 * picture.height / picture.width)))))
+        height = max(p.shape[0] for p in pictures)
+        return np.stack([np.pad(p, [[0, height - p.shape[0]], [0, 0], [0, 0]]) for p in pictures])
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    """Puts the current learning rate into the epoch logs, for TensorBoard and the history."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
+def train(config, model_dir, strategy="default", verbose=1):
+    """Trains the experiment `config` (an `ExperimentConfig`) into `model_dir`; resumes if it holds a backup.
+
+    Writes `config.yaml` (the resolved config), TensorBoard logs in `logs/`, a resumable backup in `backup/` at
+    every `train.checkpoint_every` iterations, and the final `model.keras`. Returns the trained model.
+    """
+    train_config = config.train
+    if train_config.eval_every % train_config.checkpoint_every:
+        raise ValueError(
+            f"train.eval_every ({train_config.eval_every}) must be a multiple of train.checkpoint_every "
+            f"({train_config.checkpoint_every})"
+        )
+    train_set = read_split(config.data.train)
+    val_set = read_split(config.data.val) if config.data.val.annotations else None
+    os.makedirs(model_dir, exist_ok=True)
+    dump_config(config, os.path.join(model_dir, CONFIG_FILE))
+
+    keras.utils.set_random_seed(config.data.seed)  # the same initial weights for the same config
+    strategy = make_strategy(strategy)
+    with strategy.scope():
+        model = build_retinanet(config.model, train_set.num_classes)
+        model.metadata = {
+            "class_names": list(train_set.class_names),
+            "category_ids": [int(i) for i in train_set.category_ids],
+            "config": to_dict(config),
+        }
+        model.compile(optimizer=make_optimizer(train_config), jit_compile=train_config.jit_compile)
+
+    steps_per_epoch = train_config.checkpoint_every
+    epochs = math.ceil(train_config.iterations / steps_per_epoch)
+    callbacks = [keras.callbacks.TerminateOnNaN(raise_error=True), LearningRateLogger()]
+    if val_set is not None:
+        callbacks.append(
+            PeriodicEvaluation(val_set, config.data.val.annotations, config.data, train_config.batch_size,
+                               train_config.eval_every, epochs * steps_per_epoch, os.path.join(model_dir, "logs", "eval"))
+        )
+    callbacks += [
+        keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"), update_freq=min(100, steps_per_epoch)),
+        keras.callbacks.BackupAndRestore(
+            os.path.join(model_dir, "backup"), save_freq="epoch", double_checkpoint=True, delete_checkpoint=False
+        ),
+    ]
+    model.fit(
+        training_dataset(train_set, config.data, train_config.batch_size),
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,  # the dataset shuffles itself, with its seed
+    )
+    model.save(os.path.join(model_dir, MODEL_FILE))
+    return model
+
+
+def load_trained_model(path):
+    """A `RetinaNet` from a `.keras` file or a model directory written by `train`."""
+    if os.path.isdir(path):
+        path = os.path.join(path, MODEL_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no trained model at {path}")
+    return keras.saving.load_model(path, safe_mode=True)
+
+
+def model_data_config(model):
+    """The `DataConfig` a model was trained with, from the metadata `train` stores in it."""
+    config = model.metadata.get("config")
+    if config is None:
+        raise ValueError(
+            "this model carries no experiment config (it was not trained with bin/train), so its input size and "
+            "data splits are unknown"
+        )
+    return from_dict(ExperimentConfig, config, source="the model's stored config").data

@@ -1,0 +1,147 @@
+"""The command lines as a user runs them: train -> evaluate -> predict on a tiny shapes dataset, resume, mirrored."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+TINY_CONFIG = """
+model:
+  backbone: {depth: 18, width_multiplier: 0.25, normalization: batch_norm, frozen_stages: 0,
+             preprocessing: torch, weights: null}
+  anchors: {sizes: [16, 32, 64, 128, 256]}
+  pyramid_filters: 16
+  head_filters: 16
+  head_convs: 1
+  score_threshold: 0.001
+data:
+  train: {annotations: DATA/annotations/instances_train.json, images: DATA/train}
+  val: {annotations: DATA/annotations/instances_val.json, images: DATA/val}
+  min_size: 96
+  max_size: 96
+  max_boxes: 8
+train:
+  batch_size: 4
+  iterations: 6
+  learning_rate: 0.01
+  lr_steps: [4]
+  warmup_iterations: 2
+  checkpoint_every: 2
+  eval_every: 6
+"""
+
+
+def run_cli(name, *args, check=True):
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bin", name), *args], capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    if check:
+        assert result.returncode == 0, result.stderr[-4000:]
+    return result
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    from keras_retinanet.datasets import generate_shapes_dataset
+
+    root = tmp_path_factory.mktemp("experiment")
+    data = root / "data"
+    generate_shapes_dataset(str(data), splits={"train": 8, "val": 4}, image_size=(96, 96), min_size=16,
+                            max_size=40, max_objects=3)
+    config = root / "tiny.yaml"
+    config.write_text(TINY_CONFIG.replace("DATA", str(data)))
+    return root, str(config)
+
+
+def test_train_evaluate_predict(experiment):
+    root, config = experiment
+    model_dir = str(root / "model")
+    result = run_cli("train", f"--config={config}", f"--model_dir={model_dir}", "--verbose=2")
+    assert "iteration 6: COCO AP" in result.stdout
+    for name in ("config.yaml", "model.keras", "logs"):
+        assert os.path.exists(os.path.join(model_dir, name))
+
+    out = str(root / "eval")
+    result = run_cli("evaluate", f"--model_dir={model_dir}", f"--output_dir={out}")
+    assert "Average Precision  (AP) @[ IoU=0.50:0.95" in result.stdout and "class" in result.stdout
+    with open(os.path.join(out, "metrics.json")) as stream:
+        metrics = json.load(stream)
+    # The same numbers as pycocotools run directly on the written detections.
+    ground_truth = COCO(str(root / "data" / "annotations" / "instances_val.json"))
+    with open(os.path.join(out, "detections.json")) as stream:
+        detections = json.load(stream)
+    direct = COCOeval(ground_truth, ground_truth.loadRes(detections), "bbox")
+    direct.evaluate(), direct.accumulate(), direct.summarize()
+    names = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+    np.testing.assert_allclose([metrics[n] for n in names], direct.stats, atol=1e-12)
+
+    pictures = str(root / "pictures")
+    result = run_cli("predict", f"--model={model_dir}", f"--output_dir={pictures}", str(root / "data" / "val"))
+    written = sorted(os.listdir(pictures))
+    assert written == ["detections.json"] + [f"val_{i:06d}.png" for i in range(4)]
+    with open(os.path.join(pictures, "detections.json")) as stream:
+        results = json.load(stream)
+    assert {r["file_name"] for r in results} <= {str(root / "data" / "val" / f"val_{i:06d}.png") for i in range(4)}
+    assert all(r["category_id"] in (1, 2, 3, 4) for r in results)
+
+
+def test_bad_config_key_is_named(experiment):
+    root, config = experiment
+    result = run_cli("train", f"--config={config}", f"--model_dir={root / 'bad'}", "--set=train.batchsize=2",
+                     check=False)
+    assert result.returncode != 0 and "unknown key 'train.batchsize'" in result.stderr
+
+
+def test_a_stopped_run_resumes_from_its_backup(experiment):
+    root, config = experiment
+    model_dir = root / "resumed"
+    command = [sys.executable, os.path.join(ROOT, "bin", "train"), f"--config={config}", f"--model_dir={model_dir}",
+               "--verbose=2", "--set=train.iterations=40", "--set=train.eval_every=40"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONPATH": ROOT})
+    deadline = time.monotonic() + 300
+    while not _backed_up_epochs(model_dir) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    stopped_at = _backed_up_epochs(model_dir)
+    assert 1 <= stopped_at < 20, "the run was not stopped half-way"
+
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": ROOT})
+    assert result.returncode == 0, result.stderr[-4000:]
+    epochs_run = [int(e) for e in re.findall(r"Epoch (\d+)/20", result.stdout)]
+    assert epochs_run[0] == stopped_at + 1 and epochs_run[-1] == 20
+
+
+def _backed_up_epochs(model_dir):
+    """Epochs completed according to the BackupAndRestore metadata (0 if none yet)."""
+    path = os.path.join(model_dir, "backup", "training_metadata.json")
+    try:
+        with open(path) as stream:
+            return json.load(stream)["epoch"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def test_mirrored_on_two_cpu_devices_matches_one_device(experiment):
+    """Frozen BN (the paper's) makes the forward pass independent of how the batch is split."""
+    root, config = experiment
+    losses = []
+    for strategy, devices in (("default", 1), ("mirrored", 2)):
+        result = run_cli("train", f"--config={config}", f"--model_dir={root / strategy}", "--verbose=2",
+                         f"--strategy={strategy}", f"--cpu_devices={devices}", "--set=train.iterations=1",
+                         "--set=model.backbone.normalization=frozen_bn",
+                         "--set=train.checkpoint_every=1", "--set=train.eval_every=1")
+        losses.append(float(re.search(r" - loss: ([0-9.]+)", result.stdout).group(1)))
+    assert losses[0] == pytest.approx(losses[1], rel=1e-3)
