@@ -16,6 +16,8 @@ flags.DEFINE_string("work_dir", "runs/demo", "Where the dataset (data/), the mod
 flags.DEFINE_multi_string("set", [], "Override a config value: --set=train.iterations=100 (repeatable).")
 flags.DEFINE_integer("train_images", 400, "Images in the generated training split.")
 flags.DEFINE_integer("val_images", 50, "Images in the generated held-out split.")
+flags.DEFINE_integer("min_object_size", 16, "Smallest generated object, in pixels.")
+flags.DEFINE_integer("max_object_size", 48, "Largest generated object, in pixels.")
 
 
 def main(argv):
@@ -33,15 +35,17 @@ def main(argv):
     data_dir = os.path.join(FLAGS.work_dir, "data")
     splits = {"train": FLAGS.train_images, "val": FLAGS.val_images}
     annotations = {split: os.path.join(data_dir, "annotations", f"instances_{split}.json") for split in splits}
-    if not all(os.path.exists(path) for path in annotations.values()):
-        print(f"generating the shapes dataset in {data_dir}")
-        generate_shapes_dataset(data_dir, splits=splits)
     overrides = [
         f"data.{split}.{key}={value}"
         for split in splits
         for key, value in (("annotations", annotations[split]), ("images", os.path.join(data_dir, split)))
     ]
     config = load_config(FLAGS.config, overrides + FLAGS.set)
+    if not all(os.path.exists(path) for path in annotations.values()):
+        print(f"generating the shapes dataset in {data_dir}")
+        size = (config.data.min_size, config.data.min_size)
+        generate_shapes_dataset(data_dir, splits=splits, image_size=size, min_size=FLAGS.min_object_size,
+                                max_size=FLAGS.max_object_size)
 
     model_dir = os.path.join(FLAGS.work_dir, "model")
     model = train(config, model_dir, verbose=2)
