@@ -81,7 +81,8 @@ class DataConfig:
     """Datasets and input pipeline: resize to `min_size` on the shorter side (longer side <= `max_size`).
 
     `max_boxes` is the most ground-truth boxes (crowd regions included) of any image: an image with more is an
-    error, never truncated. `cache_images` keeps decoded images in memory, for small datasets.
+    error, never truncated. `cache_images` keeps decoded images in memory, for small datasets. Images are padded
+    to multiples of `size_divisor` (128: every pyramid level tiles the image exactly).
     """
 
     train: SplitConfig = dataclasses.field(default_factory=SplitConfig)
@@ -93,6 +94,7 @@ class DataConfig:
     max_boxes: int = 100
     seed: int = 0
     cache_images: bool = False
+    size_divisor: int = 128
 
 
 @dataclasses.dataclass
@@ -142,6 +144,13 @@ CHOICES = {
 }
 
 
+POSITIVE = {
+    "data.min_size", "data.max_size", "data.max_boxes", "data.size_divisor", "train.batch_size", "train.iterations",
+    "train.checkpoint_every", "train.eval_every", "model.pyramid_filters", "model.head_filters", "model.max_detections",
+    "model.pre_nms_top_k", "train.learning_rate",
+}
+
+
 def load_config(path=None, overrides=()):
     """The experiment in YAML file `path` (defaults where None), with `dotted.key=value` overrides applied."""
     data = {}
@@ -181,6 +190,8 @@ def from_dict(cls, data, source="<dict>", prefix=""):
             values[name] = _convert(data[name], field_type, key, source)
         if key in CHOICES and values[name] not in CHOICES[key]:
             raise ConfigError(f"{source}: '{key}' must be one of {CHOICES[key]}, got {values[name]!r}")
+        if key in POSITIVE and values[name] <= 0:
+            raise ConfigError(f"{source}: '{key}' must be positive, got {values[name]!r}")
     return cls(**values)
 
 

@@ -2,6 +2,7 @@
 
 import math
 import os
+import weakref
 
 import keras
 import numpy as np
@@ -90,13 +91,19 @@ def make_optimizer(train_config):
     )
 
 
-def detect(model, paths, min_size, max_size, batch_size):
-    """Runs `model` over the images at `paths`: detections (numpy) in original image pixels, in order."""
-    # The model's own predict_step, outside any distribution strategy it was trained under: under
-    # MirroredStrategy, Keras' predict_on_batch returns every replica's copy of the batch.
-    predict = tf.function(model.predict_step, reduce_retracing=True)
+_predict_functions = weakref.WeakKeyDictionary()  # model -> its compiled predict step, reused across calls
+
+
+def detect(model, paths, data_config, batch_size):
+    """Runs `model` over the images at `paths`, prepared per `data_config`: detections (numpy) in original image
+    pixels, in order."""
+    predict = _predict_functions.get(model)
+    if predict is None:
+        # The model's own predict_step, outside any distribution strategy it was trained under: under
+        # MirroredStrategy, Keras' predict_on_batch returns every replica's copy of the batch.
+        predict = _predict_functions[model] = tf.function(model.predict_step, reduce_retracing=True)
     batches = []
-    for images, info in inference_dataset(paths, min_size, max_size, batch_size):
+    for images, info in inference_dataset(paths, data_config, batch_size):
         detections = {key: value.numpy() for key, value in predict(images).items()}
         detections["boxes"] = to_original_coordinates(
             detections["boxes"], info["scale"].numpy(), info["original_size"].numpy()
@@ -109,7 +116,7 @@ def evaluate_model(model, dataset, annotations, data_config, batch_size):
     """COCO evaluation of `model` on `dataset` against the instances JSON `annotations`: (evaluation, results)."""
     paths = [record.path for record in dataset.records]
     image_ids = [record.image_id for record in dataset.records]
-    detections = detect(model, paths, data_config.min_size, data_config.max_size, batch_size)
+    detections = detect(model, paths, data_config, batch_size)
     results = detections_to_coco_results(image_ids, detections, dataset.category_ids) if image_ids else []
     return evaluate_coco(annotations, results), results
 
@@ -141,8 +148,7 @@ class PeriodicEvaluation(keras.callbacks.Callback):
 
     def _pictures(self):
         records = self.dataset.records[: self.num_pictures]
-        detections = detect(self.model, [r.path for r in records], self.data_config.min_size,
-                            self.data_config.max_size, len(records))
+        detections = detect(self.model, [r.path for r in records], self.data_config, len(records))
         pictures = []
         for index, record in enumerate(records):
             count = int(detections["num_detections"][index])

@@ -52,6 +52,7 @@ def test_unknown_key_is_named(tmp_path):
         ("data:\n  scale_jitter: [0.8]\n", "'data.scale_jitter' must have 2 items"),
         ("model:\n  box_loss: huber\n", "'model.box_loss' must be one of"),
         ("model: 3\n", "'model' must be a mapping"),
+        ("data:\n  size_divisor: 0\n", "'data.size_divisor' must be positive, got 0"),
         ("- 1\n", "top level must be a mapping"),
     ],
 )

@@ -87,7 +87,7 @@ def test_ignore_regions_and_max_boxes(tmp_path):
 def test_inference_batches_map_back_to_original_pixels(tmp_path):
     dataset = _dataset(tmp_path)
     paths = [r.path for r in dataset.records]
-    batches = list(inference_dataset(paths, 100, 1000, batch_size=2))
+    batches = list(inference_dataset(paths, DataConfig(min_size=100, max_size=1000), batch_size=2))
     assert len(batches) == 1
     images, info = batches[0]
     assert images.shape == (2, 128, 256, 3)  # 100 x 150 and 100 x 100, padded to the batch's 128 multiples

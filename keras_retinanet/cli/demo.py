@@ -60,7 +60,7 @@ def main(argv):
     print(evaluation.format_per_class_table())
 
     shown = val_set.records[:6]
-    detections = detect(model, [r.path for r in shown], config.data.min_size, config.data.max_size, len(shown))
+    detections = detect(model, [r.path for r in shown], config.data, len(shown))
     pictures = []
     for index, record in enumerate(shown):
         count = int(detections["num_detections"][index])

@@ -51,7 +51,7 @@ def main(argv):
     model = load_trained_model(FLAGS.model)
     data_config = model_data_config(model)
     class_names = model.metadata["class_names"]
-    detections = detect(model, paths, data_config.min_size, data_config.max_size, FLAGS.batch_size)
+    detections = detect(model, paths, data_config, FLAGS.batch_size)
 
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     image_ids = list(range(1, len(paths) + 1))

@@ -10,7 +10,8 @@ import tensorflow as tf
 
 from keras_retinanet.boxes.labeler import IGNORE_REGION_LABEL, PADDING_LABEL
 
-# Padded image sides are multiples of the coarsest pyramid stride (P7: 2^7), so every level tiles the image exactly.
+# By default padded image sides are multiples of the coarsest pyramid stride (P7: 2^7), so that every level tiles
+# the image exactly (Detectron's choice); `data.size_divisor` can lower it (32 is torchvision's) to pad less.
 SIZE_DIVISOR = 128
 
 
@@ -69,7 +70,8 @@ def training_dataset(dataset, config, batch_size):
     """Endless, shuffled, augmented training batches of `dataset` (a `DetectionDataset`) per `config` (`DataConfig`).
 
     Each image is resized with its shorter side at `min_size` times a scale-jitter factor drawn from
-    `config.scale_jitter`, flipped with probability 0.5 when `horizontal_flip`, and padded to multiples of 128;
+    `config.scale_jitter`, flipped with probability 0.5 when `horizontal_flip`, and padded to multiples of
+    `size_divisor`;
     batches are padded to their largest image. Images without boxes stay in as negatives. With the same `seed`, the
     same batches come out, whatever the parallelism. `cache_images` keeps the decoded images in memory (for
     small datasets: it saves decoding them again every epoch).
@@ -97,7 +99,7 @@ def training_dataset(dataset, config, batch_size):
             width = tf.cast(tf.shape(image)[1], tf.float32)
             image = tf.cond(flip, lambda: image[:, ::-1], lambda: image)
             boxes = tf.cond(flip, lambda: _flip_boxes(boxes, width), lambda: boxes)
-        return pad_to_multiple(image), {"boxes": boxes, "labels": element["labels"]}
+        return pad_to_multiple(image, config.size_divisor), {"boxes": boxes, "labels": element["labels"]}
 
     records = tf.data.Dataset.from_tensor_slices(_records_to_tensors(dataset))
     if config.cache_images:
@@ -120,8 +122,9 @@ def training_dataset(dataset, config, batch_size):
     )
 
 
-def inference_dataset(paths, min_size, max_size, batch_size):
-    """Batches of the images at `paths`, in order, resized as in training without augmentation.
+def inference_dataset(paths, config, batch_size):
+    """Batches of the images at `paths`, in order, resized and padded as in training (per `config`, a
+    `DataConfig`) without augmentation.
 
     Yields `(images, {"scale", "original_size"})`; `scale` is (y, x) new / original size.
     """
@@ -129,8 +132,8 @@ def inference_dataset(paths, min_size, max_size, batch_size):
     def load(path):
         image = decode_image(path)
         original_size = tf.shape(image)[:2]
-        image, scale = resize_image(image, min_size, max_size)
-        return pad_to_multiple(image), {"scale": scale, "original_size": original_size}
+        image, scale = resize_image(image, config.min_size, config.max_size)
+        return pad_to_multiple(image, config.size_divisor), {"scale": scale, "original_size": original_size}
 
     return (
         tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string))

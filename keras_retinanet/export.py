@@ -1,0 +1,204 @@
+"""SavedModel export for TF Serving: preprocessing, the network, box decoding and NMS in one graph.
+
+Two signatures take raw images and return the TF Object Detection API's outputs, in the original images:
+
+- `serving_default`: `images`, a uint8 batch [B, H, W, 3] (RGB, any size, one size per batch);
+- `image_bytes`: `encoded_images`, a string batch [B] of encoded images (JPEG, PNG, GIF, BMP; grayscale and RGBA
+  become RGB), each processed on its own so that a batch may mix sizes.
+
+Outputs: `detection_boxes` [B, D, 4] (ymin, xmin, ymax, xmax) normalised by the original image size,
+`detection_scores` [B, D], `detection_classes` [B, D] (the dataset's category ids as float32, -1 for padding) and
+`num_detections` [B] (float32, as the Object Detection API has it); D = max_detections, sorted by score.
+
+Images are resized and padded as in training (`keras_retinanet.data.pipeline`), and detections are selected as
+`DetectionDecoder` does (per-level top-k, score threshold, class-wise NMS, all in float32), so the SavedModel gives
+what `RetinaNet.predict` gives. The label map travels in the SavedModel's `assets/` as `label_map.json`
+({category_id: name}) and `label_map.pbtxt` (the Object Detection API's `StringIntLabelMap` text format).
+"""
+
+import json
+import os
+import tempfile
+
+import keras
+import tensorflow as tf
+
+from keras_retinanet.data.pipeline import pad_to_multiple, resize_image
+from keras_retinanet.layers import DetectionDecoder
+from keras_retinanet.training import model_data_config
+
+LABEL_MAP_JSON = "label_map.json"
+LABEL_MAP_PBTXT = "label_map.pbtxt"
+
+
+def export_saved_model(model, output_dir, min_size=None, max_size=None, score_threshold=None, iou_threshold=None,
+                       max_detections=None):
+    """Writes `model` (a `RetinaNet` carrying `class_names` and `category_ids` in its metadata) as a SavedModel.
+
+    Args:
+        output_dir: the SavedModel directory (for TF Serving: MODEL_BASE/<version>).
+        min_size, max_size: resize settings; default: the data config the model was trained with.
+        score_threshold, iou_threshold, max_detections: default: the model's `decoder` settings. Candidates per
+            pyramid level before NMS are the decoder's `pre_nms_top_k`.
+    """
+    if min_size is None or max_size is None:
+        data_config = model_data_config(model)
+        min_size = data_config.min_size if min_size is None else min_size
+        max_size = data_config.max_size if max_size is None else max_size
+    decoder = model.decoder
+    settings = DetectionDecoder(  # validates the thresholds as the model's own decoder does
+        score_threshold=decoder.score_threshold if score_threshold is None else score_threshold,
+        pre_nms_top_k=decoder.pre_nms_top_k,
+        iou_threshold=decoder.iou_threshold if iou_threshold is None else iou_threshold,
+        max_detections=decoder.max_detections if max_detections is None else max_detections,
+    )
+    label_map = _label_map(model)
+    detector = _ServingDetector(model, float(min_size), float(max_size), settings, list(label_map))
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serving_default", detector.detect_images,
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
+    )
+    archive.add_endpoint(
+        "image_bytes", detector.detect_encoded_images,
+        input_signature=[tf.TensorSpec([None], tf.string, name="encoded_images")],
+    )
+    with tempfile.TemporaryDirectory() as staging:
+        json_path, pbtxt_path = _write_label_maps(staging, label_map)
+        # ExportArchive.track keeps only variables and lookup tables; the archive's root object is what the
+        # SavedModel saves, so assets attached to it are copied into assets/ (and revive as `.asset_path`).
+        archive._tf_trackable.label_map_json = tf.saved_model.Asset(json_path)
+        archive._tf_trackable.label_map_pbtxt = tf.saved_model.Asset(pbtxt_path)
+        archive.write_out(output_dir, verbose=False)
+
+
+class _ServingDetector:
+    """The endpoints' graph: raw images in, Object Detection API outputs out."""
+
+    def __init__(self, model, min_size, max_size, settings, category_ids):
+        self.model = model
+        self.min_size = min_size
+        self.max_size = max_size
+        self.settings = settings
+        self.category_ids = tf.constant(category_ids, tf.float32)
+
+    def detect_images(self, images):
+        """Detections for a uint8 batch [B, H, W, 3] of images of one size."""
+        model_inputs, scales = tf.map_fn(
+            self._preprocess, images,
+            fn_output_signature=(tf.TensorSpec([None, None, 3], tf.float32), tf.TensorSpec([2], tf.float32)),
+        )
+        return self._detect(model_inputs, scales, tf.shape(images)[1:3])
+
+    def detect_encoded_images(self, encoded_images):
+        """Detections for a string batch [B] of encoded images, each decoded and run on its own."""
+        num_detections = self.settings.max_detections
+
+        def detect_one(encoded):
+            image = tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8)
+            image.set_shape([None, None, 3])
+            model_input, scale = self._preprocess(image)
+            detections = self._detect(model_input[None], scale[None], tf.shape(image)[:2])
+            return {key: value[0] for key, value in detections.items()}
+
+        return tf.map_fn(
+            detect_one, encoded_images,
+            fn_output_signature={
+                "detection_boxes": tf.TensorSpec([num_detections, 4], tf.float32),
+                "detection_scores": tf.TensorSpec([num_detections], tf.float32),
+                "detection_classes": tf.TensorSpec([num_detections], tf.float32),
+                "num_detections": tf.TensorSpec([], tf.float32),
+            },
+        )
+
+    def _preprocess(self, image):
+        """As the training / predict pipeline: resize (bilinear, float32 0-255), zero-pad to multiples of 128."""
+        resized, scale = resize_image(image, self.min_size, self.max_size)
+        return pad_to_multiple(resized), scale
+
+    def _detect(self, model_inputs, scales, original_size):
+        """Detections for padded `model_inputs` [B, Hp, Wp, 3], resized by `scales` [B, 2] (y, x) from images of
+        `original_size` [2] (height, width)."""
+        model = self.model
+        settings = self.settings
+        predictions = model(model_inputs, training=False)
+        input_size = tf.shape(model_inputs)[1:3]
+        anchors = model.anchor_generator(input_size)
+        boxes = model.box_coder.decode(predictions["box_deltas"], anchors[None])
+        input_limits = tf.cast(tf.stack([input_size[1], input_size[0]] * 2), tf.float32)
+        boxes = tf.minimum(tf.maximum(boxes, 0.0), input_limits)  # clipped as DetectionDecoder does
+        boxes, scores, classes = _top_candidates(
+            tf.cast(predictions["class_logits"], tf.float32), boxes,
+            model.anchor_generator.level_anchor_counts(input_size), settings.pre_nms_top_k, settings.score_threshold,
+        )
+
+        # One row per candidate, its score in its class's column only; non-candidates (class -1) score 0, which
+        # never passes the (non-negative) score threshold.
+        class_scores = tf.one_hot(classes, model.num_classes, dtype=tf.float32) * scores[..., None]
+        nmsed_boxes, nmsed_scores, nmsed_classes, num_detections = tf.image.combined_non_max_suppression(
+            tf.gather(boxes, [1, 0, 3, 2], axis=-1)[:, :, None, :],  # yxyx
+            class_scores,
+            max_output_size_per_class=settings.max_detections,
+            max_total_size=settings.max_detections,
+            iou_threshold=settings.iou_threshold,
+            score_threshold=settings.score_threshold,
+            clip_boxes=False,
+        )
+
+        # Back to the original image (as `to_original_coordinates`), then normalised.
+        original_limits = tf.cast(tf.tile(original_size, [2]), tf.float32)
+        nmsed_boxes = tf.minimum(tf.maximum(nmsed_boxes / tf.tile(scales, [1, 2])[:, None, :], 0.0), original_limits)
+        valid = tf.range(settings.max_detections)[None, :] < num_detections[:, None]
+        return {
+            "detection_boxes": nmsed_boxes / original_limits,
+            "detection_scores": nmsed_scores,
+            "detection_classes": tf.where(valid, tf.gather(self.category_ids, tf.cast(nmsed_classes, tf.int32)), -1.0),
+            "num_detections": tf.cast(num_detections, tf.float32),
+        }
+
+
+def _top_candidates(class_logits, boxes, level_anchor_counts, top_k, score_threshold):
+    """The (anchor, class) candidates `DetectionDecoder` keeps: on each pyramid level the `top_k` best scores
+    above `score_threshold`. Returns boxes [B, C, 4], scores [B, C] and classes [B, C] (-1: no candidate)."""
+    batch_size = tf.shape(class_logits)[0]
+    num_classes = tf.shape(class_logits)[2]
+    candidate_boxes, candidate_scores, candidate_classes = [], [], []
+    start = 0
+    for count in level_anchor_counts:
+        scores = tf.sigmoid(tf.reshape(class_logits[:, start:start + count], [batch_size, -1]))
+        scores = tf.pad(scores, [[0, 0], [0, top_k]], constant_values=-1.0)  # a static k on small levels too
+        top_scores, top_indices = tf.math.top_k(scores, k=top_k, sorted=False)
+        valid = top_scores > score_threshold
+        top_indices = tf.where(valid, top_indices, 0)
+        candidate_boxes.append(tf.gather(boxes, start + top_indices // num_classes, batch_dims=1))
+        candidate_scores.append(tf.where(valid, top_scores, 0.0))
+        candidate_classes.append(tf.where(valid, top_indices % num_classes, -1))
+        start += count
+    return tf.concat(candidate_boxes, axis=1), tf.concat(candidate_scores, axis=1), tf.concat(candidate_classes, axis=1)
+
+
+def _label_map(model):
+    """{category_id: class name} from the metadata bin/train stores in the model, in label order."""
+    category_ids = model.metadata.get("category_ids")
+    class_names = model.metadata.get("class_names")
+    if category_ids is None or class_names is None or not len(category_ids) == len(class_names) == model.num_classes:
+        raise ValueError(
+            f"the model's metadata needs `category_ids` and `class_names`, one per class ({model.num_classes}), for "
+            "the exported detection_classes and label map, as bin/train stores them"
+        )
+    return {int(i): str(name) for i, name in zip(category_ids, class_names)}
+
+
+def _write_label_maps(folder, label_map):
+    """label_map.json ({category_id: name}) and label_map.pbtxt in `folder`; returns their paths."""
+    json_path = os.path.join(folder, LABEL_MAP_JSON)
+    with open(json_path, "w", encoding="utf-8") as stream:
+        json.dump({str(i): name for i, name in label_map.items()}, stream, indent=1, ensure_ascii=False)
+    pbtxt_path = os.path.join(folder, LABEL_MAP_PBTXT)
+    with open(pbtxt_path, "w", encoding="utf-8") as stream:
+        for i, name in label_map.items():
+            quoted = json.dumps(name, ensure_ascii=False)  # a valid protobuf text string for printable names
+            stream.write(f"item {{\n  id: {i}\n  name: {quoted}\n  display_name: {quoted}\n}}\n")
+    return json_path, pbtxt_path

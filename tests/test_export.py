@@ -1,0 +1,282 @@
+"""The SavedModel export for TF Serving: signatures, saved_model_cli, a process without the package, bad requests."""
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from keras_retinanet.config import load_config
+from keras_retinanet.datasets import generate_shapes_dataset
+from keras_retinanet.export import export_saved_model
+from keras_retinanet.layers import DetectionDecoder
+from keras_retinanet.training import detect, load_trained_model, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+
+TINY_CONFIG = """
+model:
+  backbone: {depth: 18, width_multiplier: 0.25, normalization: batch_norm, frozen_stages: 0,
+             preprocessing: torch, weights: null}
+  anchors: {sizes: [16, 32, 64, 128, 256]}
+  pyramid_filters: 16
+  head_filters: 16
+  head_convs: 1
+  score_threshold: 0.3
+  pre_nms_top_k: 100
+  max_detections: 40
+data:
+  train: {annotations: DATA/annotations/instances_train.json, images: DATA/train}
+  min_size: 128
+  max_size: 256
+  max_boxes: 8
+train:
+  batch_size: 4
+  iterations: 2
+  warmup_iterations: 1
+  lr_steps: [2]
+  checkpoint_every: 2
+  eval_every: 2
+"""
+MIN_SIZE, MAX_SIZE, MAX_DETECTIONS = 128, 256, 40
+
+# (height, width): resized by 1.28 and padded on the right; resized and padded at the bottom; kept as is;
+# shrunk with the longer side capped.
+IMAGE_SIZES = {"wide": (100, 190), "tall": (240, 130), "square": (128, 128), "large": (300, 520)}
+
+# Runs with `python -I -S`: no site-packages .pth files (so no editable install of keras_retinanet), no
+# PYTHONPATH, no script folder; only the folder holding TensorFlow is put back on sys.path.
+FRESH_PROCESS_SCRIPT = """
+import importlib.util, json, sys
+sys.path.append(sys.argv[1])
+assert importlib.util.find_spec("keras_retinanet") is None, "keras_retinanet is importable"
+try:
+    import keras_retinanet
+except ModuleNotFoundError:
+    pass
+else:
+    raise AssertionError("keras_retinanet was imported")
+import numpy as np
+import tensorflow as tf
+
+export_dir, inputs_path, outputs_path = sys.argv[2:5]
+inputs = np.load(inputs_path)
+loaded = tf.saved_model.load(export_dir)
+outputs = {}
+batch = loaded.signatures["serving_default"](images=tf.constant(inputs["images"]))
+outputs.update({"batch/" + key: value.numpy() for key, value in batch.items()})
+encoded = loaded.signatures["image_bytes"](encoded_images=tf.constant(list(inputs["encoded"])))
+outputs.update({"encoded/" + key: value.numpy() for key, value in encoded.items()})
+with open(loaded.label_map_json.asset_path.numpy().decode()) as stream:
+    outputs["label_map"] = np.array(json.dumps(json.load(stream)))
+np.savez(outputs_path, **outputs)
+"""
+
+
+def encode(image, format="PNG"):
+    stream = io.BytesIO()
+    Image.fromarray(image).save(stream, format=format)
+    return stream.getvalue()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny model trained by `train` (two iterations), exported with bin/export and its defaults."""
+    root = tmp_path_factory.mktemp("export")
+    data = root / "data"
+    generate_shapes_dataset(str(data), splits={"train": 8}, image_size=(96, 96), min_size=16, max_size=40,
+                            max_objects=3)
+    config_path = root / "tiny.yaml"
+    config_path.write_text(TINY_CONFIG.replace("DATA", str(data)))
+    model_dir = root / "model"
+    model = train(load_config(str(config_path)), str(model_dir), verbose=0)
+    # Two iterations leave every score near the prior 0.01; random output layers spread scores and boxes, so
+    # that top-k and NMS pick clear winners and the comparisons below are not decided by float rounding.
+    rng = np.random.default_rng(0)
+    for head, scale in ((model.classification_head, 0.3), (model.box_head, 0.05)):
+        kernel, bias = head.output_conv.get_weights()
+        head.output_conv.set_weights([rng.normal(0.0, scale, kernel.shape).astype(np.float32), np.zeros_like(bias)])
+    model.save(str(model_dir / "model.keras"))
+
+    export_dir = root / "saved_model"
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bin", "export"), f"--model_dir={model_dir}", f"--output={export_dir}"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": ROOT},
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    # Test images: training pictures (shapes on noisy backgrounds: no two places look alike) resized to other sizes.
+    images = {}
+    sources = sorted((data / "train").iterdir())
+    for source, (name, (height, width)) in zip(sources, [*IMAGE_SIZES.items(), ("wide_b", IMAGE_SIZES["wide"])]):
+        images[name] = np.asarray(Image.open(source).convert("RGB").resize((width, height), Image.BILINEAR))
+    paths = {}
+    (root / "images").mkdir()
+    for name, image in images.items():
+        paths[name] = str(root / "images" / f"{name}.png")
+        Image.fromarray(image).save(paths[name])
+    return {"root": root, "model": model, "dir": str(export_dir), "images": images, "paths": paths,
+            "category_ids": np.array(model.metadata["category_ids"]), "class_names": model.metadata["class_names"]}
+
+
+@pytest.fixture(scope="module")
+def reference(exported):
+    """`model.predict` detections of each test image on its own, in original pixels (`detect`, batch size 1)."""
+    names = list(exported["paths"])
+    detections = detect(exported["model"], [exported["paths"][n] for n in names], MIN_SIZE, MAX_SIZE, batch_size=1)
+    return {name: {key: value[i] for key, value in detections.items()} for i, name in enumerate(names)}
+
+
+@pytest.fixture(scope="module")
+def loaded(exported):
+    return tf.saved_model.load(exported["dir"])
+
+
+def assert_same_detections(outputs, index, expected, image_size, category_ids):
+    """Exported outputs (row `index`) against `detect`'s detections of the same image."""
+    count = int(expected["num_detections"])
+    assert count > 5, "too few detections to compare"
+    assert int(outputs["num_detections"][index]) == count
+    height, width = image_size
+    boxes = np.asarray(outputs["detection_boxes"][index])
+    np.testing.assert_allclose(
+        boxes[:count][:, [1, 0, 3, 2]], expected["boxes"][:count] / [width, height, width, height], atol=1e-3
+    )
+    np.testing.assert_allclose(outputs["detection_scores"][index][:count], expected["scores"][:count], atol=1e-4)
+    np.testing.assert_array_equal(outputs["detection_classes"][index][:count], category_ids[expected["classes"][:count]])
+    assert not boxes[count:].any() and not np.asarray(outputs["detection_scores"][index][count:]).any()
+    assert (np.asarray(outputs["detection_classes"][index][count:]) == -1).all()
+
+
+def signature_blocks(show_output):
+    """{signature name: its text} from `saved_model_cli show --all`."""
+    parts = re.split(r"signature_def\['([^']+)'\]:", show_output)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def test_saved_model_cli_show_lists_both_signatures(exported):
+    result = subprocess.run([SAVED_MODEL_CLI, "show", "--dir", exported["dir"], "--all"], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    blocks = signature_blocks(result.stdout)
+    inputs = {"serving_default": r"inputs\['images'\] tensor_info:\s+dtype: DT_UINT8\s+shape: \(-1, -1, -1, 3\)",
+              "image_bytes": r"inputs\['encoded_images'\] tensor_info:\s+dtype: DT_STRING\s+shape: \(-1\)"}
+    outputs = {"detection_boxes": f"(-1, {MAX_DETECTIONS}, 4)", "detection_scores": f"(-1, {MAX_DETECTIONS})",
+               "detection_classes": f"(-1, {MAX_DETECTIONS})", "num_detections": "(-1)"}
+    for name, input_pattern in inputs.items():
+        block = blocks[name]
+        assert re.search(input_pattern, block), block
+        assert len(re.findall(r"inputs\['", block)) == 1
+        for output, shape in outputs.items():
+            assert re.search(rf"outputs\['{output}'\] tensor_info:\s+dtype: DT_FLOAT\s+shape: {re.escape(shape)}",
+                             block), block
+        assert len(re.findall(r"outputs\['", block)) == len(outputs)
+
+
+def test_saved_model_cli_run_gives_predict_detections(exported, reference, tmp_path):
+    batch = np.stack([exported["images"]["wide"], exported["images"]["wide_b"]])
+    np.save(tmp_path / "batch.npy", batch)
+    result = subprocess.run(
+        [SAVED_MODEL_CLI, "run", "--dir", exported["dir"], "--tag_set", "serve", "--signature_def", "serving_default",
+         "--inputs", f"images={tmp_path / 'batch.npy'}", "--outdir", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    outputs = {key: np.load(tmp_path / "out" / f"{key}.npy")
+               for key in ("detection_boxes", "detection_scores", "detection_classes", "num_detections")}
+    for index, name in enumerate(("wide", "wide_b")):
+        assert_same_detections(outputs, index, reference[name], IMAGE_SIZES["wide"], exported["category_ids"])
+
+
+def test_a_process_without_the_package_gets_predict_detections(exported, reference, tmp_path):
+    names = list(IMAGE_SIZES)
+    np.savez(tmp_path / "inputs.npz", images=np.stack([exported["images"]["wide"], exported["images"]["wide_b"]]),
+             encoded=np.array([encode(exported["images"][n]) for n in names], dtype=object))
+    script = tmp_path / "client.py"
+    script.write_text(FRESH_PROCESS_SCRIPT)
+    site_packages = os.path.dirname(os.path.dirname(tf.__file__))
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", str(script), site_packages, exported["dir"], str(tmp_path / "inputs.npz"),
+         str(tmp_path / "outputs.npz")],
+        capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    outputs = np.load(tmp_path / "outputs.npz", allow_pickle=True)
+    batch = {key.split("/")[1]: outputs[key] for key in outputs.files if key.startswith("batch/")}
+    encoded = {key.split("/")[1]: outputs[key] for key in outputs.files if key.startswith("encoded/")}
+    category_ids = exported["category_ids"]
+    for index, name in enumerate(("wide", "wide_b")):
+        assert_same_detections(batch, index, reference[name], IMAGE_SIZES[name.split("_")[0]], category_ids)
+    for index, name in enumerate(names):
+        assert_same_detections(encoded, index, reference[name], IMAGE_SIZES[name], category_ids)
+    label_map = json.loads(str(outputs["label_map"]))
+    assert label_map == {str(i): n for i, n in zip(category_ids.tolist(), exported["class_names"])}
+
+
+def test_a_mixed_batch_of_encoded_images_equals_single_requests(exported, loaded):
+    serve = loaded.signatures["image_bytes"]
+    encoded = [encode(exported["images"]["tall"]), encode(exported["images"]["large"], "JPEG"),
+               encode(exported["images"]["square"])]
+    batch = serve(encoded_images=tf.constant(encoded))
+    assert batch["detection_boxes"].shape == (3, MAX_DETECTIONS, 4)
+    for index, image in enumerate(encoded):
+        single = serve(encoded_images=tf.constant([image]))
+        for key, value in single.items():
+            np.testing.assert_allclose(batch[key][index], value[0], atol=1e-6, err_msg=key)
+
+
+def test_grayscale_and_rgba_pngs_are_read_as_rgb(exported, loaded):
+    serve = loaded.signatures["image_bytes"]
+    rgb = exported["images"]["wide"]
+    gray = rgb[..., 1]
+    rgba = np.concatenate([rgb, np.random.default_rng(0).integers(0, 256, rgb.shape[:2] + (1,), np.uint8)], axis=-1)
+    outputs = serve(encoded_images=tf.constant([encode(gray), encode(np.repeat(gray[..., None], 3, axis=-1)),
+                                                encode(rgba), encode(rgb)]))
+    assert outputs["num_detections"][0] > 0 and outputs["num_detections"][2] > 0
+    for key, value in outputs.items():
+        np.testing.assert_allclose(value[0], value[1], atol=1e-6, err_msg=key)  # grayscale = gray RGB
+        np.testing.assert_allclose(value[2], value[3], atol=1e-6, err_msg=key)  # RGBA = its RGB
+
+
+def test_bytes_that_are_no_image_fail_and_the_model_keeps_serving(exported, loaded):
+    serve = loaded.signatures["image_bytes"]
+    good = tf.constant([encode(exported["images"]["square"])])
+    before = serve(encoded_images=good)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image"):
+        serve(encoded_images=tf.constant([b"these bytes are not an image"]))
+    after = serve(encoded_images=good)
+    for key, value in before.items():
+        np.testing.assert_array_equal(after[key], value, err_msg=key)
+
+
+def test_label_map_assets(exported):
+    assets = os.path.join(exported["dir"], "assets")
+    expected = {str(i): n for i, n in zip(exported["category_ids"].tolist(), exported["class_names"])}
+    with open(os.path.join(assets, "label_map.json")) as stream:
+        assert json.load(stream) == expected
+    with open(os.path.join(assets, "label_map.pbtxt")) as stream:
+        items = re.findall(r'item \{\s+id: (\d+)\s+name: "([^"]*)"\s+display_name: "([^"]*)"\s+\}', stream.read())
+    assert {i: n for i, n, _ in items} == expected and all(n == d for _, n, d in items)
+
+
+def test_thresholds_given_to_export_override_the_model(exported, tmp_path):
+    """Exported with other thresholds, it gives what predict gives with a decoder of those thresholds."""
+    model = load_trained_model(str(exported["root"] / "model"))
+    export_saved_model(model, str(tmp_path / "saved_model"), score_threshold=0.6, iou_threshold=0.3, max_detections=7)
+    model.decoder = DetectionDecoder(score_threshold=0.6, pre_nms_top_k=100, iou_threshold=0.3, max_detections=7)
+    name = "tall"
+    expected = detect(model, [exported["paths"][name]], MIN_SIZE, MAX_SIZE, batch_size=1)
+    outputs = tf.saved_model.load(str(tmp_path / "saved_model")).signatures["serving_default"](
+        images=tf.constant(exported["images"][name][None])
+    )
+    assert outputs["detection_boxes"].shape == (1, 7, 4)
+    assert_same_detections({k: v.numpy() for k, v in outputs.items()}, 0, {k: v[0] for k, v in expected.items()},
+                           IMAGE_SIZES[name], exported["category_ids"])
+    assert (outputs["detection_scores"].numpy()[0, : int(outputs["num_detections"][0])] > 0.6).all()
