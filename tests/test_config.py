@@ -14,8 +14,11 @@ CONFIG_DIR = os.path.join(os.path.dirname(__file__), os.pardir, "configs")
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(CONFIG_DIR, "*.yaml"))))
 def test_shipped_configs_parse(path):
     config = load_config(path)
-    assert config.train.lr_steps == (60000, 80000) and config.train.batch_size == 16
     assert config.data.train.annotations and config.data.val.images
+    assert all(step < config.train.iterations for step in config.train.lr_steps)
+    assert config.train.eval_every % config.train.checkpoint_every == 0
+    if "coco" in os.path.basename(path):
+        assert config.train.lr_steps == (60000, 80000) and config.train.batch_size == 16
 
 
 def test_paper_settings():
