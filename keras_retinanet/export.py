@@ -31,20 +31,22 @@ LABEL_MAP_JSON = "label_map.json"
 LABEL_MAP_PBTXT = "label_map.pbtxt"
 
 
-def export_saved_model(model, output_dir, min_size=None, max_size=None, score_threshold=None, iou_threshold=None,
-                       max_detections=None):
+def export_saved_model(model, output_dir, min_size=None, max_size=None, size_divisor=None, score_threshold=None,
+                       iou_threshold=None, max_detections=None):
     """Writes `model` (a `RetinaNet` carrying `class_names` and `category_ids` in its metadata) as a SavedModel.
 
     Args:
         output_dir: the SavedModel directory (for TF Serving: MODEL_BASE/<version>).
-        min_size, max_size: resize settings; default: the data config the model was trained with.
+        min_size, max_size, size_divisor: resize and padding settings; default: the data config the model was
+            trained with.
         score_threshold, iou_threshold, max_detections: default: the model's `decoder` settings. Candidates per
             pyramid level before NMS are the decoder's `pre_nms_top_k`.
     """
-    if min_size is None or max_size is None:
+    if min_size is None or max_size is None or size_divisor is None:
         data_config = model_data_config(model)
         min_size = data_config.min_size if min_size is None else min_size
         max_size = data_config.max_size if max_size is None else max_size
+        size_divisor = data_config.size_divisor if size_divisor is None else size_divisor
     decoder = model.decoder
     settings = DetectionDecoder(  # validates the thresholds as the model's own decoder does
         score_threshold=decoder.score_threshold if score_threshold is None else score_threshold,
@@ -53,7 +55,7 @@ def export_saved_model(model, output_dir, min_size=None, max_size=None, score_th
         max_detections=decoder.max_detections if max_detections is None else max_detections,
     )
     label_map = _label_map(model)
-    detector = _ServingDetector(model, float(min_size), float(max_size), settings, list(label_map))
+    detector = _ServingDetector(model, float(min_size), float(max_size), int(size_divisor), settings, list(label_map))
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -77,10 +79,11 @@ def export_saved_model(model, output_dir, min_size=None, max_size=None, score_th
 class _ServingDetector:
     """The endpoints' graph: raw images in, Object Detection API outputs out."""
 
-    def __init__(self, model, min_size, max_size, settings, category_ids):
+    def __init__(self, model, min_size, max_size, size_divisor, settings, category_ids):
         self.model = model
         self.min_size = min_size
         self.max_size = max_size
+        self.size_divisor = size_divisor
         self.settings = settings
         self.category_ids = tf.constant(category_ids, tf.float32)
 
@@ -114,9 +117,9 @@ class _ServingDetector:
         )
 
     def _preprocess(self, image):
-        """As the training / predict pipeline: resize (bilinear, float32 0-255), zero-pad to multiples of 128."""
+        """As the training / predict pipeline: resize (bilinear, float32 0-255), zero-pad bottom and right."""
         resized, scale = resize_image(image, self.min_size, self.max_size)
-        return pad_to_multiple(resized), scale
+        return pad_to_multiple(resized, self.size_divisor), scale
 
     def _detect(self, model_inputs, scales, original_size):
         """Detections for padded `model_inputs` [B, Hp, Wp, 3], resized by `scales` [B, 2] (y, x) from images of

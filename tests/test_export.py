@@ -16,7 +16,7 @@ from keras_retinanet.config import load_config
 from keras_retinanet.datasets import generate_shapes_dataset
 from keras_retinanet.export import export_saved_model
 from keras_retinanet.layers import DetectionDecoder
-from keras_retinanet.training import detect, load_trained_model, train
+from keras_retinanet.training import detect, load_trained_model, model_data_config, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -45,7 +45,7 @@ train:
   checkpoint_every: 2
   eval_every: 2
 """
-MIN_SIZE, MAX_SIZE, MAX_DETECTIONS = 128, 256, 40
+MAX_DETECTIONS = 40
 
 # (height, width): resized by 1.28 and padded on the right; resized and padded at the bottom; kept as is;
 # shrunk with the longer side capped.
@@ -100,7 +100,7 @@ def exported(tmp_path_factory):
     # Two iterations leave every score near the prior 0.01; random output layers spread scores and boxes, so
     # that top-k and NMS pick clear winners and the comparisons below are not decided by float rounding.
     rng = np.random.default_rng(0)
-    for head, scale in ((model.classification_head, 0.3), (model.box_head, 0.05)):
+    for head, scale in ((model.classification_head, 0.06), (model.box_head, 0.02)):
         kernel, bias = head.output_conv.get_weights()
         head.output_conv.set_weights([rng.normal(0.0, scale, kernel.shape).astype(np.float32), np.zeros_like(bias)])
     model.save(str(model_dir / "model.keras"))
@@ -130,7 +130,8 @@ def exported(tmp_path_factory):
 def reference(exported):
     """`model.predict` detections of each test image on its own, in original pixels (`detect`, batch size 1)."""
     names = list(exported["paths"])
-    detections = detect(exported["model"], [exported["paths"][n] for n in names], MIN_SIZE, MAX_SIZE, batch_size=1)
+    model = exported["model"]
+    detections = detect(model, [exported["paths"][n] for n in names], model_data_config(model), batch_size=1)
     return {name: {key: value[i] for key, value in detections.items()} for i, name in enumerate(names)}
 
 
@@ -272,7 +273,7 @@ def test_thresholds_given_to_export_override_the_model(exported, tmp_path):
     export_saved_model(model, str(tmp_path / "saved_model"), score_threshold=0.6, iou_threshold=0.3, max_detections=7)
     model.decoder = DetectionDecoder(score_threshold=0.6, pre_nms_top_k=100, iou_threshold=0.3, max_detections=7)
     name = "tall"
-    expected = detect(model, [exported["paths"][name]], MIN_SIZE, MAX_SIZE, batch_size=1)
+    expected = detect(model, [exported["paths"][name]], model_data_config(model), batch_size=1)
     outputs = tf.saved_model.load(str(tmp_path / "saved_model")).signatures["serving_default"](
         images=tf.constant(exported["images"][name][None])
     )

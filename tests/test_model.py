@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import warnings
 
 import keras
 import numpy as np
@@ -124,9 +125,14 @@ def detector():
 def test_keras_file_round_trip_with_safe_mode(detector, tmp_path):
     images = np.random.default_rng(2).uniform(0, 255, (2, 96, 128, 3)).astype(np.float32)
     path = str(tmp_path / "detector.keras")
+    detector.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
+    detector.optimizer.build(detector.trainable_variables)  # as after training
     detector.save(path)
-    restored = keras.saving.load_model(path, safe_mode=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. Keras' "compile() was not called as part of model loading"
+        restored = keras.saving.load_model(path, safe_mode=True)
     assert type(restored) is RetinaNet
+    assert isinstance(restored.optimizer, keras.optimizers.SGD) and restored.optimizer.momentum == 0.9
     for key, value in detector(images).items():
         np.testing.assert_array_equal(restored(images)[key], value)
     for key, value in detector.predict(images, verbose=0).items():

@@ -18,6 +18,7 @@ flags.DEFINE_float("iou_threshold", None, "Class-wise NMS IoU threshold (default
 flags.DEFINE_integer("max_detections", None, "Detections per image (default: the model's).")
 flags.DEFINE_integer("min_size", None, "Shorter side of the resized image (default: as trained).")
 flags.DEFINE_integer("max_size", None, "Cap of the longer side of the resized image (default: as trained).")
+flags.DEFINE_integer("size_divisor", None, "Images are padded to multiples of this (default: as trained).")
 
 
 def main(argv):
@@ -34,6 +35,7 @@ def main(argv):
         FLAGS.output,
         min_size=FLAGS.min_size,
         max_size=FLAGS.max_size,
+        size_divisor=FLAGS.size_divisor,
         score_threshold=FLAGS.score_threshold,
         iou_threshold=FLAGS.iou_threshold,
         max_detections=FLAGS.max_detections,

@@ -113,6 +113,12 @@ class RetinaNet(keras.Model):
             )
         super().compile(optimizer=optimizer, **kwargs)
 
+    def compile_from_config(self, config):
+        """Compiles a loaded model as it was saved (Keras skips this for models that override `compile`)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Focal loss + weighted box loss, from raw targets `y = {"boxes", "labels"}` labelled against the anchors."""
         image_size = tf.shape(x)[1:3]
