@@ -19,7 +19,7 @@ flags.DEFINE_integer("batch_size", 4, "Images per batch.")
 
 
 def image_paths(inputs):
-    """Image files named in `inputs`, folders expanded (sorted); an input that is neither is an error."""
+    """Image files named in `inputs`, folders expanded (sorted), each once; an input that is neither is an error."""
     paths = []
     for item in inputs:
         if os.path.isdir(item):
@@ -32,7 +32,7 @@ def image_paths(inputs):
             raise FileNotFoundError(f"no image or folder at {item}")
     if not paths:
         raise FileNotFoundError(f"no images found in {list(inputs)}")
-    return paths
+    return list(dict.fromkeys(paths))  # a file named on its own and inside a named folder is done once
 
 
 def main(argv):
