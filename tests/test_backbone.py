@@ -359,6 +359,7 @@ def test_config_round_trip():
         "frozen_stages": 3,
         "preprocessing": "caffe",
         "weights": None,
+        "width_multiplier": 1.0,
         "name": "r18",
     }
     clone = ResNetBackbone.from_config(config)
@@ -392,3 +393,19 @@ def test_weights_file_argument(tmp_path):
     images = random_images((1, 64, 64, 3))
     for a, b in zip(backbone(images), loaded(images)):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_width_multiplier_scales_every_conv():
+    half = ResNetBackbone(18, width_multiplier=0.5, preprocessing=None)
+    assert half.output_channels == (64, 128, 256)
+    outputs = half(np.zeros((1, 64, 64, 3), np.float32))
+    assert [o.shape[-1] for o in outputs] == [64, 128, 256]
+    assert half.get_layer("conv1_conv").filters == 32
+    full = ResNetBackbone(18, preprocessing=None)
+    assert half.count_params() < full.count_params() / 3
+    with pytest.raises(ValueError, match="width_multiplier must be > 0"):
+        ResNetBackbone(18, width_multiplier=0.0)
+    with pytest.raises(ValueError, match="width_multiplier=1.0"):
+        load_keras_applications_weights(
+            ResNetBackbone(50, width_multiplier=0.5, preprocessing="caffe"), source=object()
+        )
