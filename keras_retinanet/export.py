@@ -3,8 +3,8 @@
 Two signatures take raw images and return the TF Object Detection API's outputs, in the original images:
 
 - `serving_default`: `images`, a uint8 batch [B, H, W, 3] (RGB, any size, one size per batch);
-- `image_bytes`: `encoded_images`, a string batch [B] of encoded images (JPEG, PNG, GIF, BMP; grayscale and RGBA
-  become RGB), each processed on its own so that a batch may mix sizes.
+- `image_bytes`: `encoded_images`, a string batch [B] of encoded images (JPEG, PNG, GIF, BMP, WebP; grayscale and
+  RGBA become RGB), each processed on its own so that a batch may mix sizes.
 
 Outputs: `detection_boxes` [B, D, 4] (ymin, xmin, ymax, xmax) normalised by the original image size,
 `detection_scores` [B, D], `detection_classes` [B, D] (the dataset's category ids as float32, -1 for padding) and
@@ -12,7 +12,8 @@ Outputs: `detection_boxes` [B, D, 4] (ymin, xmin, ymax, xmax) normalised by the 
 
 Images are resized and padded as in training (`keras_retinanet.data.pipeline`), and detections are selected as
 `DetectionDecoder` does (per-level top-k, score threshold, class-wise NMS, all in float32), so the SavedModel gives
-what `RetinaNet.predict` gives. The label map travels in the SavedModel's `assets/` as `label_map.json`
+what `RetinaNet.predict` gives (under a bfloat16 policy, whose rounded logits tie often, up to which of equally
+scored boxes NMS keeps). The label map travels in the SavedModel's `assets/` as `label_map.json`
 ({category_id: name}) and `label_map.pbtxt` (the Object Detection API's `StringIntLabelMap` text format).
 """
 
@@ -25,6 +26,7 @@ import tensorflow as tf
 
 from keras_retinanet.data.pipeline import pad_to_multiple, resize_image
 from keras_retinanet.layers import DetectionDecoder
+from keras_retinanet.layers.detection_decoder import clip_boxes, top_candidates
 from keras_retinanet.training import model_data_config
 
 LABEL_MAP_JSON = "label_map.json"
@@ -130,10 +132,8 @@ class _ServingDetector:
         input_size = tf.shape(model_inputs)[1:3]
         anchors = model.anchor_generator(input_size)
         boxes = model.box_coder.decode(predictions["box_deltas"], anchors[None])
-        input_limits = tf.cast(tf.stack([input_size[1], input_size[0]] * 2), tf.float32)
-        boxes = tf.minimum(tf.maximum(boxes, 0.0), input_limits)  # clipped as DetectionDecoder does
-        boxes, scores, classes = _top_candidates(
-            tf.cast(predictions["class_logits"], tf.float32), boxes,
+        boxes, scores, classes = top_candidates(
+            tf.cast(predictions["class_logits"], tf.float32), clip_boxes(boxes, input_size),
             model.anchor_generator.level_anchor_counts(input_size), settings.pre_nms_top_k, settings.score_threshold,
         )
 
@@ -160,26 +160,6 @@ class _ServingDetector:
             "detection_classes": tf.where(valid, tf.gather(self.category_ids, tf.cast(nmsed_classes, tf.int32)), -1.0),
             "num_detections": tf.cast(num_detections, tf.float32),
         }
-
-
-def _top_candidates(class_logits, boxes, level_anchor_counts, top_k, score_threshold):
-    """The (anchor, class) candidates `DetectionDecoder` keeps: on each pyramid level the `top_k` best scores
-    above `score_threshold`. Returns boxes [B, C, 4], scores [B, C] and classes [B, C] (-1: no candidate)."""
-    batch_size = tf.shape(class_logits)[0]
-    num_classes = tf.shape(class_logits)[2]
-    candidate_boxes, candidate_scores, candidate_classes = [], [], []
-    start = 0
-    for count in level_anchor_counts:
-        scores = tf.sigmoid(tf.reshape(class_logits[:, start:start + count], [batch_size, -1]))
-        scores = tf.pad(scores, [[0, 0], [0, top_k]], constant_values=-1.0)  # a static k on small levels too
-        top_scores, top_indices = tf.math.top_k(scores, k=top_k, sorted=False)
-        valid = top_scores > score_threshold
-        top_indices = tf.where(valid, top_indices, 0)
-        candidate_boxes.append(tf.gather(boxes, start + top_indices // num_classes, batch_dims=1))
-        candidate_scores.append(tf.where(valid, top_scores, 0.0))
-        candidate_classes.append(tf.where(valid, top_indices % num_classes, -1))
-        start += count
-    return tf.concat(candidate_boxes, axis=1), tf.concat(candidate_scores, axis=1), tf.concat(candidate_classes, axis=1)
 
 
 def _label_map(model):

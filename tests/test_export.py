@@ -66,13 +66,16 @@ else:
 import numpy as np
 import tensorflow as tf
 
-export_dir, inputs_path, outputs_path = sys.argv[2:5]
-inputs = np.load(inputs_path)
+export_dir, batch_path, outputs_path = sys.argv[2:5]
+encoded_images = []
+for path in sys.argv[5:]:
+    with open(path, "rb") as stream:
+        encoded_images.append(stream.read())
 loaded = tf.saved_model.load(export_dir)
 outputs = {}
-batch = loaded.signatures["serving_default"](images=tf.constant(inputs["images"]))
+batch = loaded.signatures["serving_default"](images=tf.constant(np.load(batch_path)))
 outputs.update({"batch/" + key: value.numpy() for key, value in batch.items()})
-encoded = loaded.signatures["image_bytes"](encoded_images=tf.constant(list(inputs["encoded"])))
+encoded = loaded.signatures["image_bytes"](encoded_images=tf.constant(encoded_images))
 outputs.update({"encoded/" + key: value.numpy() for key, value in encoded.items()})
 with open(loaded.label_map_json.asset_path.numpy().decode()) as stream:
     outputs["label_map"] = np.array(json.dumps(json.load(stream)))
@@ -93,6 +96,14 @@ def exported(tmp_path_factory):
     data = root / "data"
     generate_shapes_dataset(str(data), splits={"train": 8}, image_size=(96, 96), min_size=16, max_size=40,
                             max_objects=3)
+    # Category ids that are not label + 1, so that the exported detection_classes must map labels to ids.
+    annotations_path = data / "annotations" / "instances_train.json"
+    annotations = json.loads(annotations_path.read_text())
+    for item in annotations["categories"]:
+        item["id"] = 10 * item["id"] + 3
+    for item in annotations["annotations"]:
+        item["category_id"] = 10 * item["category_id"] + 3
+    annotations_path.write_text(json.dumps(annotations))
     config_path = root / "tiny.yaml"
     config_path.write_text(TINY_CONFIG.replace("DATA", str(data)))
     model_dir = root / "model"
@@ -151,7 +162,8 @@ def assert_same_detections(outputs, index, expected, image_size, category_ids):
         boxes[:count][:, [1, 0, 3, 2]], expected["boxes"][:count] / [width, height, width, height], atol=1e-3
     )
     np.testing.assert_allclose(outputs["detection_scores"][index][:count], expected["scores"][:count], atol=1e-4)
-    np.testing.assert_array_equal(outputs["detection_classes"][index][:count], category_ids[expected["classes"][:count]])
+    np.testing.assert_array_equal(outputs["detection_classes"][index][:count],
+                                  category_ids[expected["classes"][:count]])
     assert not boxes[count:].any() and not np.asarray(outputs["detection_scores"][index][count:]).any()
     assert (np.asarray(outputs["detection_classes"][index][count:]) == -1).all()
 
@@ -198,18 +210,17 @@ def test_saved_model_cli_run_gives_predict_detections(exported, reference, tmp_p
 
 def test_a_process_without_the_package_gets_predict_detections(exported, reference, tmp_path):
     names = list(IMAGE_SIZES)
-    np.savez(tmp_path / "inputs.npz", images=np.stack([exported["images"]["wide"], exported["images"]["wide_b"]]),
-             encoded=np.array([encode(exported["images"][n]) for n in names], dtype=object))
+    np.save(tmp_path / "batch.npy", np.stack([exported["images"]["wide"], exported["images"]["wide_b"]]))
     script = tmp_path / "client.py"
     script.write_text(FRESH_PROCESS_SCRIPT)
     site_packages = os.path.dirname(os.path.dirname(tf.__file__))
     result = subprocess.run(
-        [sys.executable, "-I", "-S", str(script), site_packages, exported["dir"], str(tmp_path / "inputs.npz"),
-         str(tmp_path / "outputs.npz")],
+        [sys.executable, "-I", "-S", str(script), site_packages, exported["dir"], str(tmp_path / "batch.npy"),
+         str(tmp_path / "outputs.npz"), *[exported["paths"][n] for n in names]],
         capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    outputs = np.load(tmp_path / "outputs.npz", allow_pickle=True)
+    outputs = np.load(tmp_path / "outputs.npz")
     batch = {key.split("/")[1]: outputs[key] for key in outputs.files if key.startswith("batch/")}
     encoded = {key.split("/")[1]: outputs[key] for key in outputs.files if key.startswith("encoded/")}
     category_ids = exported["category_ids"]
@@ -250,7 +261,7 @@ def test_bytes_that_are_no_image_fail_and_the_model_keeps_serving(exported, load
     serve = loaded.signatures["image_bytes"]
     good = tf.constant([encode(exported["images"]["square"])])
     before = serve(encoded_images=good)
-    with pytest.raises(tf.errors.InvalidArgumentError, match="image"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
         serve(encoded_images=tf.constant([b"these bytes are not an image"]))
     after = serve(encoded_images=good)
     for key, value in before.items():
@@ -260,6 +271,7 @@ def test_bytes_that_are_no_image_fail_and_the_model_keeps_serving(exported, load
 def test_label_map_assets(exported):
     assets = os.path.join(exported["dir"], "assets")
     expected = {str(i): n for i, n in zip(exported["category_ids"].tolist(), exported["class_names"])}
+    assert set(expected) == {"13", "23", "33", "43"}
     with open(os.path.join(assets, "label_map.json")) as stream:
         assert json.load(stream) == expected
     with open(os.path.join(assets, "label_map.pbtxt")) as stream:
@@ -267,17 +279,22 @@ def test_label_map_assets(exported):
     assert {i: n for i, n, _ in items} == expected and all(n == d for _, n, d in items)
 
 
-def test_thresholds_given_to_export_override_the_model(exported, tmp_path):
-    """Exported with other thresholds, it gives what predict gives with a decoder of those thresholds."""
+def test_export_settings_override_the_model(exported, tmp_path):
+    """Exported with other thresholds, it gives what predict gives with a decoder of those thresholds; a small
+    pre_nms_top_k (the decoder's, kept by the export) makes the per-level candidate selection count."""
     model = load_trained_model(str(exported["root"] / "model"))
-    export_saved_model(model, str(tmp_path / "saved_model"), score_threshold=0.6, iou_threshold=0.3, max_detections=7)
-    model.decoder = DetectionDecoder(score_threshold=0.6, pre_nms_top_k=100, iou_threshold=0.3, max_detections=7)
-    name = "tall"
+    model.decoder = DetectionDecoder(score_threshold=0.3, pre_nms_top_k=8, iou_threshold=0.5, max_detections=40)
+    export_saved_model(model, str(tmp_path / "saved_model"), score_threshold=0.5, iou_threshold=0.4, max_detections=25)
+    model.decoder = DetectionDecoder(score_threshold=0.5, pre_nms_top_k=8, iou_threshold=0.4, max_detections=25)
+    name = "large"
     expected = detect(model, [exported["paths"][name]], model_data_config(model), batch_size=1)
     outputs = tf.saved_model.load(str(tmp_path / "saved_model")).signatures["serving_default"](
         images=tf.constant(exported["images"][name][None])
     )
-    assert outputs["detection_boxes"].shape == (1, 7, 4)
-    assert_same_detections({k: v.numpy() for k, v in outputs.items()}, 0, {k: v[0] for k, v in expected.items()},
-                           IMAGE_SIZES[name], exported["category_ids"])
-    assert (outputs["detection_scores"].numpy()[0, : int(outputs["num_detections"][0])] > 0.6).all()
+    outputs = {key: value.numpy() for key, value in outputs.items()}
+    assert outputs["detection_boxes"].shape == (1, 25, 4)
+    count = int(outputs["num_detections"][0])
+    assert count < 25, "the detections are cut at max_detections, not by the per-level top-k"
+    assert_same_detections(outputs, 0, {key: value[0] for key, value in expected.items()}, IMAGE_SIZES[name],
+                           exported["category_ids"])
+    assert (outputs["detection_scores"][0, :count] > 0.5).all()

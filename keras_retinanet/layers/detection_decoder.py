@@ -48,27 +48,13 @@ class DetectionDecoder(keras.layers.Layer):
         Returns a dict: boxes [B, D, 4] (`xyxy`), scores [B, D], classes [B, D] int32 (-1 for padding) and
         num_detections [B] int32, D = max_detections.
         """
-        class_logits = tf.cast(class_logits, tf.float32)
-        boxes = _clip(tf.cast(boxes, tf.float32), image_size)
-        num_classes = tf.shape(class_logits)[2]
-
-        candidate_boxes, candidate_scores, candidate_classes = [], [], []
-        start = 0
-        for count in level_anchor_counts:
-            scores = tf.sigmoid(tf.reshape(class_logits[:, start : start + count], [tf.shape(class_logits)[0], -1]))
-            # Pad so that top_k has a static k, even on a level with fewer (anchor, class) pairs than k.
-            scores = tf.pad(scores, [[0, 0], [0, self.pre_nms_top_k]], constant_values=-1.0)
-            top_scores, top_indices = tf.math.top_k(scores, k=self.pre_nms_top_k, sorted=False)
-            valid = top_scores > self.score_threshold
-            top_indices = tf.where(valid, top_indices, 0)
-            anchor_indices = start + top_indices // num_classes
-            candidate_boxes.append(tf.gather(boxes, anchor_indices, batch_dims=1))
-            candidate_scores.append(tf.where(valid, top_scores, 0.0))
-            candidate_classes.append(tf.where(valid, top_indices % num_classes, -1))
-            start += count
-        boxes = tf.concat(candidate_boxes, axis=1)
-        scores = tf.concat(candidate_scores, axis=1)
-        classes = tf.concat(candidate_classes, axis=1)
+        boxes, scores, classes = top_candidates(
+            tf.cast(class_logits, tf.float32),
+            clip_boxes(tf.cast(boxes, tf.float32), image_size),
+            level_anchor_counts,
+            self.pre_nms_top_k,
+            self.score_threshold,
+        )
 
         # Class-wise NMS in one batched call: boxes of different classes are shifted apart so they never overlap.
         shift = tf.cast(classes, tf.float32)[..., None] * (tf.reduce_max(boxes) + 1.0)
@@ -101,7 +87,29 @@ class DetectionDecoder(keras.layers.Layer):
         return config
 
 
-def _clip(boxes, image_size):
+def top_candidates(class_logits, boxes, level_anchor_counts, top_k, score_threshold):
+    """The paper's pre-NMS selection: on each pyramid level, the `top_k` best (anchor, class) scores above
+    `score_threshold`. Returns boxes [B, C, 4], scores [B, C] (0: no candidate) and classes [B, C] (-1: none)."""
+    batch_size = tf.shape(class_logits)[0]
+    num_classes = tf.shape(class_logits)[2]
+    candidate_boxes, candidate_scores, candidate_classes = [], [], []
+    start = 0
+    for count in level_anchor_counts:
+        scores = tf.sigmoid(tf.reshape(class_logits[:, start : start + count], [batch_size, -1]))
+        # Pad so that top_k has a static k, even on a level with fewer (anchor, class) pairs than k.
+        scores = tf.pad(scores, [[0, 0], [0, top_k]], constant_values=-1.0)
+        top_scores, top_indices = tf.math.top_k(scores, k=top_k, sorted=False)
+        valid = top_scores > score_threshold
+        top_indices = tf.where(valid, top_indices, 0)
+        candidate_boxes.append(tf.gather(boxes, start + top_indices // num_classes, batch_dims=1))
+        candidate_scores.append(tf.where(valid, top_scores, 0.0))
+        candidate_classes.append(tf.where(valid, top_indices % num_classes, -1))
+        start += count
+    return tf.concat(candidate_boxes, axis=1), tf.concat(candidate_scores, axis=1), tf.concat(candidate_classes, axis=1)
+
+
+def clip_boxes(boxes, image_size):
+    """`xyxy` boxes [..., 4] clipped to an image of `image_size` [height, width]."""
     height = tf.cast(image_size[0], tf.float32)
     width = tf.cast(image_size[1], tf.float32)
     return tf.stack(
