@@ -13,17 +13,11 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from tiny import TINY_MODEL_YAML
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-TINY_CONFIG = """
-model:
-  backbone: {depth: 18, width_multiplier: 0.25, normalization: batch_norm, frozen_stages: 0,
-             preprocessing: torch, weights: null}
-  anchors: {sizes: [16, 32, 64, 128, 256]}
-  pyramid_filters: 16
-  head_filters: 16
-  head_convs: 1
-  score_threshold: 0.001
+TINY_CONFIG = TINY_MODEL_YAML + """  score_threshold: 0.001
 data:
   train: {annotations: DATA/annotations/instances_train.json, images: DATA/train}
   val: {annotations: DATA/annotations/instances_val.json, images: DATA/val}

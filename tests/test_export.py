@@ -18,18 +18,12 @@ from keras_retinanet.export import export_saved_model
 from keras_retinanet.layers import DetectionDecoder
 from keras_retinanet.training import detect, load_trained_model, model_data_config, train
 
+from tiny import TINY_MODEL_YAML
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
 
-TINY_CONFIG = """
-model:
-  backbone: {depth: 18, width_multiplier: 0.25, normalization: batch_norm, frozen_stages: 0,
-             preprocessing: torch, weights: null}
-  anchors: {sizes: [16, 32, 64, 128, 256]}
-  pyramid_filters: 16
-  head_filters: 16
-  head_convs: 1
-  score_threshold: 0.3
+TINY_CONFIG = TINY_MODEL_YAML + """  score_threshold: 0.3
   pre_nms_top_k: 100
   max_detections: 40
 data:

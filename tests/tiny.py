@@ -30,3 +30,14 @@ def tiny_retinanet(num_classes=3, filters=16, num_convs=1, **kwargs):
         box_head=RetinaNetHead(4, filters=filters, num_convs=num_convs, name="box_head"),
         **kwargs,
     )
+
+
+# The model section of the command-line tests' experiment files: a quarter-width ResNet-18 that trains in seconds.
+TINY_MODEL_YAML = """model:
+  backbone: {depth: 18, width_multiplier: 0.25, normalization: batch_norm, frozen_stages: 0,
+             preprocessing: torch, weights: null}
+  anchors: {sizes: [16, 32, 64, 128, 256]}
+  pyramid_filters: 16
+  head_filters: 16
+  head_convs: 1
+"""
