@@ -3,9 +3,8 @@
 import keras
 import tensorflow as tf
 
+from keras_retinanet.boxes.labeler import IGNORED
 from keras_retinanet.losses.normalized import PositiveNormalizedLoss
-
-IGNORED = -2
 
 
 class _ClassificationLoss(PositiveNormalizedLoss):
