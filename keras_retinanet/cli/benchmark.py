@@ -9,7 +9,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
+
+from keras_retinanet.cli import run_program  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("image_size", 640, "Square input size in pixels.")
@@ -90,7 +92,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_program(main, __name__)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ and training continues from its last backup.
 import os
 import time
 
-from absl import app, flags
+from absl import flags
+
+from keras_retinanet.cli import run_program
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", "configs/demo.yaml", "Experiment YAML file.")
@@ -81,7 +83,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_program(main, __name__)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ The thresholds default to the model's own inference settings.
 
 from absl import app, flags
 
+from keras_retinanet.cli import run_program
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Model directory written by bin/train.")
 flags.DEFINE_string("model", None, "A saved .keras model file (instead of --model_dir).")
@@ -45,7 +47,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_program(main, __name__)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ import os
 
 from absl import app, flags
 
+from keras_retinanet.cli import run_program
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 
 FLAGS = flags.FLAGS
@@ -77,7 +79,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_program(main, __name__)
 
 
 if __name__ == "__main__":

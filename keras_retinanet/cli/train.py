@@ -4,7 +4,9 @@ Running the same command again resumes from the last backup in DIR (written ever
 iterations). The resolved config is written to DIR/config.yaml and stored in DIR/model.keras.
 """
 
-from absl import app, flags
+from absl import flags
+
+from keras_retinanet.cli import run_program
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", None, "Experiment YAML file (see configs/).", required=True)
@@ -35,7 +37,7 @@ def main(argv):
 
 
 def run():
-    app.run(main)
+    run_program(main, __name__)
 
 
 if __name__ == "__main__":
