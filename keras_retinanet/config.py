@@ -69,11 +69,20 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class SplitConfig:
-    """Where one split of a dataset lives."""
+    """Where one split of a dataset lives, in which `format` (see `keras_retinanet.data.read_dataset`).
+
+    coco: `annotations` an instances JSON, `images` its image folder. voc: `annotations` a folder of XML files or
+    an image-set list (`ImageSets/Main/train.txt`, XMLs in `../../Annotations`), `images` the JPEG folder.
+    csv: `annotations` a `path,x1,y1,x2,y2,class` file, `images` the folder its paths are relative to.
+    tfrecord: `annotations` a TFRecord file or glob of shards (images embedded; `images` unused).
+    `classes`: a class file (`name,id` lines; VOC: also one name per line; TFRecord: also a label_map.pbtxt), or
+    empty to take the classes from the data (sorted names).
+    """
 
     annotations: str = ""
     images: str = ""
     format: str = "coco"
+    classes: str = ""
 
 
 @dataclasses.dataclass
@@ -82,7 +91,10 @@ class DataConfig:
 
     `max_boxes` is the most ground-truth boxes (crowd regions included) of any image: an image with more is an
     error, never truncated. `cache_images` keeps decoded images in memory, for small datasets. Images are padded
-    to multiples of `size_divisor` (128: every pyramid level tiles the image exactly).
+    to multiples of `size_divisor` (128: every pyramid level tiles the image exactly). `preprocessing`
+    "torchvision" resizes and pads exactly as torchvision's detectors do (with `size_divisor` 32 and the backbone's
+    "torch" normalisation), for converted torchvision weights. `strict`, `verify_images` and `max_image_pixels`
+    set the bad-input policy (`keras_retinanet.data.validation.DataPolicy`).
     """
 
     train: SplitConfig = dataclasses.field(default_factory=SplitConfig)
@@ -95,6 +107,10 @@ class DataConfig:
     seed: int = 0
     cache_images: bool = False
     size_divisor: int = 128
+    preprocessing: str = "detectron"
+    strict: bool = False
+    verify_images: bool = True
+    max_image_pixels: int = 50_000_000
 
 
 @dataclasses.dataclass
@@ -139,14 +155,15 @@ CHOICES = {
     "model.p6_input": ("c5", "p5"),
     "model.head_normalization": (None, "group_norm"),
     "model.box_loss": ("smooth_l1", "l1", "giou"),
-    "data.train.format": ("coco",),
-    "data.val.format": ("coco",),
+    "data.preprocessing": ("detectron", "torchvision"),
+    "data.train.format": ("coco", "voc", "csv", "tfrecord"),
+    "data.val.format": ("coco", "voc", "csv", "tfrecord"),
 }
 
 
 POSITIVE = {
-    "data.min_size", "data.max_size", "data.max_boxes", "data.size_divisor", "train.batch_size", "train.iterations",
-    "train.checkpoint_every", "train.eval_every", "model.pyramid_filters", "model.head_filters", "model.max_detections",
+    "data.min_size", "data.max_size", "data.max_boxes", "data.max_image_pixels", "data.size_divisor",
+    "train.batch_size", "train.iterations", "train.checkpoint_every", "train.eval_every", "model.pyramid_filters", "model.head_filters", "model.max_detections",
     "model.pre_nms_top_k", "train.learning_rate",
 }
 

@@ -24,6 +24,7 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from keras_retinanet.data.classes import write_label_map
 from keras_retinanet.data.pipeline import pad_to_multiple, resize_image
 from keras_retinanet.layers import DetectionDecoder
 from keras_retinanet.layers.detection_decoder import clip_boxes, top_candidates
@@ -33,22 +34,23 @@ LABEL_MAP_JSON = "label_map.json"
 LABEL_MAP_PBTXT = "label_map.pbtxt"
 
 
-def export_saved_model(model, output_dir, min_size=None, max_size=None, size_divisor=None, score_threshold=None,
-                       iou_threshold=None, max_detections=None):
+def export_saved_model(model, output_dir, min_size=None, max_size=None, size_divisor=None, preprocessing=None,
+                       score_threshold=None, iou_threshold=None, max_detections=None):
     """Writes `model` (a `RetinaNet` carrying `class_names` and `category_ids` in its metadata) as a SavedModel.
 
     Args:
         output_dir: the SavedModel directory (for TF Serving: MODEL_BASE/<version>).
-        min_size, max_size, size_divisor: resize and padding settings; default: the data config the model was
-            trained with.
+        min_size, max_size, size_divisor, preprocessing: resize and padding settings (see `DataConfig`); default:
+            the data config the model was trained with (or converted with).
         score_threshold, iou_threshold, max_detections: default: the model's `decoder` settings. Candidates per
             pyramid level before NMS are the decoder's `pre_nms_top_k`.
     """
-    if min_size is None or max_size is None or size_divisor is None:
+    if min_size is None or max_size is None or size_divisor is None or preprocessing is None:
         data_config = model_data_config(model)
         min_size = data_config.min_size if min_size is None else min_size
         max_size = data_config.max_size if max_size is None else max_size
         size_divisor = data_config.size_divisor if size_divisor is None else size_divisor
+        preprocessing = data_config.preprocessing if preprocessing is None else preprocessing
     decoder = model.decoder
     settings = DetectionDecoder(  # validates the thresholds as the model's own decoder does
         score_threshold=decoder.score_threshold if score_threshold is None else score_threshold,
@@ -57,7 +59,9 @@ def export_saved_model(model, output_dir, min_size=None, max_size=None, size_div
         max_detections=decoder.max_detections if max_detections is None else max_detections,
     )
     label_map = _label_map(model)
-    detector = _ServingDetector(model, float(min_size), float(max_size), int(size_divisor), settings, list(label_map))
+    detector = _ServingDetector(
+        model, float(min_size), float(max_size), int(size_divisor), preprocessing, settings, list(label_map)
+    )
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -81,11 +85,12 @@ def export_saved_model(model, output_dir, min_size=None, max_size=None, size_div
 class _ServingDetector:
     """The endpoints' graph: raw images in, Object Detection API outputs out."""
 
-    def __init__(self, model, min_size, max_size, size_divisor, settings, category_ids):
+    def __init__(self, model, min_size, max_size, size_divisor, preprocessing, settings, category_ids):
         self.model = model
         self.min_size = min_size
         self.max_size = max_size
         self.size_divisor = size_divisor
+        self.preprocessing = preprocessing
         self.settings = settings
         self.category_ids = tf.constant(category_ids, tf.float32)
 
@@ -119,9 +124,9 @@ class _ServingDetector:
         )
 
     def _preprocess(self, image):
-        """As the training / predict pipeline: resize (bilinear, float32 0-255), zero-pad bottom and right."""
-        resized, scale = resize_image(image, self.min_size, self.max_size)
-        return pad_to_multiple(resized, self.size_divisor), scale
+        """As the training / predict pipeline: resize (bilinear, float32 0-255), pad bottom and right."""
+        resized, scale = resize_image(image, self.min_size, self.max_size, self.preprocessing)
+        return pad_to_multiple(resized, self.size_divisor, self.preprocessing), scale
 
     def _detect(self, model_inputs, scales, original_size):
         """Detections for padded `model_inputs` [B, Hp, Wp, 3], resized by `scales` [B, 2] (y, x) from images of
@@ -180,8 +185,5 @@ def _write_label_maps(folder, label_map):
     with open(json_path, "w", encoding="utf-8") as stream:
         json.dump({str(i): name for i, name in label_map.items()}, stream, indent=1, ensure_ascii=False)
     pbtxt_path = os.path.join(folder, LABEL_MAP_PBTXT)
-    with open(pbtxt_path, "w", encoding="utf-8") as stream:
-        for i, name in label_map.items():
-            quoted = json.dumps(name, ensure_ascii=False)  # a valid protobuf text string for printable names
-            stream.write(f"item {{\n  id: {i}\n  name: {quoted}\n  display_name: {quoted}\n}}\n")
+    write_label_map(pbtxt_path, list(label_map), list(label_map.values()))
     return json_path, pbtxt_path

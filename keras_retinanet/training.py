@@ -1,5 +1,6 @@
 """Training and evaluation of a RetinaNet experiment: what `bin/train` and `bin/evaluate` run."""
 
+import dataclasses
 import math
 import os
 import weakref
@@ -7,14 +8,16 @@ import weakref
 import keras
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
 from keras_retinanet.config import ExperimentConfig, dump_config, from_dict, to_dict
-from keras_retinanet.data import read_coco
-from keras_retinanet.data.pipeline import inference_dataset, to_original_coordinates, training_dataset
+from keras_retinanet.data import read_dataset
+from keras_retinanet.data.coco import to_coco_ground_truth
+from keras_retinanet.data.pipeline import inference_dataset, load_images, to_original_coordinates, training_dataset
+from keras_retinanet.data.records import DetectionDataset
+from keras_retinanet.data.validation import DataPolicy
 from keras_retinanet.evaluation import detections_to_coco_results, evaluate_coco
 from keras_retinanet.models import build_retinanet
-from keras_retinanet.visualization import draw_detections
+from keras_retinanet.visualization import draw_batch_detections
 
 STRATEGIES = ("default", "one_device", "mirrored")
 MODEL_FILE = "model.keras"
@@ -51,13 +54,20 @@ class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-def read_split(split):
-    """The `DetectionDataset` of a `SplitConfig`."""
-    if not split.annotations or not split.images:
-        raise ValueError("a data split needs both 'annotations' and 'images' (set data.<split>.annotations / .images)")
-    if split.format == "coco":
-        return read_coco(split.annotations, split.images)
-    raise ValueError(f"unknown data format {split.format!r}")
+def read_split(split, data_config):
+    """The `DetectionDataset` of a `SplitConfig`, read with the bad-input policy of `data_config`; prints what the
+    policy skipped or changed."""
+    policy = DataPolicy(data_config.strict, data_config.verify_images, data_config.max_image_pixels)
+    dataset = read_dataset(split.format, split.annotations, split.images, split.classes, policy)
+    summary = dataset.report.summary()
+    boxes = sum(len(record.boxes) for record in dataset.records)
+    print(f"{dataset.source}: {len(dataset.records)} images, {boxes} boxes" + (f"\n{summary}" if summary else ""))
+    return dataset
+
+
+def official_ground_truth(split):
+    """The instances JSON of a COCO-format split (COCO metrics use its areas), else None (records are the truth)."""
+    return split.annotations if split.format == "coco" else None
 
 
 def make_strategy(name):
@@ -94,17 +104,17 @@ def make_optimizer(train_config):
 _predict_functions = weakref.WeakKeyDictionary()  # model -> its compiled predict step, reused across calls
 
 
-def detect(model, paths, data_config, batch_size):
-    """Runs `model` over the images at `paths`, prepared per `data_config`: detections (numpy) in original image
-    pixels, in order."""
+def detect(model, images, data_config, batch_size):
+    """Runs `model` over `images` (image file paths or a `DetectionDataset`), prepared per `data_config`:
+    detections (numpy) in pixels of the upright original images, in order."""
     predict = _predict_functions.get(model)
     if predict is None:
         # The model's own predict_step, outside any distribution strategy it was trained under: under
         # MirroredStrategy, Keras' predict_on_batch returns every replica's copy of the batch.
         predict = _predict_functions[model] = tf.function(model.predict_step, reduce_retracing=True)
     batches = []
-    for images, info in inference_dataset(paths, data_config, batch_size):
-        detections = {key: value.numpy() for key, value in predict(images).items()}
+    for batch, info in inference_dataset(images, data_config, batch_size):
+        detections = {key: value.numpy() for key, value in predict(batch).items()}
         detections["boxes"] = to_original_coordinates(
             detections["boxes"], info["scale"].numpy(), info["original_size"].numpy()
         )
@@ -112,13 +122,19 @@ def detect(model, paths, data_config, batch_size):
     return {key: np.concatenate([batch[key] for batch in batches]) for key in batches[0]} if batches else {}
 
 
-def evaluate_model(model, dataset, annotations, data_config, batch_size):
-    """COCO evaluation of `model` on `dataset` against the instances JSON `annotations`: (evaluation, results)."""
-    paths = [record.path for record in dataset.records]
+def evaluate_model(model, dataset, data_config, batch_size, ground_truth=None):
+    """COCO evaluation of `model` on `dataset`: (evaluation, results).
+
+    The ground truth is `dataset`'s own records in COCO form (VOC `difficult` objects and COCO crowds as crowd
+    regions), or `ground_truth` (a COCO instances JSON, e.g. the official one with its mask areas) restricted to
+    the images of `dataset`.
+    """
     image_ids = [record.image_id for record in dataset.records]
-    detections = detect(model, paths, data_config, batch_size)
+    detections = detect(model, dataset, data_config, batch_size)
     results = detections_to_coco_results(image_ids, detections, dataset.category_ids) if image_ids else []
-    return evaluate_coco(annotations, results), results
+    if ground_truth is None:
+        ground_truth = to_coco_ground_truth(dataset)
+    return evaluate_coco(ground_truth, results, image_ids=image_ids), results
 
 
 class PeriodicEvaluation(keras.callbacks.Callback):
@@ -128,9 +144,9 @@ class PeriodicEvaluation(keras.callbacks.Callback):
     the detections on the first `num_pictures` validation images to TensorBoard under `log_dir`.
     """
 
-    def __init__(self, dataset, annotations, data_config, batch_size, every, total, log_dir, num_pictures=3):
+    def __init__(self, dataset, ground_truth, data_config, batch_size, every, total, log_dir, num_pictures=3):
         super().__init__()
-        self.dataset, self.annotations, self.data_config = dataset, annotations, data_config
+        self.dataset, self.ground_truth, self.data_config = dataset, ground_truth, data_config
         self.batch_size, self.every, self.total = batch_size, every, total
         self.writer = tf.summary.create_file_writer(log_dir)
         self.num_pictures = num_pictures
@@ -139,7 +155,9 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         iteration = int(self.model.optimizer.iterations.numpy())
         if iteration % self.every and iteration < self.total:
             return
-        evaluation, _ = evaluate_model(self.model, self.dataset, self.annotations, self.data_config, self.batch_size)
+        evaluation, _ = evaluate_model(
+            self.model, self.dataset, self.data_config, self.batch_size, ground_truth=self.ground_truth
+        )
         if logs is not None:
             logs.update({f"val_{name}": value for name, value in evaluation.metrics.items()})
         print(f"\niteration {iteration}: COCO AP {evaluation.metrics['AP']:.3f}, AP50 {evaluation.metrics['AP50']:.3f}")
@@ -147,20 +165,11 @@ class PeriodicEvaluation(keras.callbacks.Callback):
             tf.summary.image("detections", self._pictures(), step=iteration, max_outputs=self.num_pictures)
 
     def _pictures(self):
-        records = self.dataset.records[: self.num_pictures]
-        detections = detect(self.model, [r.path for r in records], self.data_config, len(records))
+        shown = dataclasses.replace(self.dataset, records=self.dataset.records[: self.num_pictures])
+        detections = detect(self.model, shown, self.data_config, len(shown.records))
         pictures = []
-        for index, record in enumerate(records):
-            count = int(detections["num_detections"][index])
-            picture = draw_detections(
-                Image.open(record.path).convert("RGB"),
-                detections["boxes"][index, :count],
-                scores=detections["scores"][index, :count],
-                labels=detections["classes"][index, :count],
-                class_names=self.dataset.class_names,
-                score_threshold=0.3,
-                ground_truth_boxes=record.boxes,
-            )
+        for index, (record, image) in enumerate(zip(shown.records, load_images(shown))):
+            picture = draw_batch_detections(image, detections, index, shown.class_names, 0.3, record.boxes)
             pictures.append(np.asarray(picture.resize((256, round(256 * picture.height / picture.width)))))
         height = max(p.shape[0] for p in pictures)
         return np.stack([np.pad(p, [[0, height - p.shape[0]], [0, 0], [0, 0]]) for p in pictures])
@@ -186,8 +195,8 @@ def train(config, model_dir, strategy="default", verbose=1):
             f"train.eval_every ({train_config.eval_every}) must be a multiple of train.checkpoint_every "
             f"({train_config.checkpoint_every})"
         )
-    train_set = read_split(config.data.train)
-    val_set = read_split(config.data.val) if config.data.val.annotations else None
+    train_set = read_split(config.data.train, config.data)
+    val_set = read_split(config.data.val, config.data) if config.data.val.annotations else None
     os.makedirs(model_dir, exist_ok=True)
     dump_config(config, os.path.join(model_dir, CONFIG_FILE))
 
@@ -207,7 +216,7 @@ def train(config, model_dir, strategy="default", verbose=1):
     callbacks = [keras.callbacks.TerminateOnNaN(raise_error=True), LearningRateLogger()]
     if val_set is not None:
         callbacks.append(
-            PeriodicEvaluation(val_set, config.data.val.annotations, config.data, train_config.batch_size,
+            PeriodicEvaluation(val_set, official_ground_truth(config.data.val), config.data, train_config.batch_size,
                                train_config.eval_every, epochs * steps_per_epoch, os.path.join(model_dir, "logs", "eval"))
         )
     callbacks += [

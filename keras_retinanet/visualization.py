@@ -96,6 +96,20 @@ def draw_detections(image, boxes, scores=None, class_names=None, labels=None, sc
     return canvas
 
 
+def draw_batch_detections(image, detections, index, class_names, score_threshold, ground_truth_boxes=None):
+    """`draw_detections` of image `index` of a batch of padded `detections` (`RetinaNet.predict` outputs)."""
+    count = int(detections["num_detections"][index])
+    return draw_detections(
+        image,
+        detections["boxes"][index, :count],
+        scores=detections["scores"][index, :count],
+        labels=detections["classes"][index, :count],
+        class_names=class_names,
+        score_threshold=score_threshold,
+        ground_truth_boxes=ground_truth_boxes,
+    )
+
+
 def image_grid(images, columns):
     """Tiles PIL images row by row into one picture, every cell the size of the largest image (black margins)."""
     if not images:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_retinanet.data import DetectionDataset, ImageRecord, read_coco
+from keras_retinanet.data import DataError, DataPolicy, DetectionDataset, ImageRecord, read_coco
 
 
 def _coco_content():
@@ -135,9 +135,10 @@ BAD_INPUTS = {
     "no category_id": (_delete("annotations", 1, "category_id"), ["annotation id 11", "'category_id'"]),
     "unknown image_id": (_set("annotations", 1, "image_id", 77), ["annotation id 11", "image_id 77"]),
     "unknown category_id": (_set("annotations", 1, "category_id", 2), ["annotation id 11", "category_id 2 "]),
-    "bbox w=0": (_set("annotations", 1, "bbox", [1, 2, 0, 4]), ["annotation id 11", "[1, 2, 0, 4]"]),
-    "bbox h<0": (_set("annotations", 1, "bbox", [1, 2, 3, -4]), ["annotation id 11", "[1, 2, 3, -4]"]),
-    "bbox infinite": (_set("annotations", 1, "bbox", [1, 2, 3, float("inf")]), ["annotation id 11", "[1, 2, 3, inf]"]),
+    "bbox infinite": (
+        _set("annotations", 1, "bbox", [1, 2, 3, float("inf")]),
+        ["annotation id 11", "[1, 2, 4, inf]", "non-finite"],
+    ),
     "bbox 3 numbers": (_set("annotations", 1, "bbox", [1, 2, 3]), ["annotation id 11", "[1, 2, 3]"]),
     "bbox string": (_set("annotations", 1, "bbox", [1, 2, "3", 4]), ["annotation id 11", "[1, 2, '3', 4]"]),
     "iscrowd 2": (_set("annotations", 1, "iscrowd", 2), ["annotation id 11", "iscrowd must be 0 or 1, got 2"]),
@@ -170,10 +171,25 @@ def test_bad_input_raises_naming_file_entry_and_value(tmp_path, edit, expected):
 def test_annotation_without_id_is_named_by_position(tmp_path):
     content = _coco_content()
     del content["annotations"][2]["id"]
-    content["annotations"][2]["bbox"] = [0, 0, 4, 0]
+    content["annotations"][2]["bbox"] = [0, 0, 4]
     annotations_path, images_dir = _write_coco(tmp_path, content)
-    with pytest.raises(ValueError, match=r"annotation #2 \(no id\): bbox .*got \[0, 0, 4, 0\]"):
+    with pytest.raises(ValueError, match=r"annotation #2 \(no id\): bbox .*got \[0, 0, 4\]"):
         read_coco(annotations_path, images_dir)
+
+
+@pytest.mark.parametrize("bbox", [[1, 2, 0, 4], [1, 2, 3, -4]])
+def test_degenerate_bbox_is_skipped_and_counted_or_an_error_when_strict(tmp_path, bbox):
+    content = _coco_content()
+    content["annotations"][1]["bbox"] = bbox  # annotation 11 of image 1
+    annotations_path, images_dir = _write_coco(tmp_path, content)
+    dataset = read_coco(annotations_path, images_dir)
+    first = dataset.records[0]
+    np.testing.assert_array_equal(first.boxes, [[1, 2, 4, 6]])  # annotation 10 only
+    np.testing.assert_array_equal(first.labels, [0])
+    assert dict(dataset.report.counts) == {"degenerate_box": 1}
+    assert "1 x box with x2 <= x1 or y2 <= y1: box skipped" in dataset.report.summary()
+    with pytest.raises(DataError, match=r"annotation id 11: box .* has x2 <= x1 or y2 <= y1.*data.strict"):
+        read_coco(annotations_path, images_dir, DataPolicy(strict=True))
 
 
 def test_unparseable_json_names_the_file(tmp_path):
@@ -204,6 +220,9 @@ def test_reading_40k_annotations_is_fast_and_groups_them_by_image(tmp_path):
     }
     annotations_path = tmp_path / "large.json"
     annotations_path.write_text(json.dumps(content))
+    Image.new("RGB", (640, 480)).save(tmp_path / "0.jpg")
+    for i in range(1, num_images + 1):
+        os.link(tmp_path / "0.jpg", tmp_path / f"{i}.jpg")
     start = time.perf_counter()
     dataset = read_coco(annotations_path, tmp_path)
     elapsed = time.perf_counter() - start

@@ -76,7 +76,7 @@ def test_same_seed_same_batches_and_negatives_kept(tmp_path):
 def test_ignore_regions_and_max_boxes(tmp_path):
     dataset = _dataset(tmp_path, sizes=((40, 40),))
     record = dataset.records[0]
-    dataset.records[0] = ImageRecord(1, record.path, 40, 40, record.boxes, record.labels, [[0, 0, 8, 8]])
+    dataset.records[0] = ImageRecord(1, record.path, 40, 40, record.boxes, record.labels, [[0, 0, 8, 8]], [0])
     config = DataConfig(min_size=40, max_size=40, horizontal_flip=False, max_boxes=3)
     _, targets = next(iter(training_dataset(dataset, config, 1)))
     assert targets["labels"][0].numpy().tolist() == [0, -2, -1]
@@ -95,3 +95,19 @@ def test_inference_batches_map_back_to_original_pixels(tmp_path):
     resized_box = np.array([[[10, 5, 30, 25]], [[10, 5, 30, 25]]], np.float32) * np.array([100 / 60, 2.5])[:, None, None]
     original = to_original_coordinates(resized_box, info["scale"].numpy(), info["original_size"].numpy())
     np.testing.assert_allclose(original, [[[10, 5, 30, 25]], [[10, 5, 30, 25]]], atol=1e-4)
+
+
+def test_torchvision_preprocessing_floors_sizes_and_pads_with_the_mean_pixel(tmp_path):
+    """torchvision's rule: new side = floor(side * scale) (42.75 -> 42, not 43); padding is 0 after the "torch"
+    normalisation, i.e. the ImageNet mean pixel before it."""
+    dataset = _dataset(tmp_path, sizes=((40, 57),))
+    detectron = DataConfig(min_size=30, max_size=1000, size_divisor=32)
+    torchvision = DataConfig(min_size=30, max_size=1000, size_divisor=32, preprocessing="torchvision")
+    (image, info), = [(images[0].numpy(), info) for images, info in inference_dataset(dataset, torchvision, 1)]
+    assert image.shape == (32, 64, 3)
+    np.testing.assert_allclose(info["scale"][0], [30 / 40, 42 / 57], rtol=1e-6)
+    np.testing.assert_allclose(image[30:, :], np.broadcast_to([123.675, 116.28, 103.53], (2, 64, 3)), rtol=1e-6)
+    np.testing.assert_allclose(image[:30, 42:], np.broadcast_to([123.675, 116.28, 103.53], (30, 22, 3)), rtol=1e-6)
+    (image, info), = [(images[0].numpy(), info) for images, info in inference_dataset(dataset, detectron, 1)]
+    np.testing.assert_allclose(info["scale"][0], [30 / 40, 43 / 57], rtol=1e-6)
+    assert np.all(image[30:] == 0)

@@ -9,9 +9,23 @@ def run_program(main, module_name):
     """absl's `app.run(main)`, with `--help` showing the docstring and flags of `module_name`.
 
     absl documents the flags of the `__main__` module, which for `bin/` wrappers and console scripts is only a shim.
+    Bad input (a config or data error, whose message names the file and value) ends the program with that message
+    and exit status 1, without a traceback.
     """
     module = sys.modules[module_name]
     sys.modules["__main__"].__doc__ = module.__doc__
     for flag in flags.FLAGS.get_flags_for_module(module_name):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-    app.run(main)
+
+    def checked_main(argv):
+        try:
+            return main(argv)
+        except Exception as error:
+            from keras_retinanet.config import ConfigError
+            from keras_retinanet.data.validation import DataError
+
+            if isinstance(error, (ConfigError, DataError)):
+                sys.exit(f"error: {error}")
+            raise
+
+    app.run(checked_main)

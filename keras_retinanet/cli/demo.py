@@ -4,6 +4,7 @@
 and training continues from its last backup.
 """
 
+import dataclasses
 import os
 import time
 
@@ -25,14 +26,13 @@ flags.DEFINE_integer("max_object_size", 48, "Largest generated object, in pixels
 def main(argv):
     del argv
     start = time.monotonic()
-    from PIL import Image
-
     from keras_retinanet.config import load_config
     from keras_retinanet.data import read_coco
+    from keras_retinanet.data.pipeline import load_images
     from keras_retinanet.datasets import generate_shapes_dataset
     from keras_retinanet.evaluation import write_evaluation
     from keras_retinanet.training import detect, evaluate_model, train
-    from keras_retinanet.visualization import draw_detections, image_grid
+    from keras_retinanet.visualization import draw_batch_detections, image_grid
 
     data_dir = os.path.join(FLAGS.work_dir, "data")
     splits = {"train": FLAGS.train_images, "val": FLAGS.val_images}
@@ -54,28 +54,21 @@ def main(argv):
     train_minutes = (time.monotonic() - start) / 60
 
     val_set = read_coco(annotations["val"], os.path.join(data_dir, "val"))
-    evaluation, results = evaluate_model(model, val_set, annotations["val"], config.data, config.train.batch_size)
+    evaluation, results = evaluate_model(
+        model, val_set, config.data, config.train.batch_size, ground_truth=annotations["val"]
+    )
     write_evaluation(evaluation, results, os.path.join(FLAGS.work_dir, "eval"))
     print("\nCOCO evaluation on the held-out split:")
     print(evaluation.summary)
     print()
     print(evaluation.format_per_class_table())
 
-    shown = val_set.records[:6]
-    detections = detect(model, [r.path for r in shown], config.data, len(shown))
-    pictures = []
-    for index, record in enumerate(shown):
-        count = int(detections["num_detections"][index])
-        pictures.append(
-            draw_detections(
-                Image.open(record.path).convert("RGB"),
-                detections["boxes"][index, :count],
-                scores=detections["scores"][index, :count],
-                labels=detections["classes"][index, :count],
-                class_names=val_set.class_names,
-                score_threshold=0.3,
-            )
-        )
+    shown = dataclasses.replace(val_set, records=val_set.records[:6])
+    detections = detect(model, shown, config.data, len(shown.records))
+    pictures = [
+        draw_batch_detections(image, detections, index, val_set.class_names, score_threshold=0.3)
+        for index, image in enumerate(load_images(shown))
+    ]
     picture_path = os.path.join(FLAGS.work_dir, "predictions.png")
     image_grid(pictures, columns=3).save(picture_path)
     print(f"\nAP {evaluation.metrics['AP']:.3f} (AP50 {evaluation.metrics['AP50']:.3f}); training took "

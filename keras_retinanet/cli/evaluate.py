@@ -1,9 +1,12 @@
 """COCO evaluation of a trained model: `bin/evaluate --model_dir=DIR` (or `--model=FILE.keras`).
 
 Prints the standard 12-number COCO table and per-class AP, and writes metrics.json and detections.json into
---output_dir (default: DIR/eval). The split defaults to the data.val of the config the model was trained with.
+--output_dir (default: DIR/eval). The split defaults to the data.val of the config the model was trained with; any
+format works (COCO, VOC, CSV, TFRecord): the ground truth is built from the records, except for COCO files, whose
+own annotations (with their mask areas) are the truth.
 """
 
+import dataclasses
 import os
 
 from absl import app, flags
@@ -13,8 +16,13 @@ from keras_retinanet.cli import run_program
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Model directory written by bin/train.")
 flags.DEFINE_string("model", None, "A saved .keras model file (instead of --model_dir).")
-flags.DEFINE_string("annotations", None, "COCO instances JSON of the split (default: the model's data.val).")
+flags.DEFINE_string("annotations", None, "Annotations of the split (default: the model's data.val); what they are "
+                    "depends on --format (see keras_retinanet.config.SplitConfig).")
 flags.DEFINE_string("images", None, "Image folder of the split (default: the model's data.val).")
+flags.DEFINE_enum("format", None, ["coco", "voc", "csv", "tfrecord"],
+                  "Format of --annotations (default: the model's data.val.format, or coco with --annotations).")
+flags.DEFINE_string("classes", None, "Class file of the split (default: the model's data.val.classes).")
+flags.DEFINE_bool("strict", None, "Turn every skip of the bad-input policy into an error (default: as trained).")
 flags.DEFINE_string("output_dir", None, "Where metrics.json and detections.json go (default: MODEL_DIR/eval).")
 flags.DEFINE_integer("batch_size", 8, "Images per batch.")
 
@@ -29,16 +37,24 @@ def main(argv):
 
     from keras_retinanet.config import SplitConfig
     from keras_retinanet.evaluation import write_evaluation
-    from keras_retinanet.training import evaluate_model, load_trained_model, model_data_config, read_split
+    from keras_retinanet.training import (
+        evaluate_model, load_trained_model, model_data_config, official_ground_truth, read_split,
+    )
 
     model = load_trained_model(FLAGS.model_dir or FLAGS.model)
     data_config = model_data_config(model)
-    split = SplitConfig(
-        annotations=FLAGS.annotations or data_config.val.annotations,
-        images=FLAGS.images or data_config.val.images,
+    if FLAGS.annotations:
+        split = SplitConfig(FLAGS.annotations, FLAGS.images or "", FLAGS.format or "coco", FLAGS.classes or "")
+    else:
+        split = data_config.val
+        split = SplitConfig(split.annotations, FLAGS.images or split.images, FLAGS.format or split.format,
+                            split.classes if FLAGS.classes is None else FLAGS.classes)
+    if FLAGS.strict is not None:
+        data_config = dataclasses.replace(data_config, strict=FLAGS.strict)
+    dataset = read_split(split, data_config)
+    evaluation, results = evaluate_model(
+        model, dataset, data_config, FLAGS.batch_size, ground_truth=official_ground_truth(split)
     )
-    dataset = read_split(split)
-    evaluation, results = evaluate_model(model, dataset, split.annotations, data_config, FLAGS.batch_size)
     print(evaluation.summary)
     print()
     print(evaluation.format_per_class_table())

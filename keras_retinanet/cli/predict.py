@@ -1,7 +1,8 @@
 """Detections on images: `bin/predict --model=DIR_OR_FILE --output_dir=OUT IMAGE_OR_FOLDER ...`.
 
 Writes one picture with labelled boxes per image (OUT/<name>.png) and OUT/detections.json: COCO-style results
-(`image_id`, `category_id`, `bbox` [x, y, w, h], `score`) plus `file_name`, in original image pixels.
+(`image_id`, `category_id`, `bbox` [x, y, w, h], `score`) plus `file_name`, in original image pixels (of the image
+turned upright per its EXIF orientation, as viewers show it).
 """
 
 import json
@@ -43,12 +44,10 @@ def main(argv):
         raise app.UsageError("name at least one image or folder")
     paths = image_paths(inputs)
 
-    import numpy as np
-    from PIL import Image
-
+    from keras_retinanet.data.pipeline import load_images
     from keras_retinanet.evaluation import detections_to_coco_results
     from keras_retinanet.training import detect, load_trained_model, model_data_config
-    from keras_retinanet.visualization import draw_detections
+    from keras_retinanet.visualization import draw_batch_detections
 
     model = load_trained_model(FLAGS.model)
     data_config = model_data_config(model)
@@ -60,16 +59,9 @@ def main(argv):
     results = detections_to_coco_results(image_ids, detections, model.metadata["category_ids"])
     for result in results:
         result["file_name"] = paths[result["image_id"] - 1]
-    for index, path in enumerate(paths):
+    for index, (path, image) in enumerate(zip(paths, load_images(paths))):
+        picture = draw_batch_detections(image, detections, index, class_names, FLAGS.draw_threshold)
         count = int(detections["num_detections"][index])
-        picture = draw_detections(
-            np.asarray(Image.open(path).convert("RGB")),
-            detections["boxes"][index, :count],
-            scores=detections["scores"][index, :count],
-            labels=detections["classes"][index, :count],
-            class_names=class_names,
-            score_threshold=FLAGS.draw_threshold,
-        )
         name = os.path.splitext(os.path.basename(path))[0]
         picture.save(os.path.join(FLAGS.output_dir, f"{name}.png"))
         print(f"{path}: {sum(detections['scores'][index, :count] >= FLAGS.draw_threshold)} detections drawn")

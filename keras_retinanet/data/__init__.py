@@ -1,6 +1,36 @@
-"""Detection datasets: the common record structure and the readers that produce it."""
+"""Detection datasets: the common record structure, the readers that produce it and the bad-input policy they share
+(`keras_retinanet.data.validation`)."""
 
-from keras_retinanet.data.coco import read_coco
+from keras_retinanet.data.coco import read_coco, to_coco_ground_truth
+from keras_retinanet.data.csv import read_csv
 from keras_retinanet.data.records import DetectionDataset, ImageRecord
+from keras_retinanet.data.tfrecord import read_tfrecord, write_tfrecords
+from keras_retinanet.data.validation import DataError, DataPolicy, DataReport
+from keras_retinanet.data.voc import read_voc
 
-__all__ = ["DetectionDataset", "ImageRecord", "read_coco"]
+FORMATS = ("coco", "voc", "csv", "tfrecord")
+
+
+def read_dataset(format, annotations, images="", classes="", policy=DataPolicy()):
+    """The `DetectionDataset` of one split in `format` (see `keras_retinanet.config.SplitConfig`)."""
+    if not annotations:
+        raise DataError("a data split needs 'annotations' (set data.<split>.annotations)")
+    if format != "tfrecord" and not images:
+        raise DataError(f"{annotations}: a {format} split needs 'images', the image folder (data.<split>.images)")
+    if format == "coco":
+        if classes:
+            raise DataError(f"{annotations}: COCO files carry their categories; a class file ({classes}) is not used")
+        return read_coco(annotations, images, policy)
+    if format == "voc":
+        return read_voc(annotations, images, classes or None, policy)
+    if format == "csv":
+        return read_csv(annotations, images, classes or None, policy)
+    if format == "tfrecord":
+        return read_tfrecord(annotations, classes or None, policy)
+    raise DataError(f"unknown data format {format!r}; expected one of {FORMATS}")
+
+
+__all__ = [
+    "DataError", "DataPolicy", "DataReport", "DetectionDataset", "FORMATS", "ImageRecord", "read_coco", "read_csv",
+    "read_dataset", "read_tfrecord", "read_voc", "to_coco_ground_truth", "write_tfrecords",
+]

@@ -5,44 +5,46 @@ import os
 
 import numpy as np
 
-from keras_retinanet.data.records import DetectionDataset, ImageRecord
+from keras_retinanet.data.records import DetectionDataset
+from keras_retinanet.data.validation import AnnotatedImage, DataError, DataPolicy, DataReport, finish_records, safe_image_path
 
 
-def read_coco(annotations_path, images_dir):
-    """Reads a COCO instances JSON into a `DetectionDataset`.
+def read_coco(annotations_path, images_dir, policy=DataPolicy()):
+    """Reads a COCO instances JSON into a `DetectionDataset`, applying the bad-input `policy` (see
+    `keras_retinanet.data.validation`).
 
-    Category ids (COCO's 1..90 with gaps) map to contiguous labels in increasing id order. `iscrowd=1` boxes go to
-    `ignore_boxes` (a missing `iscrowd` counts as 0); bboxes [x, y, w, h] become `xyxy` float32; images without
-    annotations are kept. Image paths are `os.path.join(images_dir, file_name)`; the files are not opened here.
+    Category ids (COCO's 1..90 with gaps) map to contiguous labels in increasing id order. `iscrowd=1` boxes become
+    ignore regions (a missing `iscrowd` counts as 0); bboxes [x, y, w, h] become `xyxy`; images without
+    annotations are kept.
 
     Raises:
-        ValueError: naming the file and the offending image / annotation / category and value, for invalid JSON,
-            a missing key, an unknown image or category id, a bbox that is not 4 finite numbers with w, h > 0, or a
-            `file_name` that is absolute or leaves `images_dir`.
+        DataError: naming the file and the offending image / annotation / category and value, for invalid JSON,
+            a missing key, an unknown image or category id, a bbox that is not 4 finite numbers, a `file_name` that
+            is absolute or leaves `images_dir`; and every skip of the policy when it is strict.
     """
     source = os.fspath(annotations_path)
     images_dir = os.fspath(images_dir)
     if not os.path.isdir(images_dir):
-        raise ValueError(f"{source}: images directory {images_dir!r} does not exist")
+        raise DataError(f"{source}: images directory {images_dir!r} does not exist")
     try:
         with open(source, encoding="utf-8") as file:
             content = json.load(file)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{source}: not valid JSON ({error})") from error
+        raise DataError(f"{source}: not valid JSON ({error})") from error
     if not isinstance(content, dict):
-        raise ValueError(f"{source}: expected a JSON object at the top level, got {type(content).__name__}")
+        raise DataError(f"{source}: expected a JSON object at the top level, got {type(content).__name__}")
     for key in ("images", "annotations", "categories"):
         if key not in content:
-            raise ValueError(f"{source}: missing top-level key {key!r}")
+            raise DataError(f"{source}: missing top-level key {key!r}")
 
     category_ids, class_names = _read_categories(content["categories"], source)
     label_of_category = {category_id: label for label, category_id in enumerate(category_ids)}
     images = _read_images(content["images"], source)
     position_of_image = {image_id: position for position, image_id in enumerate(images)}
 
-    # One pass in Python with cheap checks; the numeric checks and the grouping by image run vectorised after it.
+    # One pass in Python with cheap checks; the grouping by image runs vectorised after it.
     annotations = content["annotations"]
-    bboxes, image_positions, labels, crowd = [], [], [], []
+    bboxes, image_positions, labels, crowd, annotation_ids = [], [], [], [], []
     for index, annotation in enumerate(annotations):
         if type(annotation) is not dict or not all(key in annotation for key in _ANNOTATION_KEYS):
             _require(annotation, _ANNOTATION_KEYS, f"{source}: annotation {_describe(annotation, index)}")
@@ -52,7 +54,7 @@ def read_coco(annotations_path, images_dir):
         if type(category_id) is not int or category_id not in label_of_category:
             raise _annotation_error(source, annotations, index, f"category_id {category_id!r} is not in 'categories'")
         if type(bbox) is not list or len(bbox) != 4 or not all(type(value) in (int, float) for value in bbox):
-            raise _annotation_error(source, annotations, index, _bad_bbox(bbox))
+            raise _annotation_error(source, annotations, index, f"bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
         iscrowd = annotation.get("iscrowd", 0)
         if iscrowd not in (0, 1):
             raise _annotation_error(source, annotations, index, f"iscrowd must be 0 or 1, got {iscrowd!r}")
@@ -60,33 +62,58 @@ def read_coco(annotations_path, images_dir):
         image_positions.append(position_of_image[image_id])
         labels.append(label_of_category[category_id])
         crowd.append(bool(iscrowd))
+        annotation_ids.append(annotation.get("id", f"#{index} (no id)"))
 
     xywh = np.array(bboxes, np.float64).reshape(-1, 4)
-    invalid = np.flatnonzero(~np.all(np.isfinite(xywh), axis=1) | (xywh[:, 2] <= 0) | (xywh[:, 3] <= 0))
-    if invalid.size:
-        first = int(invalid[0])
-        raise _annotation_error(source, annotations, first, _bad_bbox(bboxes[first]))
-    xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1).astype(np.float32)
+    xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
     image_positions = np.array(image_positions, np.int64)
     labels = np.array(labels, np.int32)
     crowd = np.array(crowd, bool)
-    boxes_by_image = _group(xyxy[~crowd], image_positions[~crowd], len(images))
-    labels_by_image = _group(labels[~crowd], image_positions[~crowd], len(images))
-    crowd_boxes_by_image = _group(xyxy[crowd], image_positions[crowd], len(images))
+    locations = np.array([f"{source}: annotation id {i!r}" for i in annotation_ids], object)
 
-    records = [
-        ImageRecord(
+    def by_image(values, selected):
+        return _group(values[selected], image_positions[selected], len(images))
+
+    boxes, box_labels, box_locations = (by_image(values, ~crowd) for values in (xyxy, labels, locations))
+    ignore_boxes, ignore_labels, ignore_locations = (by_image(values, crowd) for values in (xyxy, labels, locations))
+    annotated = [
+        AnnotatedImage(
             image_id=image_id,
-            path=os.path.join(images_dir, image["file_name"]),
-            height=image["height"],
-            width=image["width"],
-            boxes=boxes_by_image[position],
-            labels=labels_by_image[position],
-            ignore_boxes=crowd_boxes_by_image[position],
+            path=safe_image_path(images_dir, image["file_name"], f"{source}: image id {image_id}"),
+            where=f"{source}: image id {image_id}",
+            stated_size=(image["width"], image["height"]),
+            boxes=boxes[position],
+            labels=box_labels[position],
+            box_locations=box_locations[position],
+            ignore_boxes=ignore_boxes[position],
+            ignore_labels=ignore_labels[position],
+            ignore_locations=ignore_locations[position],
         )
         for position, (image_id, image) in enumerate(images.items())
     ]
-    return DetectionDataset(records, class_names, category_ids, source=source)
+    report = DataReport(source, policy.strict)
+    records = finish_records(annotated, policy, report)
+    return DetectionDataset(records, class_names, category_ids, source=source, report=report)
+
+
+def to_coco_ground_truth(dataset, images_dir=None):
+    """`dataset` (any format) as a COCO instances dict: boxes as annotations, ignore regions as `iscrowd` ones,
+    `area` the box area. `file_name` is each image's path, relative to `images_dir` when given."""
+    images, annotations = [], []
+    for record in dataset.records:
+        file_name = os.path.relpath(record.path, images_dir) if images_dir else record.path
+        images.append({"id": int(record.image_id), "file_name": file_name, "height": record.height,
+                       "width": record.width})
+        category_ids = (dataset.label_to_category_id(record.labels), dataset.label_to_category_id(record.ignore_labels))
+        for iscrowd, (boxes, categories) in enumerate(zip((record.boxes, record.ignore_boxes), category_ids)):
+            for box, category_id in zip(boxes.astype(np.float64), categories):
+                width, height = box[2] - box[0], box[3] - box[1]
+                annotations.append({
+                    "id": len(annotations) + 1, "image_id": int(record.image_id), "category_id": int(category_id),
+                    "bbox": [box[0], box[1], width, height], "area": width * height, "iscrowd": iscrowd,
+                })
+    categories = [{"id": int(i), "name": name} for i, name in zip(dataset.category_ids, dataset.class_names)]
+    return {"images": images, "annotations": annotations, "categories": categories}
 
 
 _ANNOTATION_KEYS = ("image_id", "bbox", "category_id")
@@ -100,11 +127,7 @@ def _group(values, image_positions, num_images):
 
 
 def _annotation_error(source, annotations, index, problem):
-    return ValueError(f"{source}: annotation {_describe(annotations[index], index)}: {problem}")
-
-
-def _bad_bbox(bbox):
-    return f"bbox must be 4 finite numbers [x, y, w, h] with w > 0 and h > 0, got {bbox!r}"
+    return DataError(f"{source}: annotation {_describe(annotations[index], index)}: {problem}")
 
 
 def _read_categories(categories, source):
@@ -115,9 +138,9 @@ def _read_categories(categories, source):
         _require(category, ("id", "name"), where)
         category_id = category["id"]
         if not _is_integer(category_id):
-            raise ValueError(f"{where}: id must be an integer, got {category_id!r}")
+            raise DataError(f"{where}: id must be an integer, got {category_id!r}")
         if category_id in by_id:
-            raise ValueError(f"{where}: duplicate category id {category_id}")
+            raise DataError(f"{where}: duplicate category id {category_id}")
         by_id[category_id] = str(category["name"])
     category_ids = sorted(by_id)
     return category_ids, [by_id[category_id] for category_id in category_ids]
@@ -131,28 +154,22 @@ def _read_images(images, source):
         _require(image, ("id", "file_name", "height", "width"), where)
         image_id = image["id"]
         if not _is_integer(image_id):
-            raise ValueError(f"{where}: id must be an integer, got {image_id!r}")
+            raise DataError(f"{where}: id must be an integer, got {image_id!r}")
         if image_id in by_id:
-            raise ValueError(f"{where}: duplicate image id {image_id}")
+            raise DataError(f"{where}: duplicate image id {image_id}")
         for key in ("height", "width"):
             if not _is_integer(image[key]) or image[key] <= 0:
-                raise ValueError(f"{where}: {key} must be a positive integer, got {image[key]!r}")
-        file_name = image["file_name"]
-        if not isinstance(file_name, str) or not file_name:
-            raise ValueError(f"{where}: file_name must be a non-empty string, got {file_name!r}")
-        normalized = os.path.normpath(file_name)
-        if os.path.isabs(file_name) or normalized == os.pardir or normalized.startswith(os.pardir + os.sep):
-            raise ValueError(f"{where}: file_name {file_name!r} must be a relative path inside the images directory")
+                raise DataError(f"{where}: {key} must be a positive integer, got {image[key]!r}")
         by_id[image_id] = image
     return by_id
 
 
 def _require(entry, keys, where):
     if not isinstance(entry, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {entry!r}")
+        raise DataError(f"{where}: expected a JSON object, got {entry!r}")
     missing = [key for key in keys if key not in entry]
     if missing:
-        raise ValueError(f"{where}: missing key(s) {missing}")
+        raise DataError(f"{where}: missing key(s) {missing}")
 
 
 def _describe(entry, index):

@@ -9,34 +9,99 @@ import numpy as np
 import tensorflow as tf
 
 from keras_retinanet.boxes.labeler import IGNORE_REGION_LABEL, PADDING_LABEL
+from keras_retinanet.data.records import DetectionDataset
+from keras_retinanet.data.validation import inspect_image
 
 # By default padded image sides are multiples of the coarsest pyramid stride (P7: 2^7), so that every level tiles
 # the image exactly (Detectron's choice); `data.size_divisor` can lower it (32 is torchvision's) to pad less.
 SIZE_DIVISOR = 128
 
 
-def decode_image(path):
-    """RGB uint8 [H, W, 3] from an image file of any format TensorFlow reads (grayscale and RGBA converted)."""
-    return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False, dtype=tf.uint8)
+# The most encoded images a shuffle buffer holds for datasets that embed their images (TFRecord); datasets of
+# image files shuffle all their paths.
+EMBEDDED_SHUFFLE_BUFFER = 2048
 
 
-def resize_image(image, min_size, max_size):
-    """Bilinear resize so the shorter side is `min_size` and the longer at most `max_size`.
+def decode_image(encoded, orientation=1):
+    """Upright RGB uint8 [H, W, 3] from encoded bytes of any format TensorFlow reads (grayscale, RGBA, palette and
+    16-bit converted), turned per the EXIF `orientation` (1-8) that the reader found (TensorFlow ignores EXIF)."""
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8)
+    image.set_shape([None, None, 3])
+    transposed = lambda: tf.transpose(image, [1, 0, 2])  # noqa: E731
+    return tf.switch_case(
+        tf.cast(orientation, tf.int32) - 1,
+        [
+            lambda: image,
+            lambda: image[:, ::-1],  # mirrored left-right
+            lambda: image[::-1, ::-1],  # turned 180 degrees
+            lambda: image[::-1],  # mirrored top-bottom
+            transposed,
+            lambda: transposed()[:, ::-1],  # turned 90 degrees clockwise
+            lambda: transposed()[::-1, ::-1],  # transverse
+            lambda: transposed()[::-1],  # turned 90 degrees counter-clockwise
+        ],
+    )
+
+
+def encoded_images(dataset):
+    """`tf.data.Dataset` of the encoded images of `dataset` (a `DetectionDataset`), one per record, in order."""
+    if dataset.image_source is not None:
+        return dataset.image_source.encoded_images()
+    return tf.data.Dataset.from_tensor_slices([record.path for record in dataset.records]).map(tf.io.read_file)
+
+
+def _encoded_with_orientations(images):
+    """(encoded image, EXIF orientation) pairs of `images`: image file paths or a `DetectionDataset`."""
+    if isinstance(images, DetectionDataset):
+        orientations = [record.orientation for record in images.records]
+        encoded = encoded_images(images)
+    else:
+        orientations = [inspect_image(path, verify=False, max_pixels=np.inf).orientation for path in images]
+        encoded = tf.data.Dataset.from_tensor_slices(tf.constant(images, tf.string)).map(tf.io.read_file)
+    return tf.data.Dataset.zip(encoded, tf.data.Dataset.from_tensor_slices(tf.constant(orientations, tf.int32)))
+
+
+def load_images(images):
+    """Yields `images` (image file paths or a `DetectionDataset`) upright, as uint8 numpy arrays (for pictures)."""
+    for encoded, orientation in _encoded_with_orientations(images):
+        yield decode_image(encoded, orientation).numpy()
+
+
+# `DataConfig.preprocessing` choices. "detectron": new sides rounded, padding with black. "torchvision": the size
+# rule of torchvision's GeneralizedRCNNTransform (scale in float32, new sides floored in float64) and padding with
+# the ImageNet mean pixel, which the model's "torch" normalisation maps to torchvision's zero padding.
+PREPROCESSING = ("detectron", "torchvision")
+_TORCHVISION_PAD_PIXEL = (0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0)
+
+
+def resize_image(image, min_size, max_size, preprocessing="detectron"):
+    """Bilinear resize (no antialiasing) so the shorter side is `min_size` and the longer at most `max_size`.
 
     Returns the float32 image and the (y, x) scale factors new_size / old_size.
     """
     size = tf.cast(tf.shape(image)[:2], tf.float32)
     scale = tf.minimum(tf.cast(min_size, tf.float32) / tf.reduce_min(size), max_size / tf.reduce_max(size))
-    new_size = tf.maximum(tf.round(size * scale), 1.0)
+    if preprocessing == "torchvision":
+        new_size = tf.cast(tf.floor(tf.cast(size, tf.float64) * tf.cast(scale, tf.float64)), tf.float32)
+    elif preprocessing == "detectron":
+        new_size = tf.round(size * scale)
+    else:
+        raise ValueError(f"preprocessing must be one of {PREPROCESSING}, got {preprocessing!r}")
+    new_size = tf.maximum(new_size, 1.0)
     resized = tf.image.resize(tf.cast(image, tf.float32), tf.cast(new_size, tf.int32), method="bilinear")
     return resized, new_size / size
 
 
-def pad_to_multiple(image, divisor=SIZE_DIVISOR):
-    """Zero-pads the bottom and right of `image` [H, W, 3] to multiples of `divisor`."""
+def pad_to_multiple(image, divisor=SIZE_DIVISOR, preprocessing="detectron"):
+    """Pads the bottom and right of `image` [H, W, 3] to multiples of `divisor`: with zeros, or with the ImageNet
+    mean pixel for "torchvision" preprocessing."""
     size = tf.shape(image)[:2]
     padded = (size + divisor - 1) // divisor * divisor
-    return tf.pad(image, [[0, padded[0] - size[0]], [0, padded[1] - size[1]], [0, 0]])
+    paddings = [[0, padded[0] - size[0]], [0, padded[1] - size[1]], [0, 0]]
+    if preprocessing == "detectron":
+        return tf.pad(image, paddings)
+    pad_pixel = tf.constant(_TORCHVISION_PAD_PIXEL, image.dtype)
+    return tf.pad(image - pad_pixel, paddings) + pad_pixel
 
 
 def _scale_boxes(boxes, scale):
@@ -49,10 +114,11 @@ def _flip_boxes(boxes, width):
 
 def _records_to_tensors(dataset):
     """Flat tensors of all records: ground truth as ragged rows, ignore regions appended with label -2."""
-    paths, image_ids, boxes, labels, row_lengths = [], [], [], [], []
+    paths, image_ids, orientations, boxes, labels, row_lengths = [], [], [], [], [], []
     for record in dataset.records:
         paths.append(record.path)
         image_ids.append(record.image_id)
+        orientations.append(record.orientation)
         boxes.extend([record.boxes, record.ignore_boxes])
         labels.extend([record.labels, np.full(len(record.ignore_boxes), IGNORE_REGION_LABEL, np.int32)])
         row_lengths.append(len(record.boxes) + len(record.ignore_boxes))
@@ -61,6 +127,7 @@ def _records_to_tensors(dataset):
     return {
         "path": tf.constant(paths, tf.string),
         "image_id": tf.constant(image_ids, tf.int64),
+        "orientation": tf.constant(orientations, tf.int32),
         "boxes": tf.RaggedTensor.from_row_lengths(boxes.astype(np.float32), row_lengths),
         "labels": tf.RaggedTensor.from_row_lengths(labels.astype(np.int32), row_lengths),
     }
@@ -87,26 +154,36 @@ def training_dataset(dataset, config, batch_size):
     low, high = config.scale_jitter
 
     def decode(element):
-        return {**element, "image": decode_image(element.pop("path"))}
+        encoded = element.pop("encoded") if "encoded" in element else tf.io.read_file(element["path"])
+        return {**element, "image": decode_image(encoded, element["orientation"])}
 
     def augment(index, element):
         seed = tf.stack([tf.constant(config.seed, tf.int64), index])
         jitter = tf.random.stateless_uniform([], seed, low, high)
-        image, scale = resize_image(element["image"], config.min_size * jitter, config.max_size * jitter)
+        image, scale = resize_image(
+            element["image"], config.min_size * jitter, config.max_size * jitter, config.preprocessing
+        )
         boxes = _scale_boxes(element["boxes"], scale)
         if config.horizontal_flip:
             flip = tf.random.stateless_uniform([], seed + 1) < 0.5
             width = tf.cast(tf.shape(image)[1], tf.float32)
             image = tf.cond(flip, lambda: image[:, ::-1], lambda: image)
             boxes = tf.cond(flip, lambda: _flip_boxes(boxes, width), lambda: boxes)
-        return pad_to_multiple(image, config.size_divisor), {"boxes": boxes, "labels": element["labels"]}
+        return pad_to_multiple(image, config.size_divisor, config.preprocessing), {
+            "boxes": boxes,
+            "labels": element["labels"],
+        }
 
     records = tf.data.Dataset.from_tensor_slices(_records_to_tensors(dataset))
+    shuffle_buffer = len(dataset.records)
+    if dataset.image_source is not None:
+        records = tf.data.Dataset.zip(records, encoded_images(dataset)).map(lambda r, e: {**r, "encoded": e})
+        shuffle_buffer = min(shuffle_buffer, EMBEDDED_SHUFFLE_BUFFER)
     if config.cache_images:
         records = records.map(decode, num_parallel_calls=tf.data.AUTOTUNE).cache()
     # Shuffling the endless stream (not each epoch anew) makes every iterator of this dataset yield the same
     # sequence: Keras and tf.distribute may open more than one.
-    records = records.repeat().shuffle(len(dataset.records), seed=config.seed, reshuffle_each_iteration=False)
+    records = records.repeat().shuffle(shuffle_buffer, seed=config.seed, reshuffle_each_iteration=False)
     if not config.cache_images:
         records = records.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return (
@@ -122,21 +199,22 @@ def training_dataset(dataset, config, batch_size):
     )
 
 
-def inference_dataset(paths, config, batch_size):
-    """Batches of the images at `paths`, in order, resized and padded as in training (per `config`, a
-    `DataConfig`) without augmentation.
+def inference_dataset(images, config, batch_size):
+    """Batches of `images` (image file paths, or a `DetectionDataset`), in order, resized and padded as in
+    training (per `config`, a `DataConfig`) without augmentation; EXIF orientation applied.
 
-    Yields `(images, {"scale", "original_size"})`; `scale` is (y, x) new / original size.
+    Yields `(images, {"scale", "original_size"})`; `scale` is (y, x) new / original size of the upright image.
     """
 
-    def load(path):
-        image = decode_image(path)
+    def load(encoded, orientation):
+        image = decode_image(encoded, orientation)
         original_size = tf.shape(image)[:2]
-        image, scale = resize_image(image, config.min_size, config.max_size)
-        return pad_to_multiple(image, config.size_divisor), {"scale": scale, "original_size": original_size}
+        image, scale = resize_image(image, config.min_size, config.max_size, config.preprocessing)
+        padded = pad_to_multiple(image, config.size_divisor, config.preprocessing)
+        return padded, {"scale": scale, "original_size": original_size}
 
     return (
-        tf.data.Dataset.from_tensor_slices(tf.constant(paths, tf.string))
+        _encoded_with_orientations(images)
         .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .padded_batch(batch_size, padded_shapes=([None, None, 3], {"scale": [2], "original_size": [2]}))
         .prefetch(tf.data.AUTOTUNE)

@@ -17,9 +17,13 @@ class ImageRecord:
         image_id: the dataset's own image id (COCO `id`), the key evaluation results refer to.
         path: the image file, absolute or relative to the working directory.
         height, width: image size in pixels, as the annotations state it.
-        boxes: [M, 4] float32 `xyxy` pixels.
+        boxes: [M, 4] float32 `xyxy` pixels of the upright image (after `orientation`).
         labels: [M] int32 contiguous class indices 0..K-1.
-        ignore_boxes: [K, 4] float32 `xyxy` regions ignored in training (e.g. COCO crowd boxes); may be empty.
+        ignore_boxes: [N, 4] float32 `xyxy` regions ignored in training (COCO crowd boxes, VOC `difficult`
+            objects) and by evaluation; may be empty.
+        ignore_labels: [N] int32 class of each ignore region (evaluation ignores detections of that class there).
+        orientation: the EXIF orientation (1-8) that turns the stored pixels upright; `height`, `width` and the
+            boxes already describe the upright image, the pipeline turns the pixels when it decodes them.
     """
 
     image_id: int
@@ -28,25 +32,30 @@ class ImageRecord:
     width: int
     boxes: np.ndarray
     labels: np.ndarray
-    ignore_boxes: np.ndarray
+    ignore_boxes: np.ndarray = None
+    ignore_labels: np.ndarray = None
+    orientation: int = 1
 
     def __post_init__(self):
+        where = f"image {self.image_id} ({self.path})"
         boxes = _read_only(self.boxes, np.float32)
         labels = _read_only(self.labels, np.int32)
-        ignore_boxes = _read_only(self.ignore_boxes, np.float32)
+        ignore_boxes = _read_only(np.zeros((0, 4)) if self.ignore_boxes is None else self.ignore_boxes, np.float32)
+        ignore_labels = _read_only(np.zeros(0) if self.ignore_labels is None else self.ignore_labels, np.int32)
         for name, array in (("boxes", boxes), ("ignore_boxes", ignore_boxes)):
             if array.ndim != 2 or array.shape[1] != 4:
-                raise ValueError(f"image {self.image_id} ({self.path}): {name} must be [N, 4], got shape {array.shape}")
-        if labels.shape != (boxes.shape[0],):
-            raise ValueError(
-                f"image {self.image_id} ({self.path}): labels must be [{boxes.shape[0]}] (one per box), "
-                f"got shape {labels.shape}"
-            )
-        if labels.size and labels.min() < 0:
-            raise ValueError(f"image {self.image_id} ({self.path}): negative label {labels.min()}")
+                raise ValueError(f"{where}: {name} must be [N, 4], got shape {array.shape}")
+        for name, array, count in (("labels", labels, len(boxes)), ("ignore_labels", ignore_labels, len(ignore_boxes))):
+            if array.shape != (count,):
+                raise ValueError(f"{where}: {name} must be [{count}] (one per box), got shape {array.shape}")
+            if array.size and array.min() < 0:
+                raise ValueError(f"{where}: negative label {array.min()} in {name}")
+        if self.orientation not in range(1, 9):
+            raise ValueError(f"{where}: EXIF orientation must be 1..8, got {self.orientation!r}")
         object.__setattr__(self, "boxes", boxes)
         object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "ignore_boxes", ignore_boxes)
+        object.__setattr__(self, "ignore_labels", ignore_labels)
 
 
 def _read_only(values, dtype):
@@ -64,12 +73,17 @@ class DetectionDataset:
         class_names: name of class i.
         category_ids: the dataset's own id of class i (e.g. COCO's 1..90 with gaps); unique.
         source: where the dataset was read from (a path), for error messages.
+        image_source: None when each record's `path` is its image file; else an object whose `encoded_images()`
+            returns a `tf.data.Dataset` of the encoded images, one per record in order (TFRecord datasets).
+        report: what the reader skipped or changed (a `DataReport`), for the run summary.
     """
 
     records: list[ImageRecord]
     class_names: list[str]
     category_ids: list[int]
     source: str = ""
+    image_source: object = None
+    report: object = None
 
     def __post_init__(self):
         if len(self.class_names) != len(self.category_ids):

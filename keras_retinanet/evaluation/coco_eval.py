@@ -84,22 +84,24 @@ class CocoEvaluation:
         return "\n".join(lines)
 
 
-def evaluate_coco(ground_truth, results):
+def evaluate_coco(ground_truth, results, image_ids=None):
     """COCO box AP / AR of `results` against `ground_truth`, with pycocotools, its prints silenced.
 
     Args:
-        ground_truth: a path to a COCO instances JSON or a `pycocotools.coco.COCO`. Annotations without
+        ground_truth: a path to a COCO instances JSON, its content as a dict, or a `pycocotools.coco.COCO`.
+            Annotations without
             `iscrowd` get 0 and those without `area` get the box area w * h (pycocotools needs both; this sets them
             on a COCO object passed in).
         results: COCO result dicts (see `detections_to_coco_results`); not modified. Every image id and category
             id must be in the ground truth. An empty list is evaluated as no detections at all: every metric is 0,
             or -1 where there is no ground truth to score, as COCOeval reports it.
+        image_ids: evaluate on these images only (e.g. those a reader kept); default: all of the ground truth.
 
     Returns:
         A `CocoEvaluation`.
     """
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = ground_truth if isinstance(ground_truth, COCO) else COCO(os.fspath(ground_truth))
+        coco_gt = _coco(ground_truth)
     _complete_ground_truth(coco_gt)
     _check_results(coco_gt, results)
     names = [coco_gt.cats[category_id]["name"] for category_id in sorted(coco_gt.cats)]
@@ -111,6 +113,11 @@ def evaluate_coco(ground_truth, results):
         # loadRes adds keys to the dicts it gets, and raises on an empty list.
         coco_dt = coco_gt.loadRes([dict(result) for result in results]) if results else _empty_results(coco_gt)
         evaluator = COCOeval(coco_gt, coco_dt, iouType="bbox")
+        if image_ids is not None:
+            unknown = sorted(set(image_ids) - set(coco_gt.imgs))
+            if unknown:
+                raise ValueError(f"image ids not in the ground truth: {unknown[:10]}")
+            evaluator.params.imgIds = sorted(set(image_ids))
         evaluator.evaluate()
         evaluator.accumulate()
     summary = io.StringIO()
@@ -144,6 +151,17 @@ def write_evaluation(evaluation, results, output_dir):
     with open(detections_path, "w", encoding="utf-8") as file:
         json.dump(list(results), file)
     return metrics_path, detections_path
+
+
+def _coco(ground_truth):
+    if isinstance(ground_truth, COCO):
+        return ground_truth
+    if isinstance(ground_truth, dict):
+        coco_gt = COCO()
+        coco_gt.dataset = ground_truth
+        coco_gt.createIndex()
+        return coco_gt
+    return COCO(os.fspath(ground_truth))
 
 
 def _complete_ground_truth(coco_gt):

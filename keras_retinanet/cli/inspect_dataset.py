@@ -1,0 +1,132 @@
+"""Checks a dataset with the bad-input policy and shows it as the model will see it.
+
+    bin/inspect_dataset --format=voc --annotations=DIR --images=DIR [--classes=FILE] [--strict]
+    bin/inspect_dataset --config=experiment.yaml --split=train [--set=data.min_size=600 ...]
+
+Prints the number of images (and negatives: images without boxes), boxes and ignore regions per class, a histogram
+of box sizes (sqrt(area) in pixels of the resized input: data.min_size / data.max_size), COCO's small / medium /
+large counts, aspect ratios, the anchor coverage (share of boxes whose best anchor reaches the matcher's IoU
+thresholds, model.positive_threshold and model.negative_threshold, at each image's resized and padded size) and
+what the bad-input policy skipped or changed. The resize rule, anchors and thresholds are those of --config, or
+the defaults of ExperimentConfig (keras_retinanet.config) without it; --format and the other data flags override
+the split of --config.
+
+--draw=N --output_dir=DIR writes the first N images, resized and padded as the model sees them, to PNG files:
+ground-truth boxes in their class colour, captioned with the class and the IoU of their best anchor; the anchors
+they match (IoU >= model.positive_threshold) as thin cyan outlines; the best anchor of each box in magenta (even
+below the threshold); ignore regions as dashed outlines.
+"""
+
+import dataclasses
+import os
+
+from absl import app, flags
+
+from keras_retinanet.cli import run_program
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("config", None, "Experiment YAML file: the split, anchors and input size (default: the defaults "
+                                    "of ExperimentConfig).")
+flags.DEFINE_enum("split", "train", ["train", "val"], "Which split of --config to read.")
+flags.DEFINE_multi_string("set", [], "Override a config value: --set=data.min_size=600 (repeatable).")
+flags.DEFINE_enum("format", None, ["coco", "voc", "csv", "tfrecord"], "Annotation format (data.<split>.format).")
+flags.DEFINE_string("annotations", None, "Annotation file or folder (data.<split>.annotations).")
+flags.DEFINE_string("images", None, "Image folder (data.<split>.images).")
+flags.DEFINE_string("classes", None, "Class file (data.<split>.classes); default: the classes found in the data.")
+flags.DEFINE_boolean("strict", None, "Every skip or change of the bad-input policy is an error (data.strict).")
+flags.DEFINE_boolean("verify_images", None, "Decode every image, not only its header (data.verify_images).")
+flags.DEFINE_integer("draw", 0, "Draw the first N images with their boxes and matched anchors.", lower_bound=0)
+flags.DEFINE_string("output_dir", None, "Folder for the --draw PNG files.")
+
+MATCHED_ANCHOR_COLOUR = (0, 255, 255)
+BEST_ANCHOR_COLOUR = (255, 0, 255)
+
+
+def main(argv):
+    del argv
+    if FLAGS.draw and not FLAGS.output_dir:
+        raise app.UsageError("--draw needs --output_dir")
+    if FLAGS.config is None and FLAGS.annotations is None:
+        raise app.UsageError("give --annotations (with --format, --images) or --config")
+
+    from keras_retinanet.config import load_config
+    from keras_retinanet.data import DataPolicy, read_dataset
+    from keras_retinanet.data.statistics import InputGeometry, dataset_statistics, format_statistics
+
+    config = load_config(FLAGS.config, FLAGS.set)
+    given = {name: getattr(FLAGS, name) for name in ("format", "annotations", "images", "classes")}
+    split = dataclasses.replace(getattr(config.data, FLAGS.split),
+                                **{name: value for name, value in given.items() if value is not None})
+    data = dataclasses.replace(config.data, **{name: getattr(FLAGS, name) for name in ("strict", "verify_images")
+                                               if getattr(FLAGS, name) is not None})
+    config = dataclasses.replace(config, data=data)
+    policy = DataPolicy(data.strict, data.verify_images, data.max_image_pixels)
+    dataset = read_dataset(split.format, split.annotations, split.images, split.classes, policy)
+    geometry = InputGeometry(config)
+
+    classes = dataset.num_classes
+    print(f"dataset: {dataset.source} ({split.format}), {classes} class{'' if classes == 1 else 'es'}")
+    print(f"{geometry.describe()} (from {FLAGS.config or 'the defaults of ExperimentConfig'})")
+    print(format_statistics(dataset_statistics(dataset, geometry)))
+    print("bad-input policy: " + (("\n" + dataset.report.summary()) if dataset.report.summary()
+                                  else "nothing skipped or changed"))
+    if FLAGS.draw:
+        paths = draw_dataset(dataset, geometry, FLAGS.draw, FLAGS.output_dir)
+        print(f"drew {len(paths)} images to {FLAGS.output_dir}")
+
+
+def draw_dataset(dataset, geometry, count, output_dir):
+    """Writes the first `count` images of `dataset` as the model sees them, with boxes and anchors (see the module
+    docstring), to PNG files in `output_dir`; returns their paths."""
+    import numpy as np
+
+    from keras_retinanet.data.pipeline import load_images, pad_to_multiple, resize_image
+
+    os.makedirs(output_dir, exist_ok=True)
+    data = geometry.data
+    paths = []
+    for index, (record, image) in enumerate(zip(dataset.records[:count], load_images(dataset))):
+        resized, _ = resize_image(image, data.min_size, data.max_size, data.preprocessing)
+        padded = pad_to_multiple(resized, data.size_divisor, data.preprocessing).numpy()
+        picture = draw_anchor_matches(np.clip(np.round(padded), 0, 255).astype(np.uint8), record, geometry,
+                                      dataset.class_names)
+        name = os.path.splitext(os.path.basename(record.path))[0] or str(record.image_id)
+        path = os.path.join(output_dir, f"{index:04d}_{name}.png")
+        picture.save(path)
+        paths.append(path)
+    return paths
+
+
+def draw_anchor_matches(image, record, geometry, class_names):
+    """PIL picture of `image` (the resized, padded input of `record`) with its boxes and anchors drawn."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from keras_retinanet.data.statistics import box_iou
+    from keras_retinanet.visualization import draw_detections
+
+    boxes = geometry.scale_boxes(record.boxes, record.height, record.width)
+    anchors = geometry.anchors(image.shape[:2])
+    canvas = Image.fromarray(image)
+    draw = ImageDraw.Draw(canvas)
+    best_iou = np.zeros(len(boxes), np.float32)
+    if len(boxes):
+        iou = box_iou(boxes, anchors)
+        for anchor in anchors[np.any(iou >= geometry.model.positive_threshold, axis=0)]:
+            draw.rectangle(anchor.round().tolist(), outline=MATCHED_ANCHOR_COLOUR, width=1)
+        best = np.argmax(iou, axis=1)
+        best_iou = iou[np.arange(len(boxes)), best]
+        for anchor in anchors[best]:
+            draw.rectangle(anchor.round().tolist(), outline=BEST_ANCHOR_COLOUR, width=2)
+    return draw_detections(
+        canvas, boxes, scores=best_iou, labels=record.labels, class_names=class_names,
+        ground_truth_boxes=geometry.scale_boxes(record.ignore_boxes, record.height, record.width),
+    )
+
+
+def run():
+    run_program(main, __name__)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,139 @@
+"""Reader for Pascal VOC annotations: one XML file per image (`Annotations/*.xml`) and a folder of images."""
+
+import os
+
+import numpy as np
+from defusedxml import ElementTree
+
+from keras_retinanet.data.classes import read_class_file
+from keras_retinanet.data.records import DetectionDataset
+from keras_retinanet.data.validation import AnnotatedImage, DataError, DataPolicy, DataReport, finish_records
+from keras_retinanet.data.validation import safe_image_path
+
+
+def read_voc(annotations, images_dir, classes=None, policy=DataPolicy()):
+    """Reads Pascal VOC XML annotations into a `DetectionDataset`, applying the bad-input `policy`.
+
+    Args:
+        annotations: a folder of XML files (all `*.xml` in it, sorted), or an image-set list such as
+            `VOC2007/ImageSets/Main/train.txt` (one image id per line, first column), whose XMLs are
+            `VOC2007/Annotations/<id>.xml`.
+        images_dir: the folder the XMLs' `<filename>` entries are in (`VOC2007/JPEGImages`).
+        classes: a class file (one name per line, or `name,id` lines) or None to take the sorted class names found
+            in the XMLs; without ids, class i gets category id i + 1.
+        policy: a `DataPolicy`.
+
+    VOC coordinates are 1-based pixel indices, both ends inclusive: `xmin..xmax` becomes the continuous box
+    `[xmin - 1, xmax]`. `difficult` objects become ignore regions (ignored in training; in COCO evaluation a
+    detection on them is neither a true nor a false positive, as in VOC's own evaluation). Image ids are 1, 2, ...
+    in file order.
+
+    Raises:
+        DataError: naming the XML file and the value, for unparsable XML, a missing or non-numeric field, or a
+            class name that is not in the class file; and every skip of the policy when it is strict.
+    """
+    annotations = os.fspath(annotations)
+    images_dir = os.fspath(images_dir)
+    if not os.path.isdir(images_dir):
+        raise DataError(f"{annotations}: images directory {images_dir!r} does not exist")
+    parsed = [_parse(path, images_dir) for path in _annotation_files(annotations)]
+    if classes:
+        category_ids, class_names = read_class_file(classes)
+    else:
+        class_names = sorted({name for entry in parsed for name, *_ in entry["objects"]})
+        category_ids = list(range(1, len(class_names) + 1))
+    label_of = {name: label for label, name in enumerate(class_names)}
+
+    images = []
+    for image_id, entry in enumerate(parsed, start=1):
+        boxes = {False: [], True: []}
+        labels = {False: [], True: []}
+        locations = {False: [], True: []}
+        for name, difficult, box, where in entry["objects"]:
+            if name not in label_of:
+                raise DataError(f"{where}: class {name!r} is not in the class file {classes} (classes: {class_names})")
+            boxes[difficult].append(box)
+            labels[difficult].append(label_of[name])
+            locations[difficult].append(where)
+        images.append(
+            AnnotatedImage(
+                image_id=image_id,
+                path=entry["path"],
+                where=entry["where"],
+                stated_size=entry["size"],
+                boxes=np.array(boxes[False], np.float64).reshape(-1, 4),
+                labels=np.array(labels[False], np.int32),
+                box_locations=locations[False],
+                ignore_boxes=np.array(boxes[True], np.float64).reshape(-1, 4),
+                ignore_labels=np.array(labels[True], np.int32),
+                ignore_locations=locations[True],
+            )
+        )
+    report = DataReport(annotations, policy.strict)
+    records = finish_records(images, policy, report)
+    return DetectionDataset(records, class_names, category_ids, source=annotations, report=report)
+
+
+def _annotation_files(annotations):
+    if os.path.isdir(annotations):
+        names = sorted(name for name in os.listdir(annotations) if name.endswith(".xml"))
+        if not names:
+            raise DataError(f"{annotations}: no .xml annotation files in this folder")
+        return [os.path.join(annotations, name) for name in names]
+    if not os.path.isfile(annotations):
+        raise DataError(f"{annotations}: no such annotation folder or image-set file")
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(annotations)))),
+                          "Annotations")
+    with open(annotations, encoding="utf-8") as file:
+        image_ids = [line.split()[0] for line in file if line.strip()]
+    files = [os.path.join(folder, f"{image_id}.xml") for image_id in image_ids]
+    missing = [path for path in files if not os.path.isfile(path)]
+    if missing:
+        raise DataError(f"{annotations}: {len(missing)} listed image(s) have no annotation file, e.g. {missing[0]}")
+    return files
+
+
+def _parse(path, images_dir):
+    """{"path", "where", "size", "objects": [(name, difficult, [x1, y1, x2, y2], where)]} of one XML file."""
+    try:
+        root = ElementTree.parse(path).getroot()
+    except ElementTree.ParseError as error:
+        raise DataError(f"{path}: not valid XML ({error})") from None
+    file_name = _text(root, "filename", path)
+    size = root.find("size")
+    stated_size = None
+    if size is not None:
+        stated_size = (_number(size, "width", path, int), _number(size, "height", path, int))
+    objects = []
+    for index, element in enumerate(root.findall("object"), start=1):
+        where = f"{path}: object {index}"
+        name = _text(element, "name", where)
+        difficult = element.find("difficult")
+        flag = 0 if difficult is None or not (difficult.text or "").strip() else _number(element, "difficult", where, int)
+        if flag not in (0, 1):
+            raise DataError(f"{where}: <difficult> must be 0 or 1, got {flag}")
+        bndbox = element.find("bndbox")
+        if bndbox is None:
+            raise DataError(f"{where}: missing <bndbox>")
+        xmin, ymin, xmax, ymax = (_number(bndbox, key, where, float) for key in ("xmin", "ymin", "xmax", "ymax"))
+        objects.append((name, bool(flag), [xmin - 1, ymin - 1, xmax, ymax], where))
+    return {"path": safe_image_path(images_dir, file_name, path), "where": path, "size": stated_size,
+            "objects": objects}
+
+
+def _text(element, key, where):
+    child = element.find(key)
+    if child is None or not (child.text or "").strip():
+        raise DataError(f"{where}: missing <{key}>")
+    return child.text.strip()
+
+
+def _number(element, key, where, kind):
+    text = _text(element, key, where)
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or (kind is int and not value.is_integer()):
+        raise DataError(f"{where}: <{key}> must be {'an integer' if kind is int else 'a number'}, got {text!r}")
+    return kind(value)
