@@ -14,7 +14,7 @@ from keras_retinanet.data import read_dataset
 from keras_retinanet.data.coco import to_coco_ground_truth
 from keras_retinanet.data.pipeline import inference_dataset, load_images, to_original_coordinates, training_dataset
 from keras_retinanet.data.records import DetectionDataset
-from keras_retinanet.data.validation import DataPolicy
+from keras_retinanet.data.validation import DataError, DataPolicy
 from keras_retinanet.evaluation import detections_to_coco_results, evaluate_coco
 from keras_retinanet.models import build_retinanet
 from keras_retinanet.visualization import draw_batch_detections
@@ -129,6 +129,12 @@ def evaluate_model(model, dataset, data_config, batch_size, ground_truth=None):
     regions), or `ground_truth` (a COCO instances JSON, e.g. the official one with its mask areas) restricted to
     the images of `dataset`.
     """
+    trained_classes = (model.metadata or {}).get("class_names")
+    if trained_classes is not None and list(trained_classes) != list(dataset.class_names):
+        raise DataError(
+            f"{dataset.source}: the model was trained on classes {list(trained_classes)}, the dataset has "
+            f"{list(dataset.class_names)}; give the evaluation split the training split's class file"
+        )
     image_ids = [record.image_id for record in dataset.records]
     detections = detect(model, dataset, data_config, batch_size)
     results = detections_to_coco_results(image_ids, detections, dataset.category_ids) if image_ids else []

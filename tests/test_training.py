@@ -21,3 +21,17 @@ def test_optimizer_from_the_paper_config():
     assert isinstance(optimizer, keras.optimizers.SGD)
     assert optimizer.momentum == pytest.approx(0.9) and optimizer.weight_decay == pytest.approx(1e-4)
     assert float(optimizer.learning_rate) == pytest.approx(0.01 / 3)  # iteration 0: warm-up start
+
+
+def test_evaluation_refuses_a_dataset_with_other_classes_than_the_model(tmp_path):
+    """Labels are positions in the class list: evaluating on another list would silently mislabel."""
+    from keras_retinanet.config import DataConfig
+    from keras_retinanet.data import DataError, DetectionDataset
+    from keras_retinanet.training import evaluate_model
+    from tiny import tiny_retinanet
+
+    model = tiny_retinanet(num_classes=2)
+    model.metadata = {"class_names": ["cat", "dog"]}
+    dataset = DetectionDataset([], ["dog", "cat"], [1, 2], source="val.csv")
+    with pytest.raises(DataError, match=r"val.csv: the model was trained on classes \['cat', 'dog'\], the dataset"):
+        evaluate_model(model, dataset, DataConfig(), batch_size=1)
