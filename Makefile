@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test test-slow benchmark clean
+.PHONY: install demo test test-slow test-torch benchmark clean
 
 install: $(STAMP)
 
@@ -26,6 +26,12 @@ test: $(STAMP)
 ## test-slow: the long tests (full-size backbones, longer training)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow --durations=15
+
+## test-torch: parity with torchvision's RetinaNets and ResNets; installs the optional [torch] extra (torch and
+## torchvision, large) into the venv first
+test-torch: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[test,torch]"
+	$(PY) -m pytest -q -m torch tests/test_torchvision.py --durations=15
 
 ## benchmark: speed figures (see bin/benchmark --help)
 benchmark: $(STAMP)

@@ -96,11 +96,13 @@ class _ServingDetector:
 
     def detect_images(self, images):
         """Detections for a uint8 batch [B, H, W, 3] of images of one size."""
-        model_inputs, scales = tf.map_fn(
+        model_inputs, scales, image_sizes = tf.map_fn(
             self._preprocess, images,
-            fn_output_signature=(tf.TensorSpec([None, None, 3], tf.float32), tf.TensorSpec([2], tf.float32)),
+            fn_output_signature=(
+                tf.TensorSpec([None, None, 3], tf.float32), tf.TensorSpec([2], tf.float32), tf.TensorSpec([2], tf.int32)
+            ),
         )
-        return self._detect(model_inputs, scales, tf.shape(images)[1:3])
+        return self._detect(model_inputs, scales, image_sizes, tf.shape(images)[1:3])
 
     def detect_encoded_images(self, encoded_images):
         """Detections for a string batch [B] of encoded images, each decoded and run on its own."""
@@ -109,8 +111,8 @@ class _ServingDetector:
         def detect_one(encoded):
             image = tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8)
             image.set_shape([None, None, 3])
-            model_input, scale = self._preprocess(image)
-            detections = self._detect(model_input[None], scale[None], tf.shape(image)[:2])
+            model_input, scale, image_size = self._preprocess(image)
+            detections = self._detect(model_input[None], scale[None], image_size[None], tf.shape(image)[:2])
             return {key: value[0] for key, value in detections.items()}
 
         return tf.map_fn(
@@ -124,13 +126,14 @@ class _ServingDetector:
         )
 
     def _preprocess(self, image):
-        """As the training / predict pipeline: resize (bilinear, float32 0-255), pad bottom and right."""
+        """As the training / predict pipeline: resize (bilinear, float32 0-255), pad bottom and right. Returns the
+        padded image, the (y, x) scale and the resized size inside the padding."""
         resized, scale = resize_image(image, self.min_size, self.max_size, self.preprocessing)
-        return pad_to_multiple(resized, self.size_divisor, self.preprocessing), scale
+        return pad_to_multiple(resized, self.size_divisor, self.preprocessing), scale, tf.shape(resized)[:2]
 
-    def _detect(self, model_inputs, scales, original_size):
-        """Detections for padded `model_inputs` [B, Hp, Wp, 3], resized by `scales` [B, 2] (y, x) from images of
-        `original_size` [2] (height, width)."""
+    def _detect(self, model_inputs, scales, image_sizes, original_size):
+        """Detections for padded `model_inputs` [B, Hp, Wp, 3], resized by `scales` [B, 2] (y, x) to `image_sizes`
+        [B, 2] (inside the padding) from images of `original_size` [2] (height, width)."""
         model = self.model
         settings = self.settings
         predictions = model(model_inputs, training=False)
@@ -138,7 +141,7 @@ class _ServingDetector:
         anchors = model.anchor_generator(input_size)
         boxes = model.box_coder.decode(predictions["box_deltas"], anchors[None])
         boxes, scores, classes = top_candidates(
-            tf.cast(predictions["class_logits"], tf.float32), clip_boxes(boxes, input_size),
+            tf.cast(predictions["class_logits"], tf.float32), clip_boxes(boxes, image_sizes),
             model.anchor_generator.level_anchor_counts(input_size), settings.pre_nms_top_k, settings.score_threshold,
         )
 

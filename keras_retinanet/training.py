@@ -114,7 +114,9 @@ def detect(model, images, data_config, batch_size):
         predict = _predict_functions[model] = tf.function(model.predict_step, reduce_retracing=True)
     batches = []
     for batch, info in inference_dataset(images, data_config, batch_size):
-        detections = {key: value.numpy() for key, value in predict(batch).items()}
+        # Boxes are clipped to each image inside its padding before NMS (as torchvision and detectron2 do).
+        inputs = {"images": batch, "image_sizes": info["image_size"]}
+        detections = {key: value.numpy() for key, value in predict(inputs).items()}
         detections["boxes"] = to_original_coordinates(
             detections["boxes"], info["scale"].numpy(), info["original_size"].numpy()
         )
@@ -127,20 +129,34 @@ def evaluate_model(model, dataset, data_config, batch_size, ground_truth=None):
 
     The ground truth is `dataset`'s own records in COCO form (VOC `difficult` objects and COCO crowds as crowd
     regions), or `ground_truth` (a COCO instances JSON, e.g. the official one with its mask areas) restricted to
-    the images of `dataset`.
+    the images of `dataset`. Every class of `dataset` must be a class of the model, with the same category id and
+    name; detections of model classes the dataset lacks (e.g. torchvision's background and unused COCO ids) are
+    left out.
     """
-    trained_classes = (model.metadata or {}).get("class_names")
-    if trained_classes is not None and list(trained_classes) != list(dataset.class_names):
-        raise DataError(
-            f"{dataset.source}: the model was trained on classes {list(trained_classes)}, the dataset has "
-            f"{list(dataset.class_names)}; give the evaluation split the training split's class file"
-        )
     image_ids = [record.image_id for record in dataset.records]
     detections = detect(model, dataset, data_config, batch_size)
-    results = detections_to_coco_results(image_ids, detections, dataset.category_ids) if image_ids else []
+    known = set(dataset.category_ids)
+    results = detections_to_coco_results(image_ids, detections, _result_category_ids(model, dataset))
+    results = [result for result in results if result["category_id"] in known]
     if ground_truth is None:
         ground_truth = to_coco_ground_truth(dataset)
     return evaluate_coco(ground_truth, results, image_ids=image_ids), results
+
+
+def _result_category_ids(model, dataset):
+    """The category id of each of `model`'s labels: from the label map stored with the model, checked against
+    `dataset`'s; a model without one is taken to have `dataset`'s classes."""
+    metadata = model.metadata or {}
+    if "category_ids" not in metadata:
+        return dataset.category_ids
+    model_classes = dict(zip(metadata["category_ids"], metadata["class_names"]))
+    differing = {i: name for i, name in dataset.label_map().items() if model_classes.get(i) != name}
+    if differing:
+        raise DataError(
+            f"{dataset.source}: classes {differing} (category id: name) are not classes of the model, whose classes "
+            f"are {model_classes}; give the evaluation split the training split's class file"
+        )
+    return metadata["category_ids"]
 
 
 class PeriodicEvaluation(keras.callbacks.Callback):

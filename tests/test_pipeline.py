@@ -111,3 +111,18 @@ def test_torchvision_preprocessing_floors_sizes_and_pads_with_the_mean_pixel(tmp
     (image, info), = [(images[0].numpy(), info) for images, info in inference_dataset(dataset, detectron, 1)]
     np.testing.assert_allclose(info["scale"][0], [30 / 40, 43 / 57], rtol=1e-6)
     assert np.all(image[30:] == 0)
+
+
+def test_torchvision_batches_pad_every_image_with_the_mean_pixel(tmp_path):
+    dataset = _dataset(tmp_path, sizes=((40, 57), (40, 120)))
+    config = DataConfig(min_size=30, max_size=1000, size_divisor=32, preprocessing="torchvision",
+                        horizontal_flip=False, max_boxes=2)
+    mean = np.array([123.675, 116.28, 103.53], np.float32)
+    images, info = next(iter(inference_dataset(dataset, config, 2)))
+    assert images.shape == (2, 32, 96, 3) and info["image_size"].numpy().tolist() == [[30, 42], [30, 90]]
+    np.testing.assert_allclose(images[0, :, 42:], np.broadcast_to(mean, (32, 54, 3)), rtol=1e-6)
+    np.testing.assert_allclose(images[1, 30:], np.broadcast_to(mean, (2, 96, 3)), rtol=1e-6)
+    images, _ = next(iter(training_dataset(dataset, config, 2)))
+    assert images.shape == (2, 32, 96, 3)
+    mean_columns = [int(np.all(np.abs(image - mean) < 1e-3, axis=(0, 2)).sum()) for image in images.numpy()]
+    assert sorted(mean_columns) == [96 - 90, 96 - 42]  # training batches pad with the mean pixel too

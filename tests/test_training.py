@@ -23,15 +23,20 @@ def test_optimizer_from_the_paper_config():
     assert float(optimizer.learning_rate) == pytest.approx(0.01 / 3)  # iteration 0: warm-up start
 
 
-def test_evaluation_refuses_a_dataset_with_other_classes_than_the_model(tmp_path):
-    """Labels are positions in the class list: evaluating on another list would silently mislabel."""
-    from keras_retinanet.config import DataConfig
+def test_evaluation_maps_model_labels_to_the_dataset_classes_by_id_and_name(tmp_path):
+    """Labels are positions in the model's class list: a dataset whose ids or names differ is refused (it would
+    silently mislabel); a dataset with a subset of the model's classes (COCO's 80 of torchvision's 91) is scored on
+    those, the other classes' detections left out."""
     from keras_retinanet.data import DataError, DetectionDataset
-    from keras_retinanet.training import evaluate_model
+    from keras_retinanet.training import _result_category_ids
     from tiny import tiny_retinanet
 
-    model = tiny_retinanet(num_classes=2)
-    model.metadata = {"class_names": ["cat", "dog"]}
-    dataset = DetectionDataset([], ["dog", "cat"], [1, 2], source="val.csv")
-    with pytest.raises(DataError, match=r"val.csv: the model was trained on classes \['cat', 'dog'\], the dataset"):
-        evaluate_model(model, dataset, DataConfig(), batch_size=1)
+    model = tiny_retinanet(num_classes=4)
+    model.metadata = {"category_ids": [0, 1, 2, 3], "class_names": ["__background__", "cat", "N/A", "dog"]}
+    subset = DetectionDataset([], ["cat", "dog"], [1, 3], source="val.json")
+    assert _result_category_ids(model, subset) == [0, 1, 2, 3]
+    for names, ids in ((["dog", "cat"], [1, 3]), (["cat", "dog"], [1, 2])):
+        with pytest.raises(DataError, match=r"val.csv: classes \{.*\} \(category id: name\) are not classes of"):
+            _result_category_ids(model, DetectionDataset([], names, ids, source="val.csv"))
+    model.metadata = {}
+    assert _result_category_ids(model, subset) == [1, 3]

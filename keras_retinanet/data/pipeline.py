@@ -92,16 +92,23 @@ def resize_image(image, min_size, max_size, preprocessing="detectron"):
     return resized, new_size / size
 
 
+def padding_pixel(preprocessing="detectron"):
+    """The [3] pixel that pads images: black, or the ImageNet mean pixel for "torchvision" preprocessing."""
+    return tf.constant(_TORCHVISION_PAD_PIXEL if preprocessing == "torchvision" else (0.0, 0.0, 0.0), tf.float32)
+
+
 def pad_to_multiple(image, divisor=SIZE_DIVISOR, preprocessing="detectron"):
-    """Pads the bottom and right of `image` [H, W, 3] to multiples of `divisor`: with zeros, or with the ImageNet
-    mean pixel for "torchvision" preprocessing."""
+    """Pads the bottom and right of float32 `image` [H, W, 3] to multiples of `divisor` with `padding_pixel`."""
+    return _centred_padding(image, divisor, preprocessing) + padding_pixel(preprocessing)
+
+
+def _centred_padding(image, divisor, preprocessing):
+    """`pad_to_multiple(...) - padding_pixel(...)`: what batches carry, so that `padded_batch`'s zeros pad with
+    the padding pixel too once it is added back."""
     size = tf.shape(image)[:2]
     padded = (size + divisor - 1) // divisor * divisor
     paddings = [[0, padded[0] - size[0]], [0, padded[1] - size[1]], [0, 0]]
-    if preprocessing == "detectron":
-        return tf.pad(image, paddings)
-    pad_pixel = tf.constant(_TORCHVISION_PAD_PIXEL, image.dtype)
-    return tf.pad(image - pad_pixel, paddings) + pad_pixel
+    return tf.pad(image - padding_pixel(preprocessing), paddings)
 
 
 def _scale_boxes(boxes, scale):
@@ -152,6 +159,7 @@ def training_dataset(dataset, config, batch_size):
             f"data.max_boxes={config.max_boxes}: raise data.max_boxes"
         )
     low, high = config.scale_jitter
+    pad_pixel = padding_pixel(config.preprocessing)
 
     def decode(element):
         encoded = element.pop("encoded") if "encoded" in element else tf.io.read_file(element["path"])
@@ -169,7 +177,7 @@ def training_dataset(dataset, config, batch_size):
             width = tf.cast(tf.shape(image)[1], tf.float32)
             image = tf.cond(flip, lambda: image[:, ::-1], lambda: image)
             boxes = tf.cond(flip, lambda: _flip_boxes(boxes, width), lambda: boxes)
-        return pad_to_multiple(image, config.size_divisor, config.preprocessing), {
+        return _centred_padding(image, config.size_divisor, config.preprocessing), {
             "boxes": boxes,
             "labels": element["labels"],
         }
@@ -195,6 +203,7 @@ def training_dataset(dataset, config, batch_size):
             padding_values=(0.0, {"boxes": 0.0, "labels": PADDING_LABEL}),
             drop_remainder=True,
         )
+        .map(lambda images, targets: (images + pad_pixel, targets))
         .prefetch(tf.data.AUTOTUNE)
     )
 
@@ -203,20 +212,25 @@ def inference_dataset(images, config, batch_size):
     """Batches of `images` (image file paths, or a `DetectionDataset`), in order, resized and padded as in
     training (per `config`, a `DataConfig`) without augmentation; EXIF orientation applied.
 
-    Yields `(images, {"scale", "original_size"})`; `scale` is (y, x) new / original size of the upright image.
+    Yields `(images, {"scale", "original_size", "image_size"})`: `scale` is (y, x) new / original size of the
+    upright image, `image_size` the resized size inside the padding.
     """
+    pad_pixel = padding_pixel(config.preprocessing)
 
     def load(encoded, orientation):
         image = decode_image(encoded, orientation)
         original_size = tf.shape(image)[:2]
         image, scale = resize_image(image, config.min_size, config.max_size, config.preprocessing)
-        padded = pad_to_multiple(image, config.size_divisor, config.preprocessing)
-        return padded, {"scale": scale, "original_size": original_size}
+        padded = _centred_padding(image, config.size_divisor, config.preprocessing)
+        return padded, {"scale": scale, "original_size": original_size, "image_size": tf.shape(image)[:2]}
 
     return (
         _encoded_with_orientations(images)
         .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .padded_batch(batch_size, padded_shapes=([None, None, 3], {"scale": [2], "original_size": [2]}))
+        .padded_batch(
+            batch_size, padded_shapes=([None, None, 3], {"scale": [2], "original_size": [2], "image_size": [2]})
+        )
+        .map(lambda images, info: (images + pad_pixel, info))
         .prefetch(tf.data.AUTOTUNE)
     )
 

@@ -1,4 +1,5 @@
 from keras_retinanet.layers.frozen_batch_norm import FrozenBatchNormalization
+from keras_retinanet.layers.group_normalization import GroupNormalization
 from keras_retinanet.layers.image_normalization import ImageNormalization
 from keras_retinanet.layers.anchor_generator import AnchorGenerator
 from keras_retinanet.layers.detection_decoder import DetectionDecoder

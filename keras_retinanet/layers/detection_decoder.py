@@ -43,7 +43,8 @@ class DetectionDecoder(keras.layers.Layer):
 
         Args:
             level_anchor_counts: anchors of each pyramid level, in order (they sum to N).
-            image_size: [height, width] to clip the boxes to.
+            image_size: [height, width] to clip the boxes to, or [B, 2], one per image (e.g. each image's size
+                inside its padding).
 
         Returns a dict: boxes [B, D, 4] (`xyxy`), scores [B, D], classes [B, D] int32 (-1 for padding) and
         num_detections [B] int32, D = max_detections.
@@ -109,9 +110,11 @@ def top_candidates(class_logits, boxes, level_anchor_counts, top_k, score_thresh
 
 
 def clip_boxes(boxes, image_size):
-    """`xyxy` boxes [..., 4] clipped to an image of `image_size` [height, width]."""
-    height = tf.cast(image_size[0], tf.float32)
-    width = tf.cast(image_size[1], tf.float32)
+    """`xyxy` boxes [..., 4] clipped to an image of `image_size` [height, width], or boxes [B, N, 4] each to the
+    size of its own image, `image_size` [B, 2]."""
+    image_size = tf.cast(image_size, tf.float32)
+    height = image_size[..., 0:1]  # [1] or [B, 1]: broadcasts over the boxes
+    width = image_size[..., 1:2]
     return tf.stack(
         [
             tf.clip_by_value(boxes[..., 0], 0.0, width),

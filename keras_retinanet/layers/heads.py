@@ -5,6 +5,8 @@ import math
 import keras
 import tensorflow as tf
 
+from keras_retinanet.layers.group_normalization import GroupNormalization
+
 NORMALIZATIONS = (None, "group_norm")
 
 
@@ -68,8 +70,7 @@ class RetinaNetHead(keras.layers.Layer):
             for i in range(self.num_convs)
         ]
         self.norms = [
-            keras.layers.GroupNormalization(self.groups, epsilon=self.norm_epsilon, dtype=self.dtype_policy,
-                                            name=f"norm_{i}")
+            GroupNormalization(self.groups, epsilon=self.norm_epsilon, dtype=self.dtype_policy, name=f"norm_{i}")
             for i in range(self.num_convs)
             if self.normalization == "group_norm"
         ]

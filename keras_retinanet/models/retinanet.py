@@ -26,7 +26,9 @@ class RetinaNet(keras.Model):
     `compute_loss`, on the device and vectorised, so targets can never disagree with the anchors the model uses.
 
     `predict` returns decoded detections `{"boxes", "scores", "classes", "num_detections"}` (boxes in
-    `bounding_box_format`), per the `decoder`'s settings.
+    `bounding_box_format`), per the `decoder`'s settings. It also takes `{"images", "image_sizes"}`, `image_sizes`
+    [B, 2] being the height and width of each image inside its padding: boxes are then clipped to the image, not to
+    its padding, before NMS (needed for torchvision's detections exactly).
 
     Every setting (anchors, box coding, matching, losses, inference) is a constructor argument and part of
     `get_config`, so a saved `.keras` model carries them.
@@ -184,17 +186,24 @@ class RetinaNet(keras.Model):
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if isinstance(x, dict):
+            return self.decode_predictions(self(x["images"], training=False), tf.shape(x["images"])[1:3],
+                                           x["image_sizes"])
         return self.decode_predictions(self(x, training=False), tf.shape(x)[1:3])
 
-    def decode_predictions(self, predictions, image_size):
-        """Detections from the model's raw outputs for images of `image_size` [height, width]."""
+    def decode_predictions(self, predictions, image_size, image_sizes=None):
+        """Detections from the model's raw outputs for images of `image_size` [height, width].
+
+        `image_sizes` [B, 2], if given, is the size of each image inside its padding: boxes are clipped to it
+        before NMS (as torchvision and detectron2 do), not to the padded `image_size`.
+        """
         anchors = self.anchor_generator(image_size)
         boxes = self.box_coder.decode(predictions["box_deltas"], anchors[None])
         detections = self.decoder(
             predictions["class_logits"],
             boxes,
             level_anchor_counts=self.anchor_generator.level_anchor_counts(image_size),
-            image_size=image_size,
+            image_size=image_size if image_sizes is None else image_sizes,
         )
         detections["boxes"] = self._from_xyxy(detections["boxes"], image_size)
         return detections
