@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -55,8 +56,11 @@ def _run_pycocotools(annotations_path, results):
 def test_ground_truth_turned_into_detections_scores_ap_1(tmp_path):
     """read_coco -> predict-shaped batch (padded) -> result dicts -> evaluation: a perfect round trip."""
     (tmp_path / "images").mkdir()
+    for image in SMALL_CONTENT["images"]:
+        Image.new("RGB", (image["width"], image["height"])).save(tmp_path / "images" / image["file_name"])
     annotations_path = _write(tmp_path, SMALL_CONTENT)
     dataset = read_coco(annotations_path, tmp_path / "images")
+    assert len(dataset.records) == 2
     boxes = np.zeros((2, 4, 4), np.float32)
     classes = np.full((2, 4), -1, np.int32)
     for index, record in enumerate(dataset.records):
@@ -239,3 +243,14 @@ def test_write_evaluation_files(tmp_path):
     assert metrics["per_class_AP"] == {"cat": evaluation.per_class_ap["cat"], "dog": 0.0, "bird": None}
     with open(detections_path) as file:
         assert json.load(file) == results
+
+
+def test_evaluation_on_the_images_a_reader_kept(tmp_path):
+    """`image_ids` restricts the ground truth (e.g. to the images the bad-input policy kept); dicts work as ground
+    truth too."""
+    perfect_on_first = [_result(1, 1, [10, 10, 20, 20], 0.9), _result(1, 5, [30, 30, 25, 20], 0.8)]
+    everything = evaluate_coco(copy.deepcopy(SMALL_CONTENT), perfect_on_first)
+    kept = evaluate_coco(copy.deepcopy(SMALL_CONTENT), perfect_on_first, image_ids=[1])
+    assert kept.metrics["AP"] == pytest.approx(1.0) and everything.metrics["AP"] < 0.8
+    with pytest.raises(ValueError, match=r"image ids not in the ground truth: \[9\]"):
+        evaluate_coco(copy.deepcopy(SMALL_CONTENT), perfect_on_first, image_ids=[1, 9])
