@@ -13,7 +13,6 @@ from keras_retinanet.config import ExperimentConfig, dump_config, from_dict, to_
 from keras_retinanet.data import read_dataset
 from keras_retinanet.data.coco import to_coco_ground_truth
 from keras_retinanet.data.pipeline import inference_dataset, load_images, to_original_coordinates, training_dataset
-from keras_retinanet.data.records import DetectionDataset
 from keras_retinanet.data.validation import DataError, DataPolicy
 from keras_retinanet.evaluation import detections_to_coco_results, evaluate_coco
 from keras_retinanet.models import build_retinanet
@@ -57,8 +56,7 @@ class WarmupStepDecay(keras.optimizers.schedules.LearningRateSchedule):
 def read_split(split, data_config):
     """The `DetectionDataset` of a `SplitConfig`, read with the bad-input policy of `data_config`; prints what the
     policy skipped or changed."""
-    policy = DataPolicy(data_config.strict, data_config.verify_images, data_config.max_image_pixels)
-    dataset = read_dataset(split.format, split.annotations, split.images, split.classes, policy)
+    dataset = read_dataset(split.format, split.annotations, split.images, split.classes, DataPolicy.of(data_config))
     summary = dataset.report.summary()
     boxes = sum(len(record.boxes) for record in dataset.records)
     print(f"{dataset.source}: {len(dataset.records)} images, {boxes} boxes" + (f"\n{summary}" if summary else ""))

@@ -60,8 +60,7 @@ def main(argv):
     data = dataclasses.replace(config.data, **{name: getattr(FLAGS, name) for name in ("strict", "verify_images")
                                                if getattr(FLAGS, name) is not None})
     config = dataclasses.replace(config, data=data)
-    policy = DataPolicy(data.strict, data.verify_images, data.max_image_pixels)
-    dataset = read_dataset(split.format, split.annotations, split.images, split.classes, policy)
+    dataset = read_dataset(split.format, split.annotations, split.images, split.classes, DataPolicy.of(data))
     geometry = InputGeometry(config)
 
     classes = dataset.num_classes

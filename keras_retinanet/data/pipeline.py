@@ -80,6 +80,14 @@ def resize_image(image, min_size, max_size, preprocessing="detectron"):
     Returns the float32 image and the (y, x) scale factors new_size / old_size.
     """
     size = tf.cast(tf.shape(image)[:2], tf.float32)
+    new_size = resized_size(size, min_size, max_size, preprocessing)
+    resized = tf.image.resize(tf.cast(image, tf.float32), tf.cast(new_size, tf.int32), method="bilinear")
+    return resized, new_size / size
+
+
+def resized_size(size, min_size, max_size, preprocessing="detectron"):
+    """The float32 (height, width) `resize_image` gives an image of `size` (height, width)."""
+    size = tf.cast(size, tf.float32)
     scale = tf.minimum(tf.cast(min_size, tf.float32) / tf.reduce_min(size), max_size / tf.reduce_max(size))
     if preprocessing == "torchvision":
         new_size = tf.cast(tf.floor(tf.cast(size, tf.float64) * tf.cast(scale, tf.float64)), tf.float32)
@@ -87,9 +95,7 @@ def resize_image(image, min_size, max_size, preprocessing="detectron"):
         new_size = tf.round(size * scale)
     else:
         raise ValueError(f"preprocessing must be one of {PREPROCESSING}, got {preprocessing!r}")
-    new_size = tf.maximum(new_size, 1.0)
-    resized = tf.image.resize(tf.cast(image, tf.float32), tf.cast(new_size, tf.int32), method="bilinear")
-    return resized, new_size / size
+    return tf.maximum(new_size, 1.0)
 
 
 def padding_pixel(preprocessing="detectron"):

@@ -9,8 +9,11 @@ the data. `bin/inspect_dataset` prints these figures.
 import dataclasses
 
 import numpy as np
+import tensorflow as tf
 
-from keras_retinanet.layers.anchor_generator import AnchorGenerator
+from keras_retinanet.boxes.iou import pairwise_iou
+from keras_retinanet.data.pipeline import resized_size
+from keras_retinanet.models.factory import build_anchor_generator
 
 # Bin edges of the box size histogram: sqrt(area) in pixels of the resized input.
 SIZE_BIN_EDGES = (16, 32, 64, 128, 256, 512)
@@ -26,15 +29,8 @@ def size_bin_names(edges=SIZE_BIN_EDGES):
 
 
 def box_iou(boxes, anchors):
-    """IoU of every `xyxy` box [M, 4] with every anchor [N, 4] -> [M, N] float32 (numpy; 0 for empty unions)."""
-    boxes = np.asarray(boxes, np.float32)[:, None, :]
-    anchors = np.asarray(anchors, np.float32)[None, :, :]
-    width = np.clip(np.minimum(boxes[..., 2], anchors[..., 2]) - np.maximum(boxes[..., 0], anchors[..., 0]), 0, None)
-    height = np.clip(np.minimum(boxes[..., 3], anchors[..., 3]) - np.maximum(boxes[..., 1], anchors[..., 1]), 0, None)
-    intersection = width * height
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-    union = area(boxes) + area(anchors) - intersection
-    return np.divide(intersection, union, out=np.zeros_like(intersection), where=union > 0)
+    """IoU of every `xyxy` box [M, 4] with every anchor [N, 4] -> [M, N] float32 numpy (`pairwise_iou`)."""
+    return pairwise_iou(tf.constant(boxes, tf.float32), tf.constant(anchors, tf.float32)).numpy()
 
 
 def best_anchors(boxes, anchors):
@@ -52,29 +48,22 @@ def best_anchors(boxes, anchors):
 class InputGeometry:
     """The input the model sees, per an `ExperimentConfig`: resize rule, padding and anchors.
 
-    Mirrors `keras_retinanet.data.pipeline.resize_image` (float32 scale, sides rounded, or floored for
-    "torchvision" preprocessing) and `pad_to_multiple`, without touching pixels, and builds the anchors as
-    `keras_retinanet.models.build_retinanet` does. Scale jitter is left out: sizes are the un-augmented ones.
+    Sizes follow `keras_retinanet.data.pipeline.resized_size` (what `resize_image` uses) and `pad_to_multiple`,
+    without touching pixels; the anchors are the model's (`build_anchor_generator`). Scale jitter is left out:
+    sizes are the un-augmented ones.
     """
 
     def __init__(self, config):
         self.data = config.data
         self.model = config.model
-        anchors = config.model.anchors
-        self.anchor_generator = AnchorGenerator(
-            sizes=anchors.sizes, scales=anchors.scales, aspect_ratios=anchors.aspect_ratios, mode=anchors.mode
-        )
+        self.anchor_generator = build_anchor_generator(config.model.anchors)
         self._anchors = {}
 
     def resized_size(self, height, width):
         """(new height, new width) of a `height` x `width` image after `resize_image`."""
-        size = np.array([height, width], np.float32)
-        scale = np.minimum(np.float32(self.data.min_size) / size.min(), np.float32(self.data.max_size) / size.max())
-        if self.data.preprocessing == "torchvision":
-            new_size = np.floor(size.astype(np.float64) * np.float64(scale))
-        else:
-            new_size = np.round(size * scale)
-        return tuple(int(side) for side in np.maximum(new_size, 1))
+        data = self.data
+        new_size = resized_size([height, width], data.min_size, data.max_size, data.preprocessing)
+        return tuple(int(side) for side in new_size.numpy())
 
     def padded_size(self, height, width):
         """(height, width) rounded up to multiples of `data.size_divisor`, as `pad_to_multiple` pads."""

@@ -75,6 +75,11 @@ class DataPolicy:
     verify_images: bool = True
     max_image_pixels: int = 50_000_000
 
+    @classmethod
+    def of(cls, data_config):
+        """The policy a `keras_retinanet.config.DataConfig` sets."""
+        return cls(data_config.strict, data_config.verify_images, data_config.max_image_pixels)
+
 
 class DataReport:
     """Counts of what the policy skipped or changed while reading `source`; logs a warning for each.

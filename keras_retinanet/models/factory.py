@@ -7,14 +7,14 @@ from keras_retinanet.losses import FocalLoss, GIoULoss, L1Loss, SmoothL1Loss
 from keras_retinanet.models.retinanet import RetinaNet
 
 
+def build_anchor_generator(config):
+    """The `AnchorGenerator` an `AnchorConfig` describes."""
+    return AnchorGenerator(sizes=config.sizes, scales=config.scales, aspect_ratios=config.aspect_ratios, mode=config.mode)
+
+
 def build_retinanet(config, num_classes):
     """The detector `config` (a `ModelConfig`) describes, for `num_classes` classes."""
-    anchor_generator = AnchorGenerator(
-        sizes=config.anchors.sizes,
-        scales=config.anchors.scales,
-        aspect_ratios=config.anchors.aspect_ratios,
-        mode=config.anchors.mode,
-    )
+    anchor_generator = build_anchor_generator(config.anchors)
     num_anchors = anchor_generator.num_anchors_per_location
     head_settings = dict(
         num_anchors=num_anchors,
