@@ -59,7 +59,9 @@ def read_split(split, data_config):
     dataset = read_dataset(split.format, split.annotations, split.images, split.classes, DataPolicy.of(data_config))
     summary = dataset.report.summary()
     boxes = sum(len(record.boxes) for record in dataset.records)
-    print(f"{dataset.source}: {len(dataset.records)} images, {boxes} boxes" + (f"\n{summary}" if summary else ""))
+    ignored = sum(len(record.ignore_boxes) for record in dataset.records)
+    print(f"{dataset.source}: {len(dataset.records)} images, {boxes} boxes, {ignored} ignore regions, "
+          f"{dataset.num_classes} classes" + (f"\n{summary}" if summary else ""))
     return dataset
 
 

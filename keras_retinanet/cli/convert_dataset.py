@@ -58,17 +58,12 @@ def _progress(total):
 
 def main(argv):
     del argv
-    from keras_retinanet.data import DataPolicy, read_dataset, write_tfrecords
+    from keras_retinanet.config import DataConfig, SplitConfig
+    from keras_retinanet.data import write_tfrecords
+    from keras_retinanet.training import read_split
 
-    policy = DataPolicy(strict=FLAGS.strict)
-    dataset = read_dataset(FLAGS.format, FLAGS.annotations, FLAGS.images, FLAGS.classes, policy)
-    boxes = sum(len(record.boxes) for record in dataset.records)
-    ignored = sum(len(record.ignore_boxes) for record in dataset.records)
-    print(f"{dataset.source}: {len(dataset.records)} images, {boxes} boxes, {ignored} ignore regions, "
-          f"{dataset.num_classes} classes")
-    summary = dataset.report.summary()
-    if summary:
-        print(summary)
+    split = SplitConfig(FLAGS.annotations, FLAGS.images, FLAGS.format, FLAGS.classes)
+    dataset = read_split(split, DataConfig(strict=FLAGS.strict))
     progress = _progress(len(dataset.records))
     if FLAGS.to == "tfrecord":
         paths = write_tfrecords(dataset, FLAGS.output, FLAGS.num_shards, progress)
@@ -76,7 +71,8 @@ def main(argv):
               f".tfrecord and the label map {FLAGS.output}.label_map.pbtxt")
     else:
         path, images_dir = convert_to_coco(dataset, FLAGS.output, FLAGS.images or None, progress)
-        print(f"wrote {path} ({len(dataset.records)} images, {boxes + ignored} annotations); images in {images_dir}")
+        annotations = sum(len(record.boxes) + len(record.ignore_boxes) for record in dataset.records)
+        print(f"wrote {path} ({len(dataset.records)} images, {annotations} annotations); images in {images_dir}")
 
 
 def run():
