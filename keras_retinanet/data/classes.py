@@ -49,6 +49,28 @@ def read_class_file(path):
     return [class_id for class_id, _ in ordered], [name for _, name in ordered]
 
 
+class NamedClasses:
+    """The classes of a dataset whose annotations name them (VOC, CSV): those of `class_file`, or else the sorted
+    `found_names` with category ids 1, 2, ..."""
+
+    def __init__(self, class_file, found_names):
+        self.class_file = class_file
+        if class_file:
+            self.category_ids, self.class_names = read_class_file(class_file)
+        else:
+            self.class_names = sorted(set(found_names))
+            self.category_ids = list(range(1, len(self.class_names) + 1))
+        self._labels = {name: label for label, name in enumerate(self.class_names)}
+
+    def label(self, name, where):
+        """The contiguous label of class `name`; DataError naming `where` when the class file lacks it."""
+        if name not in self._labels:
+            raise DataError(
+                f"{where}: class {name!r} is not in the class file {self.class_file} (classes: {self.class_names})"
+            )
+        return self._labels[name]
+
+
 def _class_id(text, where):
     text = text.strip()
     if not text.isdigit():

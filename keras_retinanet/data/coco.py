@@ -5,8 +5,8 @@ import os
 
 import numpy as np
 
-from keras_retinanet.data.records import DetectionDataset
-from keras_retinanet.data.validation import AnnotatedImage, DataError, DataPolicy, DataReport, finish_records, safe_image_path
+from keras_retinanet.data.validation import AnnotatedImage, DataError, DataPolicy, finish_dataset, images_folder
+from keras_retinanet.data.validation import safe_image_path
 
 
 def read_coco(annotations_path, images_dir, policy=DataPolicy()):
@@ -23,9 +23,7 @@ def read_coco(annotations_path, images_dir, policy=DataPolicy()):
             is absolute or leaves `images_dir`; and every skip of the policy when it is strict.
     """
     source = os.fspath(annotations_path)
-    images_dir = os.fspath(images_dir)
-    if not os.path.isdir(images_dir):
-        raise DataError(f"{source}: images directory {images_dir!r} does not exist")
+    images_dir = images_folder(images_dir, source)
     try:
         with open(source, encoding="utf-8") as file:
             content = json.load(file)
@@ -91,9 +89,7 @@ def read_coco(annotations_path, images_dir, policy=DataPolicy()):
         )
         for position, (image_id, image) in enumerate(images.items())
     ]
-    report = DataReport(source, policy.strict)
-    records = finish_records(annotated, policy, report)
-    return DetectionDataset(records, class_names, category_ids, source=source, report=report)
+    return finish_dataset(annotated, class_names, category_ids, source, policy)
 
 
 def to_coco_ground_truth(dataset, images_dir=None):

@@ -6,9 +6,8 @@ import os
 
 import numpy as np
 
-from keras_retinanet.data.classes import read_class_file
-from keras_retinanet.data.records import DetectionDataset
-from keras_retinanet.data.validation import AnnotatedImage, DataError, DataPolicy, DataReport, finish_records
+from keras_retinanet.data.classes import NamedClasses
+from keras_retinanet.data.validation import AnnotatedImage, DataError, DataPolicy, finish_dataset, images_folder
 from keras_retinanet.data.validation import safe_image_path
 
 # Column names a header row may use (lower case), per column.
@@ -45,9 +44,7 @@ def read_csv(annotations, images_dir, classes=None, policy=DataPolicy()):
             the policy when it is strict.
     """
     annotations = os.fspath(annotations)
-    images_dir = os.fspath(images_dir)
-    if not os.path.isdir(images_dir):
-        raise DataError(f"{annotations}: images directory {images_dir!r} does not exist")
+    images_dir = images_folder(images_dir, annotations)
     with open(annotations, encoding="utf-8", newline="") as file:
         rows = [(number, row) for number, row in enumerate(csv.reader(file), start=1) if row]
     if not rows:
@@ -79,17 +76,10 @@ def read_csv(annotations, images_dir, classes=None, policy=DataPolicy()):
         entry["names"].append(fields[4])
         entry["locations"].append(where)
 
-    if classes:
-        category_ids, class_names = read_class_file(classes)
-    else:
-        class_names = sorted({name for entry in entries.values() for name in entry["names"]})
-        category_ids = list(range(1, len(class_names) + 1))
-    label_of = {name: label for label, name in enumerate(class_names)}
+    named_classes = NamedClasses(classes, [name for entry in entries.values() for name in entry["names"]])
     images = []
     for image_id, (path, entry) in enumerate(entries.items(), start=1):
-        for name, where in zip(entry["names"], entry["locations"]):
-            if name not in label_of:
-                raise DataError(f"{where}: class {name!r} is not in the class file {classes} (classes: {class_names})")
+        labels = [named_classes.label(name, where) for name, where in zip(entry["names"], entry["locations"])]
         images.append(
             AnnotatedImage(
                 image_id=image_id,
@@ -97,13 +87,11 @@ def read_csv(annotations, images_dir, classes=None, policy=DataPolicy()):
                 where=entry["where"],
                 stated_size=entry["size"],
                 boxes=np.array(entry["boxes"], np.float64).reshape(-1, 4),
-                labels=np.array([label_of[name] for name in entry["names"]], np.int32),
+                labels=np.array(labels, np.int32),
                 box_locations=entry["locations"],
             )
         )
-    report = DataReport(annotations, policy.strict)
-    records = finish_records(images, policy, report)
-    return DetectionDataset(records, class_names, category_ids, source=annotations, report=report)
+    return finish_dataset(images, named_classes.class_names, named_classes.category_ids, annotations, policy)
 
 
 def _header(row, source):

@@ -32,7 +32,7 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from keras_retinanet.data.records import ImageRecord
+from keras_retinanet.data.records import DetectionDataset, ImageRecord
 
 logger = logging.getLogger("keras_retinanet.data")
 
@@ -197,9 +197,18 @@ def safe_image_path(images_dir, name, where):
     return os.path.join(images_dir, normalized)
 
 
-def finish_records(images, policy, report):
-    """`ImageRecord`s of `AnnotatedImage`s after the policy: images checked (in parallel), boxes turned upright,
-    cleaned and clipped. Skipped images are left out; `report` counts every skip and change."""
+def images_folder(images_dir, source):
+    """`images_dir` as a path; DataError naming the annotations `source` when it is not a folder."""
+    images_dir = os.fspath(images_dir)
+    if not os.path.isdir(images_dir):
+        raise DataError(f"{source}: images directory {images_dir!r} does not exist")
+    return images_dir
+
+
+def finish_dataset(images, class_names, category_ids, source, policy):
+    """The `DetectionDataset` of `AnnotatedImage`s after the policy: images checked (in parallel), boxes turned
+    upright, cleaned and clipped. Skipped images are left out; its `report` counts every skip and change."""
+    report = DataReport(source, policy.strict)
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
         infos = list(pool.map(lambda image: _inspect_or_problem(image, policy), images))
     records = []
@@ -210,7 +219,7 @@ def finish_records(images, policy, report):
         record = finish_record(image, info, report)
         if record is not None:
             records.append(record)
-    return records
+    return DetectionDataset(records, class_names, category_ids, source=source, report=report)
 
 
 def _inspect_or_problem(image, policy):

@@ -5,9 +5,8 @@ import os
 import numpy as np
 from defusedxml import ElementTree
 
-from keras_retinanet.data.classes import read_class_file
-from keras_retinanet.data.records import DetectionDataset
-from keras_retinanet.data.validation import AnnotatedImage, DataError, DataPolicy, DataReport, finish_records
+from keras_retinanet.data.classes import NamedClasses
+from keras_retinanet.data.validation import AnnotatedImage, DataError, DataPolicy, finish_dataset, images_folder
 from keras_retinanet.data.validation import safe_image_path
 
 
@@ -33,16 +32,9 @@ def read_voc(annotations, images_dir, classes=None, policy=DataPolicy()):
             class name that is not in the class file; and every skip of the policy when it is strict.
     """
     annotations = os.fspath(annotations)
-    images_dir = os.fspath(images_dir)
-    if not os.path.isdir(images_dir):
-        raise DataError(f"{annotations}: images directory {images_dir!r} does not exist")
+    images_dir = images_folder(images_dir, annotations)
     parsed = [_parse(path, images_dir) for path in _annotation_files(annotations)]
-    if classes:
-        category_ids, class_names = read_class_file(classes)
-    else:
-        class_names = sorted({name for entry in parsed for name, *_ in entry["objects"]})
-        category_ids = list(range(1, len(class_names) + 1))
-    label_of = {name: label for label, name in enumerate(class_names)}
+    named_classes = NamedClasses(classes, [name for entry in parsed for name, *_ in entry["objects"]])
 
     images = []
     for image_id, entry in enumerate(parsed, start=1):
@@ -50,10 +42,8 @@ def read_voc(annotations, images_dir, classes=None, policy=DataPolicy()):
         labels = {False: [], True: []}
         locations = {False: [], True: []}
         for name, difficult, box, where in entry["objects"]:
-            if name not in label_of:
-                raise DataError(f"{where}: class {name!r} is not in the class file {classes} (classes: {class_names})")
             boxes[difficult].append(box)
-            labels[difficult].append(label_of[name])
+            labels[difficult].append(named_classes.label(name, where))
             locations[difficult].append(where)
         images.append(
             AnnotatedImage(
@@ -69,9 +59,7 @@ def read_voc(annotations, images_dir, classes=None, policy=DataPolicy()):
                 ignore_locations=locations[True],
             )
         )
-    report = DataReport(annotations, policy.strict)
-    records = finish_records(images, policy, report)
-    return DetectionDataset(records, class_names, category_ids, source=annotations, report=report)
+    return finish_dataset(images, named_classes.class_names, named_classes.category_ids, annotations, policy)
 
 
 def _annotation_files(annotations):
