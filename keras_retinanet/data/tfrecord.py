@@ -22,7 +22,7 @@ from keras_retinanet.data.classes import read_class_file, write_label_map
 from keras_retinanet.data.pipeline import decode_image, encoded_images
 from keras_retinanet.data.records import DetectionDataset
 from keras_retinanet.data.validation import AnnotatedImage, DataError, DataPolicy, DataReport, ImageInfo, ImageProblem
-from keras_retinanet.data.validation import finish_record, inspect_image
+from keras_retinanet.data.validation import INSPECTION_THREADS, finish_record, inspect_image
 
 logger = logging.getLogger("keras_retinanet.data")
 
@@ -107,7 +107,7 @@ def read_tfrecord(pattern, classes=None, policy=DataPolicy()):
     names = _ClassNames(classes)
     report = DataReport(pattern, policy.strict)
     records, keep, locations, source_ids, file_names = [], [], [], [], []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=INSPECTION_THREADS) as pool:
         for shard in shards:
             for start, batch in _parsed_batches(shard):
                 examples = [_example(batch, i, f"{shard}#{start + i}", names)

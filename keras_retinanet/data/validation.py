@@ -52,6 +52,8 @@ NOTES = {"rotated_image": "EXIF orientation applied to pixels and boxes"}
 # (MPO: multi-picture JPEGs from phone cameras, which decode as their first picture.)
 DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP")
 _EXIF_ORIENTATION = 0x0112
+# Threads that check images while reading (PIL releases the GIL while it decodes).
+INSPECTION_THREADS = min(8, (os.cpu_count() or 1) * 2)
 # Warnings logged one by one per reason; the rest are only counted (the summary has the totals).
 _LOGGED_PER_REASON = 10
 
@@ -209,7 +211,7 @@ def finish_dataset(images, class_names, category_ids, source, policy):
     """The `DetectionDataset` of `AnnotatedImage`s after the policy: images checked (in parallel), boxes turned
     upright, cleaned and clipped. Skipped images are left out; its `report` counts every skip and change."""
     report = DataReport(source, policy.strict)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=INSPECTION_THREADS) as pool:
         infos = list(pool.map(lambda image: _inspect_or_problem(image, policy), images))
     records = []
     for image, info in zip(images, infos):
