@@ -25,7 +25,7 @@ import keras
 import tensorflow as tf
 
 from keras_retinanet.data.classes import write_label_map
-from keras_retinanet.data.pipeline import pad_to_multiple, resize_image
+from keras_retinanet.data.pipeline import decode_pixels, pad_to_multiple, resize_image
 from keras_retinanet.layers import DetectionDecoder
 from keras_retinanet.layers.detection_decoder import clip_boxes, top_candidates
 from keras_retinanet.training import model_data_config
@@ -109,8 +109,7 @@ class _ServingDetector:
         num_detections = self.settings.max_detections
 
         def detect_one(encoded):
-            image = tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8)
-            image.set_shape([None, None, 3])
+            image = decode_pixels(encoded)
             model_input, scale, image_size = self._preprocess(image)
             detections = self._detect(model_input[None], scale[None], image_size[None], tf.shape(image)[:2])
             return {key: value[0] for key, value in detections.items()}

@@ -1,4 +1,7 @@
-"""The tf.data input pipeline: resizing, flipping, padding, determinism and batching of ground truth."""
+"""The tf.data input pipeline: decoding, resizing, flipping, padding, determinism and batching of ground truth."""
+
+import io
+import os
 
 import numpy as np
 import pytest
@@ -6,7 +9,35 @@ from PIL import Image
 
 from keras_retinanet.config import DataConfig
 from keras_retinanet.data import DetectionDataset, ImageRecord
-from keras_retinanet.data.pipeline import inference_dataset, to_original_coordinates, training_dataset
+from keras_retinanet.data.pipeline import (
+    decode_pixels,
+    inference_dataset,
+    load_images,
+    resize_image,
+    resized_size,
+    to_original_coordinates,
+    training_dataset,
+)
+
+RACCOON_IMAGES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "raccoon", "images")
+
+# ((height, width), min_size, max_size) -> (height, width) as torchvision 0.29's GeneralizedRCNNTransform resizes
+# in eager mode (computed with it; tests/test_torchvision.py checks the rule against it live). Many are sizes where
+# a float32 scale gives one pixel less (288 x 460 -> 799 x 1277) or more (791 x 780 -> 811 x 800).
+TORCHVISION_SIZES = {
+    ((288, 460), 800, 1333): (800, 1277), ((460, 288), 800, 1333): (1277, 800), ((375, 500), 800, 1333): (800, 1066),
+    ((427, 640), 800, 1333): (800, 1199), ((333, 500), 800, 1333): (800, 1201), ((1200, 1600), 800, 1333): (800, 1066),
+    ((791, 780), 800, 1333): (811, 799), ((420, 318), 800, 1333): (1056, 800), ((1170, 588), 800, 1333): (1333, 669),
+    ((617, 1286), 800, 1333): (639, 1333), ((1593, 1738), 800, 1333): (800, 872), ((1311, 853), 800, 1333): (1229, 800),
+    ((2308, 428), 800, 1333): (1333, 247), ((398, 1649), 800, 1333): (321, 1333), ((924, 993), 800, 1333): (800, 859),
+    ((383, 549), 800, 1333): (800, 1146), ((980, 897), 800, 1333): (874, 800), ((266, 109), 800, 1333): (1333, 546),
+    ((165, 2496), 800, 1333): (88, 1333), ((1, 1), 800, 1333): (800, 800), ((17, 3000), 800, 1333): (7, 1333),
+    ((288, 460), 600, 1000): (600, 958), ((375, 500), 600, 1000): (600, 800), ((427, 640), 600, 1000): (600, 899),
+    ((333, 500), 600, 1000): (600, 900), ((1200, 1600), 600, 1000): (600, 800), ((791, 780), 600, 1000): (608, 600),
+    ((420, 318), 600, 1000): (792, 600), ((1170, 588), 600, 1000): (1000, 502), ((617, 1286), 600, 1000): (479, 1000),
+    ((2308, 428), 600, 1000): (1000, 185), ((398, 1649), 600, 1000): (241, 999), ((266, 109), 600, 1000): (1000, 409),
+    ((165, 2496), 600, 1000): (66, 1000), ((17, 3000), 600, 1000): (5, 1000),
+}
 
 
 def _dataset(tmp_path, sizes=((60, 90), (40, 40)), boxes=None):
@@ -109,7 +140,8 @@ def test_torchvision_preprocessing_floors_sizes_and_pads_with_the_mean_pixel(tmp
     np.testing.assert_allclose(image[30:, :], np.broadcast_to([123.675, 116.28, 103.53], (2, 64, 3)), rtol=1e-6)
     np.testing.assert_allclose(image[:30, 42:], np.broadcast_to([123.675, 116.28, 103.53], (30, 22, 3)), rtol=1e-6)
     (image, info), = [(images[0].numpy(), info) for images, info in inference_dataset(dataset, detectron, 1)]
-    np.testing.assert_allclose(info["scale"][0], [30 / 40, 43 / 57], rtol=1e-6)
+    assert info["image_size"][0].numpy().tolist() == [30, 43]  # 42.75 rounded
+    np.testing.assert_allclose(info["scale"][0], [30 / 40, 30 / 40], rtol=1e-6)  # Detectron's one factor
     assert np.all(image[30:] == 0)
 
 
@@ -126,3 +158,109 @@ def test_torchvision_batches_pad_every_image_with_the_mean_pixel(tmp_path):
     assert images.shape == (2, 32, 96, 3)
     mean_columns = [int(np.all(np.abs(image - mean) < 1e-3, axis=(0, 2)).sum()) for image in images.numpy()]
     assert sorted(mean_columns) == [96 - 90, 96 - 42]  # training batches pad with the mean pixel too
+
+
+@pytest.mark.parametrize("case", sorted(TORCHVISION_SIZES))
+def test_torchvision_size_rule_is_eager_torchvisions(case):
+    (height, width), min_size, max_size = case
+    size = resized_size([height, width], min_size, max_size, "torchvision").numpy()
+    assert tuple(int(side) for side in size) == TORCHVISION_SIZES[case]
+    resized, scale = resize_image(np.zeros((height, width, 3), np.uint8), min_size, max_size, "torchvision")
+    assert resized.shape[:2] == TORCHVISION_SIZES[case]
+    np.testing.assert_allclose(scale, np.array(TORCHVISION_SIZES[case]) / [height, width], rtol=1e-6)
+
+
+def detectron_size(height, width, target_size, max_size):
+    """Detectron's `prep_im_for_blob` in float64, as written there, with OpenCV's rounding of the new size
+    (`cv2.resize(im, None, fx=scale, fy=scale)` rounds half to even); a side that would round to 0 (OpenCV's error)
+    keeps one pixel."""
+    im_scale = float(target_size) / float(min(height, width))
+    if np.round(im_scale * max(height, width)) > max_size:
+        im_scale = float(max_size) / float(max(height, width))
+    return max(1, int(np.round(height * im_scale))), max(1, int(np.round(width * im_scale)))
+
+
+def test_detectron_size_rule_is_detectrons():
+    rng = np.random.default_rng(0)
+    sizes = [tuple(size) for size in rng.integers(1, 3000, size=(400, 2))]
+    # The longer side lands just over max_size and rounds to it: Detectron keeps the min_size scale (800 x 1333),
+    # where min(800 / 600, 1333 / 1000) would make the shorter side 799.8 -> 800 by another scale.
+    sizes += [(600, 1000), (1000, 600), (375, 625), (3, 5), (288, 460), (791, 780), (1200, 1600), (6, 10)]
+    for min_size, max_size in ((800, 1333), (600, 1000), (128, 256)):
+        for height, width in sizes:
+            size = resized_size([height, width], min_size, max_size, "detectron").numpy()
+            expected = detectron_size(height, width, min_size, max_size)
+            assert tuple(int(side) for side in size) == expected, (height, width, min_size, max_size)
+
+
+def opencv_linear_resize(image, scale, new_size):
+    """OpenCV's `cv2.resize(image, None, fx=scale, fy=scale, interpolation=INTER_LINEAR)` on a float image, after
+    its algorithm: destination pixel x samples the source at (x + 0.5) / scale - 0.5, the two neighbours weighted
+    linearly, positions clamped to the border."""
+    def taps(new, old):
+        position = (np.arange(new) + 0.5) / scale - 0.5
+        low = np.floor(position)
+        weight = position - low
+        weight[low < 0] = 0.0
+        low = np.clip(low, 0, old - 1).astype(int)
+        return low, np.minimum(low + 1, old - 1), weight
+    top, bottom, wy = taps(new_size[0], image.shape[0])
+    left, right, wx = taps(new_size[1], image.shape[1])
+    rows = image[top] * (1 - wy)[:, None, None] + image[bottom] * wy[:, None, None]
+    return rows[:, left] * (1 - wx)[None, :, None] + rows[:, right] * wx[None, :, None]
+
+
+@pytest.mark.parametrize("size", [(288, 460), (375, 500), (1200, 1601), (61, 3000)])
+def test_detectron_resize_samples_as_detectrons_opencv_call(size):
+    """Pixels by the scale factor, not by the ratio of the rounded sizes (up to tens of levels apart on photos)."""
+    image = np.random.default_rng(0).uniform(0, 255, (*size, 3)).astype(np.float32)
+    resized, scale = resize_image(image, 800, 1333, "detectron")
+    factor = float(scale[0])
+    assert float(scale[1]) == factor
+    expected = opencv_linear_resize(image.astype(np.float64), factor, resized.shape[:2])
+    assert resized.shape[:2] == detectron_size(*size, 800, 1333)
+    # TensorFlow places samples in float32: 2e-4 px off at x = 3000, which this noise (steps up to 255 levels
+    # between neighbours) turns into 0.05 levels; sampling by the size ratio instead is tens of levels off.
+    np.testing.assert_allclose(resized, expected, atol=0.1)
+
+
+def jpeg_variants():
+    """Encoded JPEGs as cameras and editors write them: the vendored photos (one grayscale), and one of them
+    re-encoded at odd sizes with 4:2:0, 4:2:2 and 4:4:4 chroma subsampling, progressive and at low quality."""
+    files = {name: open(os.path.join(RACCOON_IMAGES, name), "rb").read() for name in sorted(os.listdir(RACCOON_IMAGES))}
+    photo = Image.open(os.path.join(RACCOON_IMAGES, "raccoon-63.jpg")).convert("RGB")
+    for index, (size, options) in enumerate([
+        ((459, 287), {"subsampling": 2, "quality": 90}),
+        ((333, 501), {"subsampling": 1, "quality": 95}),
+        ((641, 427), {"subsampling": 0, "quality": 75}),
+        ((127, 93), {"progressive": True, "quality": 85}),
+        ((1601, 1199), {"quality": 30}),
+    ]):
+        stream = io.BytesIO()
+        photo.resize(size, Image.BILINEAR).save(stream, format="JPEG", **options)
+        files[f"variant{index}.jpg"] = stream.getvalue()
+    return files
+
+
+def test_jpegs_decode_to_the_pixels_pil_gives():
+    """The accurate integer IDCT (PIL's, OpenCV's and torchvision.io's), not `tf.io.decode_image`'s fast one."""
+    for name, encoded in jpeg_variants().items():
+        expected = np.asarray(Image.open(io.BytesIO(encoded)).convert("RGB"))
+        np.testing.assert_array_equal(decode_pixels(encoded).numpy(), expected, err_msg=name)
+
+
+def test_training_and_inference_batches_hold_the_accurately_decoded_pixels(tmp_path):
+    encoded = jpeg_variants()["variant0.jpg"]
+    path = str(tmp_path / "photo.jpg")
+    with open(path, "wb") as stream:
+        stream.write(encoded)
+    pixels = np.asarray(Image.open(path).convert("RGB"))
+    height, width = pixels.shape[:2]
+    config = DataConfig(min_size=height, max_size=10 * width, size_divisor=1, horizontal_flip=False, max_boxes=1)
+    (loaded,) = load_images([path])
+    np.testing.assert_array_equal(loaded, pixels)
+    images, _ = next(iter(inference_dataset([path], config, 1)))
+    np.testing.assert_allclose(images[0], pixels, atol=1e-3)  # no resizing at min_size = height: the pixels as such
+    record = ImageRecord(1, path, height, width, np.array([[1, 1, 9, 9]], np.float32), np.zeros(1), np.zeros((0, 4)))
+    images, _ = next(iter(training_dataset(DetectionDataset([record], ["a"], [1], source=path), config, 1)))
+    np.testing.assert_allclose(images[0], pixels, atol=1e-3)

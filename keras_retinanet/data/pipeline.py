@@ -22,11 +22,27 @@ SIZE_DIVISOR = 128
 EMBEDDED_SHUFFLE_BUFFER = 2048
 
 
-def decode_image(encoded, orientation=1):
-    """Upright RGB uint8 [H, W, 3] from encoded bytes of any format TensorFlow reads (grayscale, RGBA, palette and
-    16-bit converted), turned per the EXIF `orientation` (1-8) that the reader found (TensorFlow ignores EXIF)."""
-    image = tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8)
+def decode_pixels(encoded):
+    """RGB uint8 [H, W, 3] from encoded bytes of any format TensorFlow reads (grayscale, RGBA, palette and 16-bit
+    converted), as stored (EXIF orientation not applied).
+
+    JPEGs are decoded with libjpeg's accurate integer IDCT, as PIL, OpenCV and torchvision.io decode them
+    (`tf.io.decode_image` uses the fast IDCT, up to 4 levels off on photos): the pixels a model sees do not depend
+    on which library read the file, and converted torchvision models give torchvision's detections.
+    """
+    image = tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: tf.io.decode_jpeg(encoded, channels=3, dct_method="INTEGER_ACCURATE"),
+        lambda: tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8),
+    )
     image.set_shape([None, None, 3])
+    return image
+
+
+def decode_image(encoded, orientation=1):
+    """Upright RGB uint8 [H, W, 3] from encoded bytes (`decode_pixels`), turned per the EXIF `orientation` (1-8)
+    that the reader found (TensorFlow ignores EXIF)."""
+    image = decode_pixels(encoded)
     transposed = lambda: tf.transpose(image, [1, 0, 2])  # noqa: E731
     return tf.switch_case(
         tf.cast(orientation, tf.int32) - 1,
@@ -67,35 +83,59 @@ def load_images(images):
         yield decode_image(encoded, orientation).numpy()
 
 
-# `DataConfig.preprocessing` choices. "detectron": new sides rounded, padding with black. "torchvision": the size
-# rule of torchvision's GeneralizedRCNNTransform (scale in float32, new sides floored in float64) and padding with
-# the ImageNet mean pixel, which the model's "torch" normalisation maps to torchvision's zero padding.
+# `DataConfig.preprocessing` choices, each reproducing its reference's resizing exactly (sizes computed in float64
+# as the references compute them in Python; pixels by bilinear interpolation without antialiasing, as they sample):
+# - "detectron": Detectron's `prep_im_for_blob`: scale = min_size / shorter side, unless the longer side would then
+#   round to more than max_size, then max_size / longer side; new sides rounded half to even and pixels sampled at
+#   (x + 0.5) / scale - 0.5, as its `cv2.resize(im, None, fx=scale, fy=scale)` does; padding with black.
+# - "torchvision": torchvision's GeneralizedRCNNTransform in eager mode: scale = min(min_size / shorter side,
+#   max_size / longer side), new sides floored, pixels sampled by the ratio of new to old size (its
+#   `interpolate(..., recompute_scale_factor=True)`); padding with the ImageNet mean pixel, which the model's "torch"
+#   normalisation maps to torchvision's zero padding.
 PREPROCESSING = ("detectron", "torchvision")
 _TORCHVISION_PAD_PIXEL = (0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0)
 
 
 def resize_image(image, min_size, max_size, preprocessing="detectron"):
-    """Bilinear resize (no antialiasing) so the shorter side is `min_size` and the longer at most `max_size`.
+    """Resizes `image` [H, W, C] per the rule of `preprocessing` (see `PREPROCESSING`): shorter side `min_size`,
+    longer at most `max_size`.
 
-    Returns the float32 image and the (y, x) scale factors new_size / old_size.
+    Returns the float32 image and the (y, x) scale factors that map original pixel coordinates into it.
     """
-    size = tf.cast(tf.shape(image)[:2], tf.float32)
-    new_size = resized_size(size, min_size, max_size, preprocessing)
-    resized = tf.image.resize(tf.cast(image, tf.float32), tf.cast(new_size, tf.int32), method="bilinear")
-    return resized, new_size / size
+    new_size, scale = _size_rule(tf.shape(image)[:2], min_size, max_size, preprocessing)
+    new_size = tf.cast(new_size, tf.int32)
+    image = tf.cast(image, tf.float32)
+    if preprocessing == "detectron":
+        scale = tf.cast(tf.fill([2], scale), tf.float32)
+        resized = tf.raw_ops.ScaleAndTranslate(
+            images=image[None], size=new_size, scale=scale, translation=tf.zeros([2]), kernel_type="triangle",
+            antialias=False,
+        )[0]
+        return resized, scale
+    resized = tf.image.resize(image, new_size, method="bilinear")
+    return resized, tf.cast(new_size, tf.float32) / tf.cast(tf.shape(image)[:2], tf.float32)
 
 
 def resized_size(size, min_size, max_size, preprocessing="detectron"):
     """The float32 (height, width) `resize_image` gives an image of `size` (height, width)."""
-    size = tf.cast(size, tf.float32)
-    scale = tf.minimum(tf.cast(min_size, tf.float32) / tf.reduce_min(size), max_size / tf.reduce_max(size))
+    return tf.cast(_size_rule(size, min_size, max_size, preprocessing)[0], tf.float32)
+
+
+def _size_rule(size, min_size, max_size, preprocessing):
+    """(new (height, width), scale factor), float64, per the size rule of `preprocessing`."""
+    size = tf.cast(size, tf.float64)
+    shorter, longer = tf.reduce_min(size), tf.reduce_max(size)
+    min_size, max_size = tf.cast(min_size, tf.float64), tf.cast(max_size, tf.float64)
+    scale = min_size / shorter
     if preprocessing == "torchvision":
-        new_size = tf.cast(tf.floor(tf.cast(size, tf.float64) * tf.cast(scale, tf.float64)), tf.float32)
+        scale = tf.minimum(scale, max_size / longer)
+        new_size = tf.floor(size * scale)
     elif preprocessing == "detectron":
+        scale = tf.where(tf.round(scale * longer) > max_size, max_size / longer, scale)
         new_size = tf.round(size * scale)
     else:
         raise ValueError(f"preprocessing must be one of {PREPROCESSING}, got {preprocessing!r}")
-    return tf.maximum(new_size, 1.0)
+    return tf.maximum(new_size, 1.0), scale
 
 
 def padding_pixel(preprocessing="detectron"):
