@@ -18,7 +18,11 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Model directory written by bin/train, or a .keras file.", required=True)
 flags.DEFINE_string("output_dir", None, "Where the pictures and detections.json go.", required=True)
 flags.DEFINE_float("draw_threshold", 0.3, "Only detections scoring at least this are drawn (all are in the JSON).")
-flags.DEFINE_integer("batch_size", 4, "Images per batch.")
+flags.DEFINE_integer(
+    "batch_size", 1,
+    "Images per batch. A batch pads its images to the largest, which moves the P6/P7 anchors of torchvision-mode "
+    "models (their strides follow the padded size): 1 gives every image the detections it gets on its own.",
+)
 
 
 def image_paths(inputs):
