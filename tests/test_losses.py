@@ -75,6 +75,112 @@ def test_gradient_matches_eq10():
         np.testing.assert_allclose(gradient * num_positives, eq10, rtol=1e-4, atol=1e-7)
 
 
+# Logits from saturated to uncertain, both signs: sigmoid(+-20) and beyond round p_t to 1 (or 0) in float32.
+EXTREME_LOGITS = np.array([-100.0, -60.0, -20.0, -17.0, -8.0, -1.0, -1e-3, 0.0, 1e-3, 1.0, 8.0, 17.0, 20.0, 60.0,
+                           100.0], np.float32)
+
+
+def _focal_float64(logits, targets, alpha, gamma):
+    """Element losses FL and their gradients d FL / d logit (Eq. 10 with alpha_t) in float64, from log-sigmoids
+    (`np.logaddexp`), so that neither rounds at saturation: z = y * x, y = +-1."""
+    signs = 2.0 * targets - 1.0
+    z = signs * logits.astype(np.float64)
+    log_p_t = -np.logaddexp(0.0, -z)
+    one_minus_p_t = np.exp(-np.logaddexp(0.0, z))
+    alpha_t = 1.0 if alpha is None else np.where(targets == 1, alpha, 1.0 - alpha)
+    modulating = np.exp(-gamma * np.logaddexp(0.0, z))  # (1 - p_t)^gamma
+    losses = -alpha_t * modulating * log_p_t
+    gradients = alpha_t * signs * modulating * (gamma * np.exp(log_p_t) * log_p_t - one_minus_p_t)
+    return losses, gradients
+
+
+def _loss_and_gradient(loss, labels, logits):
+    logits = tf.constant(logits)
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        value = loss(labels, logits)
+    return value, tape.gradient(value, logits)
+
+
+@pytest.mark.parametrize("alpha", [0.25, None])
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0, 5.0])
+def test_values_and_gradients_match_float64_for_every_gamma_and_logit(gamma, alpha):
+    """Each logit of EXTREME_LOGITS as a positive, as a negative and ignored, in one batch of three anchors a logit
+    and two classes: (class 0 target, logit x on class 0 and -x on class 1), then background, then ignored."""
+    count = EXTREME_LOGITS.size
+    logits = np.stack([EXTREME_LOGITS, -EXTREME_LOGITS], axis=-1)  # [count, 2]
+    logits = np.concatenate([logits, logits, logits])[None]  # [1, 3 * count, 2]
+    labels = np.array([0] * count + [-1] * count + [-2] * count)[None]
+    value, gradient = _loss_and_gradient(FocalLoss(alpha=alpha, gamma=gamma), labels, logits)
+    assert np.isfinite(value.numpy()) and np.all(np.isfinite(gradient.numpy()))
+
+    targets = (labels[..., None] == np.arange(2)).astype(np.float64)
+    losses, gradients = _focal_float64(logits, targets, alpha, gamma)
+    ignored = labels[..., None] == -2
+    losses, gradients = np.where(ignored, 0.0, losses), np.where(ignored, 0.0, gradients)
+    np.testing.assert_allclose(value.numpy(), losses.sum() / count, rtol=1e-5)
+    np.testing.assert_allclose(gradient.numpy(), gradients / count, rtol=1e-4, atol=1e-9)
+    assert not gradient.numpy()[0, 2 * count:].any()  # ignored anchors get no gradient
+
+
+def test_gamma_zero_drops_the_modulating_factor():
+    """The issue's anchor: logits (20, -20, 0.3), class 0. Alpha-balanced cross-entropy exactly, gradient alpha_t *
+    (p - y) also where p_t rounds to 1 (the factor 1^0 would have a 0 * inf derivative)."""
+    logits = np.array([[[20.0, -20.0, 0.3]]], np.float32)
+    value, gradient = _loss_and_gradient(FocalLoss(alpha=0.75, gamma=0.0), np.array([[0]]), logits)
+    targets = np.array([1.0, 0.0, 0.0])
+    x = logits[0, 0].astype(np.float64)
+    alpha_t = np.array([0.75, 0.25, 0.25])
+    cross_entropy = np.logaddexp(0.0, -(2.0 * targets - 1.0) * x)
+    np.testing.assert_allclose(value.numpy(), np.sum(alpha_t * cross_entropy), rtol=1e-6)
+    np.testing.assert_allclose(gradient.numpy()[0, 0], alpha_t * (1 / (1 + np.exp(-x)) - targets), rtol=1e-5,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0, 5.0])
+def test_mixed_bfloat16_logits_give_finite_losses_and_gradients(gamma):
+    rng = np.random.default_rng(5)
+    logits = np.concatenate([rng.normal(0, 3, (1, 40, 3)), 100.0 * np.sign(rng.normal(size=(1, 10, 3)))], axis=1)
+    labels = rng.choice([-2, -1, 0, 1, 2], size=(1, 50))
+    reference = FocalLoss(gamma=gamma)(labels, logits.astype(np.float32)).numpy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        loss = FocalLoss(gamma=gamma)
+        value, gradient = _loss_and_gradient(loss, labels, tf.cast(logits, tf.bfloat16))
+    finally:
+        keras.config.set_dtype_policy("float32")
+    assert value.dtype == tf.float32 and gradient.dtype == tf.bfloat16
+    assert np.all(np.isfinite(tf.cast(gradient, tf.float32).numpy()))
+    np.testing.assert_allclose(value.numpy(), reference, rtol=0.05)  # logits rounded to bfloat16's 8 bits
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0, 2.0, 5.0])
+def test_probability_inputs_give_finite_gradients_at_0_and_1(gamma):
+    probabilities = np.array([[[0.0, 1.0], [1.0, 0.0], [1e-9, 1 - 1e-9], [0.3, 0.7]]], np.float32)
+    labels = np.array([[0, 1, -1, 0]])
+    value, gradient = _loss_and_gradient(FocalLoss(gamma=gamma, from_logits=False), labels, probabilities)
+    assert np.isfinite(value.numpy()) and np.all(np.isfinite(gradient.numpy()))
+    p = np.clip(probabilities.astype(np.float64), 1e-7, 1 - 1e-7)
+    targets = (labels[..., None] == np.arange(2)).astype(np.float64)
+    p_t = np.where(targets == 1, p, 1 - p)
+    expected = (np.where(targets == 1, 0.25, 0.75) * (1 - p_t) ** gamma * -np.log(p_t)).sum() / 3
+    np.testing.assert_allclose(value.numpy(), expected, rtol=1e-4)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 2.0, 5.0])
+def test_focal_loss_star_is_finite_and_exact_at_saturation(gamma):
+    logits = np.stack([EXTREME_LOGITS, -EXTREME_LOGITS], axis=-1)[None]
+    labels = np.zeros((1, EXTREME_LOGITS.size), np.int64)
+    beta = 1.0
+    value, gradient = _loss_and_gradient(FocalLossStar(gamma, beta), labels, logits)
+    signs = np.where(np.arange(2) == 0, 1.0, -1.0)
+    argument = gamma * signs * logits.astype(np.float64) + beta
+    expected = np.logaddexp(0.0, -argument) / gamma
+    np.testing.assert_allclose(value.numpy(), expected.sum() / EXTREME_LOGITS.size, rtol=1e-5)
+    expected_gradient = -signs / (1 + np.exp(argument)) / EXTREME_LOGITS.size
+    np.testing.assert_allclose(gradient.numpy(), expected_gradient, rtol=1e-4, atol=1e-9)
+
+
 def test_dense_targets_with_sample_weight_equal_integer_labels():
     rng = np.random.default_rng(2)
     logits = rng.normal(size=(2, 30, 4)).astype(np.float32)

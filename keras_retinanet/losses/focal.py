@@ -58,13 +58,17 @@ class FocalLoss(_ClassificationLoss):
     """FL(p_t) = -alpha_t (1 - p_t)^gamma log(p_t), summed over all non-ignored anchors and classes, divided by the
     number of positive anchors.
 
-    gamma = 0 gives alpha-balanced cross-entropy. Computed on logits (`from_logits=True`) with the sigmoid fused
-    into the cross-entropy for stability.
+    gamma = 0 is alpha-balanced cross-entropy, computed as such (the modulating factor dropped). On logits
+    (`from_logits=True`, the paper's form) both factors come from log-sigmoids of the signed logit z = +-x:
+    log(p_t) = log sigmoid(z) and (1 - p_t)^gamma = exp(gamma log sigmoid(-z)), finite in value and gradient for
+    every gamma >= 0 and every logit, where `(1 - p_t) ** gamma` has an infinite (0 < gamma < 1) or 0 * inf
+    (gamma = 0) derivative once p_t rounds to 1. Targets are 0 or 1.
 
     Args:
         alpha: weight of the positive class (1 - alpha for negatives); None for no balancing. Paper: 0.25.
         gamma: focusing parameter >= 0. Paper: 2.
-        from_logits: True for logits (stable, the paper's form); False for probabilities.
+        from_logits: True for logits (stable, the paper's form); False for probabilities (clipped to
+            [1e-7, 1 - 1e-7], as Keras' cross-entropy clips them).
     """
 
     def __init__(self, alpha=0.25, gamma=2.0, from_logits=True, name="focal_loss", **kwargs):
@@ -76,13 +80,17 @@ class FocalLoss(_ClassificationLoss):
 
     def element_losses(self, targets, logits):
         if self.from_logits:
-            probabilities = tf.sigmoid(logits)
-            cross_entropy = tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits)
+            signed = (2.0 * targets - 1.0) * logits  # z: p_t = sigmoid(z)
+            losses = tf.nn.softplus(-signed)  # -log(p_t)
+            if self.gamma:
+                losses *= tf.exp(-self.gamma * tf.nn.softplus(signed))  # (1 - p_t)^gamma
         else:
-            probabilities = logits
-            cross_entropy = keras.ops.binary_crossentropy(targets[..., None], logits[..., None])[..., 0]
-        p_t = targets * probabilities + (1.0 - targets) * (1.0 - probabilities)
-        return self._balance(cross_entropy * (1.0 - p_t) ** self.gamma, targets)
+            epsilon = keras.config.epsilon()
+            p_t = tf.clip_by_value(targets * logits + (1.0 - targets) * (1.0 - logits), epsilon, 1.0 - epsilon)
+            losses = -tf.math.log(p_t)
+            if self.gamma:
+                losses *= (1.0 - p_t) ** self.gamma
+        return self._balance(losses, targets)
 
     def get_config(self):
         config = super().get_config()
