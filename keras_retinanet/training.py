@@ -197,6 +197,32 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         return np.stack([np.pad(p, [[0, height - p.shape[0]], [0, 0], [0, 0]]) for p in pictures])
 
 
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss; the message names the iteration and the loss term."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Stops training with a `NonFiniteLossError` at the first iteration whose loss is NaN or infinite, naming the
+    loss term that went non-finite (the logs hold running means over the checkpoint interval, so a term stays
+    non-finite once it was). First in the callback list: the step's weights are lost, but no backup of them is
+    written and no `model.keras`; the backups keep the last good weights."""
+
+    TERMS = {"classification_loss": "classification", "box_loss": "box", "regularization_loss": "regularization"}
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        if "loss" not in logs or math.isfinite(float(logs["loss"])):
+            return
+        terms = [f"{label} loss {float(logs[key])}" for key, label in self.TERMS.items()
+                 if key in logs and not math.isfinite(float(logs[key]))]
+        iteration = int(self.model.optimizer.iterations.numpy())
+        raise NonFiniteLossError(
+            f"iteration {iteration}: {' and '.join(terms) or 'total loss ' + str(float(logs['loss']))}: training "
+            "stopped (the backups hold the last finite weights; lower train.learning_rate, or look at the data and "
+            "the loss settings)"
+        )
+
+
 class LearningRateLogger(keras.callbacks.Callback):
     """Puts the current learning rate into the epoch logs, for TensorBoard and the history."""
 
@@ -235,7 +261,7 @@ def train(config, model_dir, strategy="default", verbose=1):
 
     steps_per_epoch = train_config.checkpoint_every
     epochs = math.ceil(train_config.iterations / steps_per_epoch)
-    callbacks = [keras.callbacks.TerminateOnNaN(raise_error=True), LearningRateLogger()]
+    callbacks = [StopOnNonFiniteLoss(), LearningRateLogger()]
     if val_set is not None:
         callbacks.append(
             PeriodicEvaluation(val_set, official_ground_truth(config.data.val), config.data, train_config.batch_size,

@@ -139,3 +139,19 @@ def test_mirrored_on_two_cpu_devices_matches_one_device(experiment):
                          "--set=train.checkpoint_every=1", "--set=train.eval_every=1")
         losses.append(float(re.search(r" - loss: ([0-9.]+)", result.stdout).group(1)))
     assert losses[0] == pytest.approx(losses[1], rel=1e-3)
+
+
+def test_a_non_finite_loss_stops_training_with_one_line(experiment):
+    """A learning rate that blows the weights up: one line naming the iteration and the loss term, no traceback,
+    no model.keras of the broken weights."""
+    root, config = experiment
+    model_dir = root / "diverged"
+    result = run_cli("train", f"--config={config}", f"--model_dir={model_dir}", "--verbose=0",
+                     "--set=train.learning_rate=10000000000.0", "--set=train.iterations=60", "--set=train.eval_every=60",
+                     check=False)
+    assert result.returncode == 1, result.stderr[-4000:]
+    assert "Traceback" not in result.stderr
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"error: iteration [1-9]\d*: (classification|box|regularization) loss (nan|inf|-inf)"
+                        r"( and .*)?: training stopped .*", last_line), last_line
+    assert not os.path.exists(model_dir / "model.keras")

@@ -9,8 +9,9 @@ def run_program(main, module_name):
     """absl's `app.run(main)`, with `--help` showing the docstring and flags of `module_name`.
 
     absl documents the flags of the `__main__` module, which for `bin/` wrappers and console scripts is only a shim.
-    Bad input (a config or data error, whose message names the file and value) ends the program with that message
-    and exit status 1, without a traceback.
+    Bad input (a config or data error, whose message names the file and value) and a loss that turned NaN or
+    infinite in training (the message names the iteration and the loss term) end the program with that message and
+    exit status 1, without a traceback.
     """
     module = sys.modules[module_name]
     sys.modules["__main__"].__doc__ = module.__doc__
@@ -24,7 +25,11 @@ def run_program(main, module_name):
             from keras_retinanet.config import ConfigError
             from keras_retinanet.data.validation import DataError
 
-            if isinstance(error, (ConfigError, DataError)):
+            one_line = (ConfigError, DataError)
+            training = sys.modules.get("keras_retinanet.training")  # training errors come only once it is loaded
+            if training is not None:
+                one_line += (training.NonFiniteLossError,)
+            if isinstance(error, one_line):
                 sys.exit(f"error: {error}")
             raise
 
