@@ -10,10 +10,10 @@ Outputs: `detection_boxes` [B, D, 4] (ymin, xmin, ymax, xmax) normalised by the 
 `detection_scores` [B, D], `detection_classes` [B, D] (the dataset's category ids as float32, -1 for padding) and
 `num_detections` [B] (float32, as the Object Detection API has it); D = max_detections, sorted by score.
 
-Images are resized and padded as in training (`keras_retinanet.data.pipeline`), and detections are selected as
-`DetectionDecoder` does (per-level top-k, score threshold, class-wise NMS, all in float32), so the SavedModel gives
-what `RetinaNet.predict` gives (under a bfloat16 policy, whose rounded logits tie often, up to which of equally
-scored boxes NMS keeps). The label map travels in the SavedModel's `assets/` as `label_map.json`
+Images are resized and padded as in training (`keras_retinanet.data.pipeline`), and detections come from the one
+detection path, `keras_retinanet.inference.detections_in_original_pixels` (the model's `decode_predictions`:
+per-level top-k, score threshold, class-wise NMS, all in float32), so the SavedModel gives what `bin/predict` and
+`bin/evaluate` give. The label map travels in the SavedModel's `assets/` as `label_map.json`
 ({category_id: name}) and `label_map.pbtxt` (the Object Detection API's `StringIntLabelMap` text format).
 """
 
@@ -26,9 +26,8 @@ import tensorflow as tf
 
 from keras_retinanet.data.classes import write_label_map
 from keras_retinanet.data.pipeline import decode_pixels, pad_to_multiple, resize_image
+from keras_retinanet.inference import detections_in_original_pixels, model_data_config
 from keras_retinanet.layers import DetectionDecoder
-from keras_retinanet.layers.detection_decoder import clip_boxes, top_candidates
-from keras_retinanet.training import model_data_config
 
 LABEL_MAP_JSON = "label_map.json"
 LABEL_MAP_PBTXT = "label_map.pbtxt"
@@ -52,7 +51,7 @@ def export_saved_model(model, output_dir, min_size=None, max_size=None, size_div
         size_divisor = data_config.size_divisor if size_divisor is None else size_divisor
         preprocessing = data_config.preprocessing if preprocessing is None else preprocessing
     decoder = model.decoder
-    settings = DetectionDecoder(  # validates the thresholds as the model's own decoder does
+    decoder = DetectionDecoder(
         score_threshold=decoder.score_threshold if score_threshold is None else score_threshold,
         pre_nms_top_k=decoder.pre_nms_top_k,
         iou_threshold=decoder.iou_threshold if iou_threshold is None else iou_threshold,
@@ -60,7 +59,7 @@ def export_saved_model(model, output_dir, min_size=None, max_size=None, size_div
     )
     label_map = _label_map(model)
     detector = _ServingDetector(
-        model, float(min_size), float(max_size), int(size_divisor), preprocessing, settings, list(label_map)
+        model, float(min_size), float(max_size), int(size_divisor), preprocessing, decoder, list(label_map)
     )
 
     archive = keras.export.ExportArchive()
@@ -85,13 +84,13 @@ def export_saved_model(model, output_dir, min_size=None, max_size=None, size_div
 class _ServingDetector:
     """The endpoints' graph: raw images in, Object Detection API outputs out."""
 
-    def __init__(self, model, min_size, max_size, size_divisor, preprocessing, settings, category_ids):
+    def __init__(self, model, min_size, max_size, size_divisor, preprocessing, decoder, category_ids):
         self.model = model
         self.min_size = min_size
         self.max_size = max_size
         self.size_divisor = size_divisor
         self.preprocessing = preprocessing
-        self.settings = settings
+        self.decoder = decoder
         self.category_ids = tf.constant(category_ids, tf.float32)
 
     def detect_images(self, images):
@@ -102,16 +101,17 @@ class _ServingDetector:
                 tf.TensorSpec([None, None, 3], tf.float32), tf.TensorSpec([2], tf.float32), tf.TensorSpec([2], tf.int32)
             ),
         )
-        return self._detect(model_inputs, scales, image_sizes, tf.shape(images)[1:3])
+        original_sizes = tf.tile(tf.shape(images)[None, 1:3], [tf.shape(images)[0], 1])
+        return self._detect(model_inputs, scales, image_sizes, original_sizes)
 
     def detect_encoded_images(self, encoded_images):
         """Detections for a string batch [B] of encoded images, each decoded and run on its own."""
-        num_detections = self.settings.max_detections
+        num_detections = self.decoder.max_detections
 
         def detect_one(encoded):
             image = decode_pixels(encoded)
             model_input, scale, image_size = self._preprocess(image)
-            detections = self._detect(model_input[None], scale[None], image_size[None], tf.shape(image)[:2])
+            detections = self._detect(model_input[None], scale[None], image_size[None], tf.shape(image)[None, :2])
             return {key: value[0] for key, value in detections.items()}
 
         return tf.map_fn(
@@ -130,42 +130,20 @@ class _ServingDetector:
         resized, scale = resize_image(image, self.min_size, self.max_size, self.preprocessing)
         return pad_to_multiple(resized, self.size_divisor, self.preprocessing), scale, tf.shape(resized)[:2]
 
-    def _detect(self, model_inputs, scales, image_sizes, original_size):
+    def _detect(self, model_inputs, scales, image_sizes, original_sizes):
         """Detections for padded `model_inputs` [B, Hp, Wp, 3], resized by `scales` [B, 2] (y, x) to `image_sizes`
-        [B, 2] (inside the padding) from images of `original_size` [2] (height, width)."""
-        model = self.model
-        settings = self.settings
-        predictions = model(model_inputs, training=False)
-        input_size = tf.shape(model_inputs)[1:3]
-        anchors = model.anchor_generator(input_size)
-        boxes = model.box_coder.decode(predictions["box_deltas"], anchors[None])
-        boxes, scores, classes = top_candidates(
-            tf.cast(predictions["class_logits"], tf.float32), clip_boxes(boxes, image_sizes),
-            model.anchor_generator.level_anchor_counts(input_size), settings.pre_nms_top_k, settings.score_threshold,
+        [B, 2] (inside the padding) from images of `original_sizes` [B, 2] (height, width)."""
+        detections = detections_in_original_pixels(
+            self.model, model_inputs, scales, image_sizes, original_sizes, decoder=self.decoder
         )
-
-        # One row per candidate, its score in its class's column only; non-candidates (class -1) score 0, which
-        # never passes the (non-negative) score threshold.
-        class_scores = tf.one_hot(classes, model.num_classes, dtype=tf.float32) * scores[..., None]
-        nmsed_boxes, nmsed_scores, nmsed_classes, num_detections = tf.image.combined_non_max_suppression(
-            tf.gather(boxes, [1, 0, 3, 2], axis=-1)[:, :, None, :],  # yxyx
-            class_scores,
-            max_output_size_per_class=settings.max_detections,
-            max_total_size=settings.max_detections,
-            iou_threshold=settings.iou_threshold,
-            score_threshold=settings.score_threshold,
-            clip_boxes=False,
-        )
-
-        # Back to the original image (as `to_original_coordinates`), then normalised.
-        original_limits = tf.cast(tf.tile(original_size, [2]), tf.float32)
-        nmsed_boxes = tf.minimum(tf.maximum(nmsed_boxes / tf.tile(scales, [1, 2])[:, None, :], 0.0), original_limits)
-        valid = tf.range(settings.max_detections)[None, :] < num_detections[:, None]
+        limits = tf.tile(tf.cast(original_sizes, tf.float32), [1, 2])[:, None, :]  # (h, w, h, w)
+        valid = detections["classes"] >= 0
         return {
-            "detection_boxes": nmsed_boxes / original_limits,
-            "detection_scores": nmsed_scores,
-            "detection_classes": tf.where(valid, tf.gather(self.category_ids, tf.cast(nmsed_classes, tf.int32)), -1.0),
-            "num_detections": tf.cast(num_detections, tf.float32),
+            "detection_boxes": tf.gather(detections["boxes"], [1, 0, 3, 2], axis=-1) / limits,
+            "detection_scores": detections["scores"],
+            "detection_classes": tf.where(valid, tf.gather(self.category_ids, tf.maximum(detections["classes"], 0)),
+                                          -1.0),
+            "num_detections": tf.cast(detections["num_detections"], tf.float32),
         }
 
 

@@ -12,7 +12,7 @@ from keras_retinanet.config import DataConfig, SplitConfig
 from keras_retinanet.data import DataError, DataPolicy, read_csv, read_dataset, read_voc
 from keras_retinanet.data.pipeline import decode_image, inference_dataset, load_images, training_dataset
 from keras_retinanet.data.validation import orient_boxes
-from keras_retinanet.training import read_split
+from keras_retinanet.data.splits import read_split
 
 RACCOON = os.path.join(os.path.dirname(__file__), "data", "raccoon")
 STRICT = DataPolicy(strict=True)

@@ -16,7 +16,8 @@ from keras_retinanet.config import load_config
 from keras_retinanet.datasets import generate_shapes_dataset
 from keras_retinanet.export import export_saved_model
 from keras_retinanet.layers import DetectionDecoder
-from keras_retinanet.training import detect, load_trained_model, model_data_config, train
+from keras_retinanet.inference import detect, load_trained_model, model_data_config
+from keras_retinanet.training import train
 
 from tiny import TINY_MODEL_YAML
 

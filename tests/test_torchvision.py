@@ -47,7 +47,7 @@ from keras_retinanet.data.pipeline import (  # noqa: E402
     to_original_coordinates,
 )
 from keras_retinanet.layers import GroupNormalization  # noqa: E402
-from keras_retinanet.training import model_data_config  # noqa: E402
+from keras_retinanet.inference import model_data_config  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -159,7 +159,7 @@ def torchvision_outputs(retinanet, image, min_size, max_size):
 
 def keras_outputs(model, name, data_config):
     """Our preprocessed input, P3-P7, head outputs and detections (in original pixels) for image `name`, as
-    `training.detect` computes them (its pipeline, `predict_step`'s forward pass and decoding)."""
+    `inference.detect` computes them (its pipeline, `predict_step`'s forward pass and decoding)."""
     images, info = next(iter(inference_dataset([os.path.join(IMAGES, name)], data_config, 1)))
     features = model.feature_pyramid(model.backbone(images))
     outputs = {"class_logits": model.classification_head(features), "box_deltas": model.box_head(features)}

@@ -26,9 +26,9 @@ def run_program(main, module_name):
             from keras_retinanet.data.validation import DataError
 
             one_line = (ConfigError, DataError)
-            training = sys.modules.get("keras_retinanet.training")  # training errors come only once it is loaded
-            if training is not None:
-                one_line += (training.NonFiniteLossError,)
+            callbacks = sys.modules.get("keras_retinanet.training.callbacks")  # loaded by training
+            if callbacks is not None:
+                one_line += (callbacks.NonFiniteLossError,)
             if isinstance(error, one_line):
                 sys.exit(f"error: {error}")
             raise

@@ -60,7 +60,7 @@ def main(argv):
     del argv
     from keras_retinanet.config import DataConfig, SplitConfig
     from keras_retinanet.data import write_tfrecords
-    from keras_retinanet.training import read_split
+    from keras_retinanet.data.splits import read_split
 
     split = SplitConfig(FLAGS.annotations, FLAGS.images, FLAGS.format, FLAGS.classes)
     dataset = read_split(split, DataConfig(strict=FLAGS.strict))

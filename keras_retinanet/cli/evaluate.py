@@ -36,10 +36,9 @@ def main(argv):
         raise app.UsageError("--output_dir is required with --model")
 
     from keras_retinanet.config import SplitConfig
-    from keras_retinanet.evaluation import write_evaluation
-    from keras_retinanet.training import (
-        evaluate_model, load_trained_model, model_data_config, official_ground_truth, read_split,
-    )
+    from keras_retinanet.data.splits import official_ground_truth, read_split
+    from keras_retinanet.evaluation import evaluate_model, write_evaluation
+    from keras_retinanet.inference import load_trained_model, model_data_config
 
     model = load_trained_model(FLAGS.model_dir or FLAGS.model)
     data_config = model_data_config(model)

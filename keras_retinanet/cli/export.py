@@ -29,7 +29,7 @@ def main(argv):
         raise app.UsageError("give exactly one of --model_dir and --model")
 
     from keras_retinanet.export import export_saved_model
-    from keras_retinanet.training import load_trained_model
+    from keras_retinanet.inference import load_trained_model
 
     model = load_trained_model(FLAGS.model_dir or FLAGS.model)
     export_saved_model(

@@ -50,7 +50,7 @@ def main(argv):
 
     from keras_retinanet.data.pipeline import load_images
     from keras_retinanet.evaluation import detections_to_coco_results
-    from keras_retinanet.training import detect, load_trained_model, model_data_config
+    from keras_retinanet.inference import detect, load_trained_model, model_data_config
     from keras_retinanet.visualization import draw_batch_detections
 
     model = load_trained_model(FLAGS.model)

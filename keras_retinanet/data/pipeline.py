@@ -282,7 +282,9 @@ def inference_dataset(images, config, batch_size):
 
 
 def to_original_coordinates(boxes, scale, original_size):
-    """Detections `boxes` [B, D, 4] (`xyxy` in the resized image) back in original pixels, clipped to the image."""
-    boxes = np.asarray(boxes, np.float32) / np.concatenate([scale[:, ::-1], scale[:, ::-1]], axis=1)[:, None, :]
-    limits = np.concatenate([original_size[:, ::-1], original_size[:, ::-1]], axis=1)[:, None, :].astype(np.float32)
-    return np.clip(boxes, 0.0, limits)
+    """Detections `boxes` [B, D, 4] (`xyxy` in the resized images) back in original pixels, clipped to the images:
+    `scale` [B, 2] is (y, x) new / original size, `original_size` [B, 2] (height, width). Runs in graphs too."""
+    scale = tf.cast(scale, tf.float32)[:, ::-1]  # (x, y)
+    limits = tf.cast(original_size, tf.float32)[:, ::-1]
+    boxes = tf.cast(boxes, tf.float32) / tf.tile(scale, [1, 2])[:, None, :]
+    return tf.clip_by_value(boxes, 0.0, tf.tile(limits, [1, 2])[:, None, :])

@@ -191,15 +191,16 @@ class RetinaNet(keras.Model):
                                            x["image_sizes"])
         return self.decode_predictions(self(x, training=False), tf.shape(x)[1:3])
 
-    def decode_predictions(self, predictions, image_size, image_sizes=None):
+    def decode_predictions(self, predictions, image_size, image_sizes=None, decoder=None):
         """Detections from the model's raw outputs for images of `image_size` [height, width].
 
         `image_sizes` [B, 2], if given, is the size of each image inside its padding: boxes are clipped to it
-        before NMS (as torchvision and detectron2 do), not to the padded `image_size`.
+        before NMS (as torchvision and detectron2 do), not to the padded `image_size`. `decoder`: a
+        `DetectionDecoder` with other settings than the model's own `decoder`.
         """
         anchors = self.anchor_generator(image_size)
         boxes = self.box_coder.decode(predictions["box_deltas"], anchors[None])
-        detections = self.decoder(
+        detections = (decoder or self.decoder)(
             predictions["class_logits"],
             boxes,
             level_anchor_counts=self.anchor_generator.level_anchor_counts(image_size),
