@@ -7,8 +7,7 @@ import pytest
 import tensorflow as tf
 
 from keras_retinanet.boxes import AnchorLabeler, BoxCoder, Matcher, generalized_iou, pairwise_iou
-from keras_retinanet.boxes.labeler import BACKGROUND, IGNORED
-from keras_retinanet.boxes.matcher import IGNORE, NEGATIVE, POSITIVE
+from keras_retinanet.boxes.labels import AnchorTarget, Match
 
 
 def test_pairwise_iou_by_hand():
@@ -64,7 +63,8 @@ def test_matcher_thresholds_and_ignore_band():
     # Rows: anchors; columns: boxes.  IoU exactly 0.5 is positive; exactly 0.4 is ignored; below 0.4 negative.
     iou = [[0.5, 0.1], [0.4, 0.2], [0.45, 0.3], [0.39999, 0.1], [0.2, 0.7]]
     indices, labels = _match(iou, allow_low_quality_matches=False)
-    assert labels.tolist() == [POSITIVE, IGNORE, IGNORE, NEGATIVE, POSITIVE]
+    assert labels.tolist() == [Match.POSITIVE, Match.BETWEEN_THRESHOLDS, Match.BETWEEN_THRESHOLDS, Match.NEGATIVE,
+                              Match.POSITIVE]
     assert indices[0] == 0 and indices[4] == 1
 
 
@@ -73,24 +73,24 @@ def test_matcher_low_quality_matches_on_and_off():
     iou = [[0.6, 0.1], [0.2, 0.3], [0.1, 0.3], [0.0, 0.1]]
     _, labels_off = _match(iou, allow_low_quality_matches=False)
     indices, labels_on = _match(iou, allow_low_quality_matches=True)
-    assert labels_off.tolist() == [POSITIVE, NEGATIVE, NEGATIVE, NEGATIVE]
-    assert labels_on.tolist() == [POSITIVE, POSITIVE, POSITIVE, NEGATIVE]
+    assert labels_off.tolist() == [Match.POSITIVE, Match.NEGATIVE, Match.NEGATIVE, Match.NEGATIVE]
+    assert labels_on.tolist() == [Match.POSITIVE, Match.POSITIVE, Match.POSITIVE, Match.NEGATIVE]
     assert indices[1] == 1 and indices[2] == 1
 
 
 def test_matcher_low_quality_match_keeps_the_anchors_own_best_box():
     # Anchor 0 is box 1's best anchor (0.3) but overlaps box 0 more (0.35): it stays matched to box 0.
     indices, labels = _match([[0.35, 0.3], [0.9, 0.1]], allow_low_quality_matches=True)
-    assert labels.tolist() == [POSITIVE, POSITIVE]
+    assert labels.tolist() == [Match.POSITIVE, Match.POSITIVE]
     assert indices.tolist() == [0, 0]
 
 
 def test_matcher_without_boxes_and_with_padding():
     _, labels = _match(np.zeros((3, 0)))
-    assert labels.tolist() == [NEGATIVE] * 3
+    assert labels.tolist() == [Match.NEGATIVE] * 3
     # A padding column never matches, even with IoU 1: anchor 0 is positive only as box 1's best anchor.
     indices, labels = _match([[1.0, 0.2], [0.0, 0.1]], valid=[False, True])
-    assert labels.tolist() == [POSITIVE, NEGATIVE]
+    assert labels.tolist() == [Match.POSITIVE, Match.NEGATIVE]
     assert indices.tolist() == [1, 1]
 
 
@@ -107,8 +107,8 @@ def test_labeler_batched_with_padding_and_empty_image():
     labels = np.array([[2, 0, -1], [-1, -1, -1]])
     targets = AnchorLabeler()(ANCHORS, boxes, labels)
     assert targets["class_targets"].numpy().tolist() == [
-        [2, 0, BACKGROUND, BACKGROUND],
-        [BACKGROUND] * 4,
+        [2, 0, AnchorTarget.BACKGROUND, AnchorTarget.BACKGROUND],
+        [AnchorTarget.BACKGROUND] * 4,
     ]
     coder = BoxCoder()
     np.testing.assert_allclose(targets["box_targets"][0, 1], coder.encode(boxes[0, 1], ANCHORS[1]), rtol=1e-6)
@@ -121,7 +121,7 @@ def test_labeler_marks_the_ignore_band():
     # IoU of [0, 0, 10, 10] with [0, 0, 10, 5.5] is 0.55 (positive), with [0, 0, 10, 4.5] 0.45 (ignored).
     labeler = AnchorLabeler(Matcher(allow_low_quality_matches=False))
     targets = labeler(ANCHORS[:1], np.array([[0, 0, 10, 4.5]], np.float32), np.array([1]))
-    assert targets["class_targets"].numpy().tolist() == [IGNORED]
+    assert targets["class_targets"].numpy().tolist() == [AnchorTarget.IGNORED]
     targets = labeler(ANCHORS[:1], np.array([[0, 0, 10, 5.5]], np.float32), np.array([1]))
     assert targets["class_targets"].numpy().tolist() == [1]
 
@@ -133,7 +133,7 @@ def test_labeler_runs_in_tf_data_and_under_xla():
     dataset = tf.data.Dataset.from_tensors((boxes, labels)).map(lambda b, l: labeler(ANCHORS, b, l))
     from_data = next(iter(dataset))
     compiled = tf.function(lambda b, l: labeler(ANCHORS, b[None], l[None]), jit_compile=True)(boxes, labels)
-    assert from_data["class_targets"].numpy().tolist() == [1, BACKGROUND, BACKGROUND, BACKGROUND]
+    assert from_data["class_targets"].numpy().tolist() == [1, AnchorTarget.BACKGROUND, AnchorTarget.BACKGROUND, AnchorTarget.BACKGROUND]
     np.testing.assert_array_equal(compiled["class_targets"][0], from_data["class_targets"])
 
 
@@ -142,12 +142,12 @@ def test_labeler_ignore_regions():
     boxes = np.array([[0, 0, 20, 10], [0, 10, 10, 20]], np.float32)
     labels = np.array([-2, 1])
     targets = AnchorLabeler()(ANCHORS, boxes, labels)
-    assert targets["class_targets"].numpy().tolist() == [IGNORED, IGNORED, 1, BACKGROUND]
+    assert targets["class_targets"].numpy().tolist() == [AnchorTarget.IGNORED, AnchorTarget.IGNORED, 1, AnchorTarget.BACKGROUND]
     # Half an anchor inside the region is enough at the default threshold; less is background.
     half = AnchorLabeler()(ANCHORS[:1], np.array([[5, 0, 40, 40]], np.float32), np.array([-2]))
     less = AnchorLabeler()(ANCHORS[:1], np.array([[6, 0, 40, 40]], np.float32), np.array([-2]))
-    assert half["class_targets"].numpy().tolist() == [IGNORED]
-    assert less["class_targets"].numpy().tolist() == [BACKGROUND]
+    assert half["class_targets"].numpy().tolist() == [AnchorTarget.IGNORED]
+    assert less["class_targets"].numpy().tolist() == [AnchorTarget.BACKGROUND]
     # A positive anchor stays positive inside a region.
     both = AnchorLabeler()(ANCHORS[:1], np.array([[0, 0, 10, 10], [0, 0, 10, 10]], np.float32), np.array([0, -2]))
     assert both["class_targets"].numpy().tolist() == [0]

@@ -5,14 +5,8 @@ import tensorflow as tf
 
 from keras_retinanet.boxes.box_coder import BoxCoder
 from keras_retinanet.boxes.iou import pairwise_ioa, pairwise_iou
-from keras_retinanet.boxes.matcher import POSITIVE, IGNORE, Matcher
-
-BACKGROUND = -1
-IGNORED = -2
-
-# Ground-truth label values other than a class: a padding row, and a region whose anchors are ignored (COCO crowd).
-PADDING_LABEL = -1
-IGNORE_REGION_LABEL = -2
+from keras_retinanet.boxes.labels import AnchorTarget, GroundTruth, Match
+from keras_retinanet.boxes.matcher import Matcher
 
 
 @keras.saving.register_keras_serializable(package="keras_retinanet")
@@ -22,7 +16,7 @@ class AnchorLabeler:
     Vectorised over boxes and images (one IoU matrix, no Python loop), so it runs inside the model's
     `compute_loss`, inside `tf.data`, and under XLA.
 
-    Ground-truth rows labelled IGNORE_REGION_LABEL (-2) are regions, such as COCO crowd boxes, that match no anchor:
+    Ground-truth rows labelled `GroundTruth.IGNORE_REGION` (-2) are regions, such as COCO crowd boxes, that match no anchor:
     an anchor that is not positive and lies at least `ignore_region_threshold` inside one (intersection over the
     anchor's area) is ignored rather than trained as background.
 
@@ -40,10 +34,12 @@ class AnchorLabeler:
     def __call__(self, anchors, boxes, labels):
         """Labels `anchors` [N, 4] against `boxes` [B, M, 4] (`xyxy`) with `labels` [B, M].
 
-        A label of -1 marks a padding row, -2 an ignore region (see above). Unbatched `boxes` [M, 4] and `labels` [M] are accepted too.
+        A label of `GroundTruth.PADDING` (-1) marks a padding row, `GroundTruth.IGNORE_REGION` (-2) an
+        ignore region (see above). Unbatched `boxes` [M, 4] and `labels` [M] are accepted too.
 
         Returns a dict:
-            class_targets: [B, N] int32: the matched box's class for positives, BACKGROUND (-1), IGNORED (-2).
+            class_targets: [B, N] int32: the matched box's class for positives, else `AnchorTarget.BACKGROUND`
+                (-1) or `AnchorTarget.IGNORED` (-2).
             box_targets: [B, N, 4] encoded deltas to the matched box (zero where not positive).
             matched_boxes: [B, N, 4] the matched box (the anchor itself where not positive).
         """
@@ -58,18 +54,18 @@ class AnchorLabeler:
         matched_indices, match_labels = self.matcher(pairwise_iou(anchors, boxes), valid)
         # Index M (one past the padded boxes) is the "no box" row the matcher uses for empty images.
         padded_boxes = tf.pad(boxes, [[0, 0], [0, 1], [0, 0]])
-        padded_labels = tf.pad(labels, [[0, 0], [0, 1]], constant_values=BACKGROUND)
-        positive = match_labels == POSITIVE
+        padded_labels = tf.pad(labels, [[0, 0], [0, 1]], constant_values=GroundTruth.PADDING)
+        positive = match_labels == Match.POSITIVE
 
-        ignored = match_labels == IGNORE
+        ignored = match_labels == Match.BETWEEN_THRESHOLDS
         in_region = (pairwise_ioa(anchors, boxes) >= self.ignore_region_threshold) & (
-            labels == IGNORE_REGION_LABEL
+            labels == GroundTruth.IGNORE_REGION
         )[:, None, :]
         ignored |= tf.reduce_any(in_region, axis=2)
         class_targets = tf.where(
             positive,
             tf.gather(padded_labels, matched_indices, batch_dims=1),
-            tf.where(ignored, IGNORED, BACKGROUND),
+            tf.where(ignored, AnchorTarget.IGNORED, AnchorTarget.BACKGROUND),
         )
         matched_boxes = tf.where(
             positive[..., None], tf.gather(padded_boxes, matched_indices, batch_dims=1), anchors[None]

@@ -3,9 +3,7 @@
 import keras
 import tensorflow as tf
 
-POSITIVE = 1
-NEGATIVE = 0
-IGNORE = -1
+from keras_retinanet.boxes.labels import Match
 
 
 @keras.saving.register_keras_serializable(package="keras_retinanet")
@@ -42,7 +40,7 @@ class Matcher:
 
         Returns:
             matched_indices: [B, N] int32 index of each anchor's best valid box (M where an image has none).
-            match_labels: [B, N] int32, POSITIVE (1), NEGATIVE (0) or IGNORE (-1).
+            match_labels: [B, N] int32 `Match` verdicts: POSITIVE, NEGATIVE or BETWEEN_THRESHOLDS.
         """
         iou = tf.convert_to_tensor(iou, tf.float32)
         valid_boxes = tf.convert_to_tensor(valid_boxes, tf.bool)
@@ -54,13 +52,13 @@ class Matcher:
 
         match_labels = tf.where(
             best_iou >= self.positive_threshold,
-            POSITIVE,
-            tf.where(best_iou < self.negative_threshold, NEGATIVE, IGNORE),
+            Match.POSITIVE,
+            tf.where(best_iou < self.negative_threshold, Match.NEGATIVE, Match.BETWEEN_THRESHOLDS),
         )
         if self.allow_low_quality_matches:
             best_iou_per_box = tf.reduce_max(iou, axis=1, keepdims=True)
             is_best_anchor = (iou == best_iou_per_box) & (best_iou_per_box > 0.0)
-            match_labels = tf.where(tf.reduce_any(is_best_anchor, axis=2), POSITIVE, match_labels)
+            match_labels = tf.where(tf.reduce_any(is_best_anchor, axis=2), Match.POSITIVE, match_labels)
         return matched_indices, tf.cast(match_labels, tf.int32)
 
     def get_config(self):

@@ -8,7 +8,7 @@ model (on the accelerator, with the model's own anchors). Inference batches are
 import numpy as np
 import tensorflow as tf
 
-from keras_retinanet.boxes.labeler import IGNORE_REGION_LABEL, PADDING_LABEL
+from keras_retinanet.boxes.labels import GroundTruth
 from keras_retinanet.data.records import DetectionDataset
 from keras_retinanet.data.validation import inspect_image
 
@@ -166,14 +166,15 @@ def _flip_boxes(boxes, width):
 
 
 def _records_to_tensors(dataset):
-    """Flat tensors of all records: ground truth as ragged rows, ignore regions appended with label -2."""
+    """Flat tensors of all records: ground truth as ragged rows, ignore regions appended with label
+    `GroundTruth.IGNORE_REGION`."""
     paths, image_ids, orientations, boxes, labels, row_lengths = [], [], [], [], [], []
     for record in dataset.records:
         paths.append(record.path)
         image_ids.append(record.image_id)
         orientations.append(record.orientation)
         boxes.extend([record.boxes, record.ignore_boxes])
-        labels.extend([record.labels, np.full(len(record.ignore_boxes), IGNORE_REGION_LABEL, np.int32)])
+        labels.extend([record.labels, np.full(len(record.ignore_boxes), GroundTruth.IGNORE_REGION, np.int32)])
         row_lengths.append(len(record.boxes) + len(record.ignore_boxes))
     boxes = np.concatenate(boxes) if boxes else np.zeros((0, 4), np.float32)
     labels = np.concatenate(labels) if labels else np.zeros((0,), np.int32)
@@ -246,7 +247,7 @@ def training_dataset(dataset, config, batch_size):
         .padded_batch(
             batch_size,
             padded_shapes=([None, None, 3], {"boxes": [config.max_boxes, 4], "labels": [config.max_boxes]}),
-            padding_values=(0.0, {"boxes": 0.0, "labels": PADDING_LABEL}),
+            padding_values=(0.0, {"boxes": 0.0, "labels": GroundTruth.PADDING}),
             drop_remainder=True,
         )
         .map(lambda images, targets: (images + pad_pixel, targets))

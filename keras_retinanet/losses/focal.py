@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from keras_retinanet.boxes.labeler import IGNORED
+from keras_retinanet.boxes.labels import AnchorTarget
 from keras_retinanet.losses.normalized import PositiveNormalizedLoss
 
 
@@ -11,8 +11,8 @@ class _ClassificationLoss(PositiveNormalizedLoss):
     """Shared target handling of the per-class sigmoid losses.
 
     `y_true` is either
-      - integer labels [B, N] (one fewer dimension than the logits): a class index for a positive anchor, -1 for
-        background and -2 for an ignored anchor (the `AnchorLabeler`'s `class_targets`); or
+      - integer labels [B, N] (one fewer dimension than the logits): a class index for a positive anchor, else an
+        `AnchorTarget` value, BACKGROUND (-1) or IGNORED (-2) (the `AnchorLabeler`'s `class_targets`); or
       - dense 0/1 targets [B, N, K] like the logits (multi-label allowed); then `sample_weight` [B, N] masks anchors.
     An anchor is positive when any of its targets is 1.
 
@@ -43,7 +43,7 @@ class _ClassificationLoss(PositiveNormalizedLoss):
         if y_true.shape.rank == y_pred.shape.rank - 1:
             labels = tf.cast(y_true, tf.int32)
             targets = tf.one_hot(labels, tf.shape(y_pred)[-1], dtype=y_pred.dtype)  # -1 and -2: all zeros
-            weights = tf.cast(labels != IGNORED, y_pred.dtype)
+            weights = tf.cast(labels != AnchorTarget.IGNORED, y_pred.dtype)
         else:
             targets = tf.cast(y_true, y_pred.dtype)
             weights = tf.ones_like(y_pred[..., 0])

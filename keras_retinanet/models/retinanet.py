@@ -21,7 +21,8 @@ class RetinaNet(keras.Model):
 
     `fit` takes the images with raw targets `{"boxes": [B, M, 4], "labels": [B, M]}`: boxes in
     `bounding_box_format`, pixel coordinates of the input image, and integer labels in [0, num_classes) padded
-    with -1 (an image may have no box at all). A row labelled -2 is an ignore region, such as a COCO crowd box:
+    with -1 (`GroundTruth.PADDING`; an image may have no box at all). A row labelled -2
+    (`GroundTruth.IGNORE_REGION`) is an ignore region, such as a COCO crowd box:
     anchors mostly inside it are neither foreground nor background. The model labels its anchors itself in
     `compute_loss`, on the device and vectorised, so targets can never disagree with the anchors the model uses.
 
