@@ -1,11 +1,16 @@
 """Typed, validated experiment settings read from YAML, with `dotted.key=value` overrides.
 
-An experiment file has three sections, `model`, `data` and `train`, each a dataclass below. Unknown keys and values
-of the wrong type are errors that name the key (and the file); nothing is guessed.
+An experiment file has three sections, `model`, `data` and `train`, each a dataclass below; each section of `model`
+holds the constructor arguments of one component, under the same names. A file may start from another with
+`base: other.yaml` (a path relative to it): its settings are laid over the base file's. Unknown keys and values of
+the wrong type are errors that name the key (and the file); nothing is guessed. Setting names of earlier releases
+(`RENAMED`) are still read.
 """
 
 import dataclasses
+import functools
 import math
+import os
 import types
 import typing
 from typing import Optional
@@ -42,29 +47,73 @@ class AnchorConfig:
 
 
 @dataclasses.dataclass
-class ModelConfig:
-    """The detector: pyramid and heads, anchors, matching, losses and inference."""
+class PyramidConfig:
+    """`keras_retinanet.layers.FeaturePyramid` arguments."""
 
-    backbone: BackboneConfig = dataclasses.field(default_factory=BackboneConfig)
-    anchors: AnchorConfig = dataclasses.field(default_factory=AnchorConfig)
-    pyramid_filters: int = 256
+    filters: int = 256
     p6_input: str = "c5"
-    head_filters: int = 256
-    head_convs: int = 4
-    head_normalization: Optional[str] = None
+
+
+@dataclasses.dataclass
+class HeadConfig:
+    """`keras_retinanet.layers.RetinaNetHead` arguments of both subnets (`prior_probability`: the class subnet's)."""
+
+    filters: int = 256
+    num_convs: int = 4
+    normalization: Optional[str] = None
     prior_probability: float = 0.01
+
+
+@dataclasses.dataclass
+class MatcherConfig:
+    """`keras_retinanet.boxes.Matcher` arguments."""
+
     positive_threshold: float = 0.5
     negative_threshold: float = 0.4
     allow_low_quality_matches: bool = True
-    focal_alpha: float = 0.25
-    focal_gamma: float = 2.0
-    box_loss: str = "smooth_l1"
-    smooth_l1_beta: float = 0.11
-    box_loss_weight: float = 1.0
+
+
+@dataclasses.dataclass
+class FocalLossConfig:
+    """`keras_retinanet.losses.FocalLoss` arguments."""
+
+    alpha: Optional[float] = 0.25
+    gamma: float = 2.0
+
+
+@dataclasses.dataclass
+class BoxLossConfig:
+    """The box loss: `type` one of `keras_retinanet.losses.BOX_LOSSES`; `beta` of `SmoothL1Loss`."""
+
+    type: str = "smooth_l1"
+    beta: float = 0.11
+
+
+@dataclasses.dataclass
+class DecoderConfig:
+    """`keras_retinanet.layers.DetectionDecoder` arguments: inference."""
+
     score_threshold: float = 0.05
     pre_nms_top_k: int = 1000
-    nms_iou_threshold: float = 0.5
+    iou_threshold: float = 0.5
     max_detections: int = 100
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The detector: one section per component, and `RetinaNet`'s own `box_loss_weight` and
+    `ignore_region_threshold`."""
+
+    backbone: BackboneConfig = dataclasses.field(default_factory=BackboneConfig)
+    anchors: AnchorConfig = dataclasses.field(default_factory=AnchorConfig)
+    pyramid: PyramidConfig = dataclasses.field(default_factory=PyramidConfig)
+    heads: HeadConfig = dataclasses.field(default_factory=HeadConfig)
+    matcher: MatcherConfig = dataclasses.field(default_factory=MatcherConfig)
+    focal_loss: FocalLossConfig = dataclasses.field(default_factory=FocalLossConfig)
+    box_loss: BoxLossConfig = dataclasses.field(default_factory=BoxLossConfig)
+    box_loss_weight: float = 1.0
+    ignore_region_threshold: float = 0.5
+    decoder: DecoderConfig = dataclasses.field(default_factory=DecoderConfig)
 
 
 @dataclasses.dataclass
@@ -91,9 +140,10 @@ class DataConfig:
 
     `max_boxes` is the most ground-truth boxes (crowd regions included) of any image: an image with more is an
     error, never truncated. `cache_images` keeps decoded images in memory, for small datasets. Images are padded
-    to multiples of `size_divisor` (128: every pyramid level tiles the image exactly). `preprocessing`
+    to multiples of `size_divisor` (128: every pyramid level tiles the image exactly). `resize_rule`
     "torchvision" resizes and pads exactly as torchvision's detectors do (with `size_divisor` 32 and the backbone's
-    "torch" normalisation), for converted torchvision weights. `strict`, `verify_images` and `max_image_pixels`
+    "torch" normalisation), for converted torchvision weights; "detectron" as Detectron does (see
+    `keras_retinanet.data.pipeline.RESIZE_RULES`). `strict`, `verify_images` and `max_image_pixels`
     set the bad-input policy (`keras_retinanet.data.validation.DataPolicy`).
     """
 
@@ -107,7 +157,7 @@ class DataConfig:
     seed: int = 0
     cache_images: bool = False
     size_divisor: int = 128
-    preprocessing: str = "detectron"
+    resize_rule: str = "detectron"
     strict: bool = False
     verify_images: bool = True
     max_image_pixels: int = 50_000_000
@@ -147,42 +197,91 @@ class ExperimentConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
 
-CHOICES = {
-    "model.backbone.depth": (18, 34, 50, 101, 152),
-    "model.backbone.normalization": ("frozen_bn", "batch_norm"),
-    "model.backbone.preprocessing": ("caffe", "torch", None),
-    "model.anchors.mode": ("paper", "torchvision"),
-    "model.p6_input": ("c5", "p5"),
-    "model.head_normalization": (None, "group_norm"),
-    "model.box_loss": ("smooth_l1", "l1", "giou"),
-    "data.preprocessing": ("detectron", "torchvision"),
-    "data.train.format": ("coco", "voc", "csv", "tfrecord"),
-    "data.val.format": ("coco", "voc", "csv", "tfrecord"),
-}
+@functools.cache
+def choices():
+    """{dotted key: allowed values} of the settings that take one of a few, as the modules that use them define them
+    (imported on first use: they load TensorFlow)."""
+    from keras_retinanet.backbones.resnet import NORMALIZATIONS, RESNET_ARCHITECTURES
+    from keras_retinanet.data import FORMATS
+    from keras_retinanet.data.pipeline import RESIZE_RULES
+    from keras_retinanet.layers import anchor_generator, feature_pyramid, heads, image_normalization
+    from keras_retinanet.losses import BOX_LOSSES
+
+    return {
+        "model.backbone.depth": tuple(RESNET_ARCHITECTURES),
+        "model.backbone.normalization": NORMALIZATIONS,
+        "model.backbone.preprocessing": (*image_normalization.PRESETS, None),
+        "model.anchors.mode": anchor_generator.MODES,
+        "model.pyramid.p6_input": feature_pyramid.P6_INPUTS,
+        "model.heads.normalization": heads.NORMALIZATIONS,
+        "model.box_loss.type": tuple(BOX_LOSSES),
+        "data.resize_rule": RESIZE_RULES,
+        "data.train.format": FORMATS,
+        "data.val.format": FORMATS,
+    }
 
 
 POSITIVE = {
     "data.min_size", "data.max_size", "data.max_boxes", "data.max_image_pixels", "data.size_divisor",
-    "train.batch_size", "train.iterations", "train.checkpoint_every", "train.eval_every", "model.pyramid_filters", "model.head_filters", "model.max_detections",
-    "model.pre_nms_top_k", "train.learning_rate",
+    "train.batch_size", "train.iterations", "train.checkpoint_every", "train.eval_every", "train.learning_rate",
+    "model.pyramid.filters", "model.heads.filters", "model.decoder.max_detections", "model.decoder.pre_nms_top_k",
+}
+
+# Setting names of earlier releases, per section: old key -> its key in the section now (dotted below it). Files,
+# `--set` overrides and the configs stored in saved models use them still.
+RENAMED = {
+    "model.": {
+        "pyramid_filters": "pyramid.filters", "p6_input": "pyramid.p6_input",
+        "head_filters": "heads.filters", "head_convs": "heads.num_convs", "head_normalization": "heads.normalization",
+        "prior_probability": "heads.prior_probability",
+        "positive_threshold": "matcher.positive_threshold", "negative_threshold": "matcher.negative_threshold",
+        "allow_low_quality_matches": "matcher.allow_low_quality_matches",
+        "focal_alpha": "focal_loss.alpha", "focal_gamma": "focal_loss.gamma", "smooth_l1_beta": "box_loss.beta",
+        "score_threshold": "decoder.score_threshold", "pre_nms_top_k": "decoder.pre_nms_top_k",
+        "nms_iou_threshold": "decoder.iou_threshold", "max_detections": "decoder.max_detections",
+    },
+    "data.": {"preprocessing": "resize_rule"},
 }
 
 
 def load_config(path=None, overrides=()):
     """The experiment in YAML file `path` (defaults where None), with `dotted.key=value` overrides applied."""
-    data = {}
-    source = path or "<defaults>"
-    if path is not None:
-        with open(path, encoding="utf-8") as stream:
-            try:
-                data = yaml.safe_load(stream) or {}
-            except yaml.YAMLError as error:
-                raise ConfigError(f"{path}: not valid YAML: {error}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of sections, got {data!r}")
+    data = _read_with_bases(path, ()) if path is not None else {}
     for override in overrides:
         _apply_override(data, override)
-    return from_dict(ExperimentConfig, data, source=source)
+    return from_dict(ExperimentConfig, data, source=path or "<defaults>")
+
+
+def _read_with_bases(path, chain):
+    """The settings of YAML file `path`, laid over those of its `base` file (recursively)."""
+    path = os.path.normpath(path)
+    if os.path.realpath(path) in map(os.path.realpath, chain):
+        raise ConfigError(f"{path}: 'base' files form a cycle: {' -> '.join([*chain, path])}")
+    try:
+        with open(path, encoding="utf-8") as stream:
+            data = yaml.safe_load(stream) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"{chain[-1] if chain else path}: cannot read config file {path}: {error.strerror}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {data!r}")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: 'base' must be the path of another config file, got {base!r}")
+    return _merged(_read_with_bases(os.path.join(os.path.dirname(path), base), (*chain, path)), data)
+
+
+def _merged(base, update):
+    """`update` laid over `base`: nested mappings merged key by key, anything else replaced."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = _merged(merged[key], value)
+        merged[key] = value
+    return merged
 
 
 def from_dict(cls, data, source="<dict>", prefix=""):
@@ -190,6 +289,7 @@ def from_dict(cls, data, source="<dict>", prefix=""):
     if not isinstance(data, dict):
         where = f"'{prefix.rstrip('.')}'" if prefix else "the top level"
         raise ConfigError(f"{source}: {where} must be a mapping, got {data!r}")
+    data = _renamed_keys_moved(data, prefix, source)
     fields = {field.name: field for field in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:
@@ -205,11 +305,32 @@ def from_dict(cls, data, source="<dict>", prefix=""):
             values[name] = from_dict(field_type, data[name], source, key + ".")
         else:
             values[name] = _convert(data[name], field_type, key, source)
-        if key in CHOICES and values[name] not in CHOICES[key]:
-            raise ConfigError(f"{source}: '{key}' must be one of {CHOICES[key]}, got {values[name]!r}")
+        allowed = choices().get(key)
+        if allowed is not None and values[name] not in allowed:
+            raise ConfigError(f"{source}: '{key}' must be one of {allowed}, got {values[name]!r}")
         if key in POSITIVE and values[name] <= 0:
             raise ConfigError(f"{source}: '{key}' must be positive, got {values[name]!r}")
     return cls(**values)
+
+
+def _renamed_keys_moved(data, prefix, source):
+    """`data` with the `RENAMED` keys of its section moved to their keys now; both given is an error."""
+    renamed = RENAMED.get(prefix, {})
+    if not any(key in data for key in renamed) and not (prefix == "model." and isinstance(data.get("box_loss"), str)):
+        return data
+    data = dict(data)
+    if prefix == "model." and isinstance(data.get("box_loss"), str):  # once the box loss's name, now its section
+        data["box_loss"] = {"type": data["box_loss"]}
+    for old in [key for key in data if key in renamed]:
+        *parents, leaf = renamed[old].split(".")
+        node = data
+        for parent in parents:
+            node[parent] = node = dict(node.get(parent) or {})
+        if leaf in node:
+            raise ConfigError(f"{source}: '{prefix}{old}' and '{prefix}{renamed[old]}' are the same setting (its "
+                              "old and new name): give it once")
+        node[leaf] = data.pop(old)
+    return data
 
 
 def to_dict(config):

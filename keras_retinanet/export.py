@@ -33,23 +33,23 @@ LABEL_MAP_JSON = "label_map.json"
 LABEL_MAP_PBTXT = "label_map.pbtxt"
 
 
-def export_saved_model(model, output_dir, min_size=None, max_size=None, size_divisor=None, preprocessing=None,
+def export_saved_model(model, output_dir, min_size=None, max_size=None, size_divisor=None, resize_rule=None,
                        score_threshold=None, iou_threshold=None, max_detections=None):
     """Writes `model` (a `RetinaNet` carrying `class_names` and `category_ids` in its metadata) as a SavedModel.
 
     Args:
         output_dir: the SavedModel directory (for TF Serving: MODEL_BASE/<version>).
-        min_size, max_size, size_divisor, preprocessing: resize and padding settings (see `DataConfig`); default:
+        min_size, max_size, size_divisor, resize_rule: resize and padding settings (see `DataConfig`); default:
             the data config the model was trained with (or converted with).
         score_threshold, iou_threshold, max_detections: default: the model's `decoder` settings. Candidates per
             pyramid level before NMS are the decoder's `pre_nms_top_k`.
     """
-    if min_size is None or max_size is None or size_divisor is None or preprocessing is None:
+    if min_size is None or max_size is None or size_divisor is None or resize_rule is None:
         data_config = model_data_config(model)
         min_size = data_config.min_size if min_size is None else min_size
         max_size = data_config.max_size if max_size is None else max_size
         size_divisor = data_config.size_divisor if size_divisor is None else size_divisor
-        preprocessing = data_config.preprocessing if preprocessing is None else preprocessing
+        resize_rule = data_config.resize_rule if resize_rule is None else resize_rule
     decoder = model.decoder
     decoder = DetectionDecoder(
         score_threshold=decoder.score_threshold if score_threshold is None else score_threshold,
@@ -59,7 +59,7 @@ def export_saved_model(model, output_dir, min_size=None, max_size=None, size_div
     )
     label_map = _label_map(model)
     detector = _ServingDetector(
-        model, float(min_size), float(max_size), int(size_divisor), preprocessing, decoder, list(label_map)
+        model, float(min_size), float(max_size), int(size_divisor), resize_rule, decoder, list(label_map)
     )
 
     archive = keras.export.ExportArchive()
@@ -84,12 +84,12 @@ def export_saved_model(model, output_dir, min_size=None, max_size=None, size_div
 class _ServingDetector:
     """The endpoints' graph: raw images in, Object Detection API outputs out."""
 
-    def __init__(self, model, min_size, max_size, size_divisor, preprocessing, decoder, category_ids):
+    def __init__(self, model, min_size, max_size, size_divisor, resize_rule, decoder, category_ids):
         self.model = model
         self.min_size = min_size
         self.max_size = max_size
         self.size_divisor = size_divisor
-        self.preprocessing = preprocessing
+        self.resize_rule = resize_rule
         self.decoder = decoder
         self.category_ids = tf.constant(category_ids, tf.float32)
 
@@ -127,8 +127,8 @@ class _ServingDetector:
     def _preprocess(self, image):
         """As the training / predict pipeline: resize (bilinear, float32 0-255), pad bottom and right. Returns the
         padded image, the (y, x) scale and the resized size inside the padding."""
-        resized, scale = resize_image(image, self.min_size, self.max_size, self.preprocessing)
-        return pad_to_multiple(resized, self.size_divisor, self.preprocessing), scale, tf.shape(resized)[:2]
+        resized, scale = resize_image(image, self.min_size, self.max_size, self.resize_rule)
+        return pad_to_multiple(resized, self.size_divisor, self.resize_rule), scale, tf.shape(resized)[:2]
 
     def _detect(self, model_inputs, scales, image_sizes, original_sizes):
         """Detections for padded `model_inputs` [B, Hp, Wp, 3], resized by `scales` [B, 2] (y, x) to `image_sizes`

@@ -17,7 +17,7 @@ from tiny import TINY_MODEL_YAML
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-TINY_CONFIG = TINY_MODEL_YAML + """  score_threshold: 0.001
+TINY_CONFIG = TINY_MODEL_YAML + """  decoder: {score_threshold: 0.001}
 data:
   train: {annotations: DATA/annotations/instances_train.json, images: DATA/train}
   val: {annotations: DATA/annotations/instances_val.json, images: DATA/val}

@@ -1,4 +1,5 @@
-"""Experiment configs: shipped files parse, unknown keys and wrong types are named, overrides, round trip."""
+"""Experiment configs: shipped files parse, unknown keys and wrong types are named, overrides, round trip, base
+files, old setting names."""
 
 import glob
 import os
@@ -25,9 +26,13 @@ def test_paper_settings():
     config = load_config(os.path.join(CONFIG_DIR, "retinanet_r50_fpn_1x_coco.yaml"))
     assert (config.data.min_size, config.data.max_size, config.data.horizontal_flip) == (800, 1333, True)
     assert (config.train.iterations, config.train.learning_rate, config.train.warmup_iterations) == (90000, 0.01, 500)
-    assert (config.model.focal_alpha, config.model.focal_gamma, config.model.prior_probability) == (0.25, 2.0, 0.01)
-    assert load_config(os.path.join(CONFIG_DIR, "retinanet_r101_fpn_1x_coco.yaml")).model.backbone.depth == 101
-    assert load_config(os.path.join(CONFIG_DIR, "retinanet_r50_fpn_600_ablation_coco.yaml")).data.min_size == 600
+    focal_loss = config.model.focal_loss
+    assert (focal_loss.alpha, focal_loss.gamma, config.model.heads.prior_probability) == (0.25, 2.0, 0.01)
+    r101 = load_config(os.path.join(CONFIG_DIR, "retinanet_r101_fpn_1x_coco.yaml"))
+    assert r101.model.backbone.depth == 101 and r101.train == config.train and r101.data == config.data
+    ablation = load_config(os.path.join(CONFIG_DIR, "retinanet_r50_fpn_600_ablation_coco.yaml"))
+    assert (ablation.data.min_size, ablation.data.max_size) == (600, 1000)
+    assert ablation.data.train == config.data.train and ablation.model == config.model
 
 
 def _write(tmp_path, text):
@@ -53,7 +58,10 @@ def test_unknown_key_is_named(tmp_path):
         ("train:\n  lr_steps: 60000\n", "'train.lr_steps' must be a list"),
         ("train:\n  lr_steps: [60000, x]\n", r"'train.lr_steps\[1\]' must be an integer"),
         ("data:\n  scale_jitter: [0.8]\n", "'data.scale_jitter' must have 2 items"),
-        ("model:\n  box_loss: huber\n", "'model.box_loss' must be one of"),
+        ("model:\n  box_loss: {type: huber}\n", r"'model.box_loss.type' must be one of \('smooth_l1', 'l1', 'giou'\)"),
+        ("model:\n  box_loss: huber\n", "'model.box_loss.type' must be one of"),
+        ("data:\n  resize_rule: opencv\n", r"'data.resize_rule' must be one of \('detectron', 'torchvision'\)"),
+        ("model:\n  heads: {normalization: batch_norm}\n", "'model.heads.normalization' must be one of"),
         ("model: 3\n", "'model' must be a mapping"),
         ("data:\n  size_divisor: 0\n", "'data.size_divisor' must be positive, got 0"),
         ("- 1\n", "top level must be a mapping"),
@@ -67,10 +75,10 @@ def test_wrong_types_are_named(tmp_path, text, message):
 def test_overrides(tmp_path):
     path = _write(tmp_path, "train:\n  batch_size: 4\n")
     config = load_config(path, ["train.batch_size=8", "model.backbone.weights=null", "data.val.images=/x/val",
-                                "train.lr_steps=[10, 20]", "model.focal_gamma=0"])
+                                "train.lr_steps=[10, 20]", "model.focal_loss.gamma=0"])
     assert config.train.batch_size == 8 and config.model.backbone.weights is None
     assert config.data.val.images == "/x/val" and config.train.lr_steps == (10, 20)
-    assert config.model.focal_gamma == 0.0 and isinstance(config.model.focal_gamma, float)
+    assert config.model.focal_loss.gamma == 0.0 and isinstance(config.model.focal_loss.gamma, float)
     with pytest.raises(ConfigError, match="unknown key 'train.batch'"):
         load_config(path, ["train.batch=8"])
     with pytest.raises(ConfigError, match="not of the form"):
@@ -86,10 +94,53 @@ def test_dump_and_load_round_trip(tmp_path):
 
 
 def test_build_model_from_config():
-    config = load_config(None, ["model.backbone.depth=18", "model.backbone.weights=null", "model.head_filters=32",
-                                "model.pyramid_filters=32", "model.head_convs=1", "model.box_loss=giou",
-                                "model.head_normalization=group_norm", "model.max_detections=7"])
+    config = load_config(None, ["model.backbone.depth=18", "model.backbone.weights=null", "model.heads.filters=32",
+                                "model.pyramid.filters=32", "model.heads.num_convs=1", "model.box_loss.type=giou",
+                                "model.heads.normalization=group_norm", "model.decoder.max_detections=7",
+                                "model.decoder.iou_threshold=0.6", "model.ignore_region_threshold=0.7"])
     model = build_retinanet(config.model, num_classes=4)
     assert model.backbone.depth == 18 and model.num_classes == 4
     assert model.classification_head.normalization == "group_norm" and not model.box_head.use_bias
     assert type(model.box_loss).__name__ == "GIoULoss" and model.decoder.max_detections == 7
+    assert model.decoder.iou_threshold == 0.6
+    assert model.labeler.ignore_region_threshold == 0.7 and model.get_config()["ignore_region_threshold"] == 0.7
+
+
+def test_old_setting_names_are_read():
+    """Names of earlier releases, in files, overrides and the configs stored in saved models."""
+    old = load_config(None, [
+        "model.head_filters=32", "model.head_convs=1", "model.head_normalization=group_norm", "model.p6_input=p5",
+        "model.prior_probability=0.02", "model.pyramid_filters=64", "model.positive_threshold=0.6",
+        "model.negative_threshold=0.3", "model.allow_low_quality_matches=false", "model.focal_alpha=0.5",
+        "model.focal_gamma=1.0", "model.box_loss=smooth_l1", "model.smooth_l1_beta=0.2",
+        "model.score_threshold=0.1", "model.pre_nms_top_k=500", "model.nms_iou_threshold=0.6",
+        "model.max_detections=50", "data.preprocessing=torchvision",
+    ])
+    new = load_config(None, [
+        "model.heads.filters=32", "model.heads.num_convs=1", "model.heads.normalization=group_norm",
+        "model.pyramid.p6_input=p5", "model.heads.prior_probability=0.02", "model.pyramid.filters=64",
+        "model.matcher.positive_threshold=0.6", "model.matcher.negative_threshold=0.3",
+        "model.matcher.allow_low_quality_matches=false", "model.focal_loss.alpha=0.5", "model.focal_loss.gamma=1.0",
+        "model.box_loss.type=smooth_l1", "model.box_loss.beta=0.2", "model.decoder.score_threshold=0.1",
+        "model.decoder.pre_nms_top_k=500", "model.decoder.iou_threshold=0.6", "model.decoder.max_detections=50",
+        "data.resize_rule=torchvision",
+    ])
+    assert old == new and new != ExperimentConfig()
+    with pytest.raises(ConfigError, match="'model.focal_gamma' and 'model.focal_loss.gamma' are the same setting"):
+        load_config(None, ["model.focal_gamma=1.0", "model.focal_loss.gamma=2.0"])
+
+
+def test_a_config_starts_from_its_base_file(tmp_path):
+    (tmp_path / "base.yaml").write_text("model:\n  backbone: {depth: 18, weights: null}\ntrain: {batch_size: 4}\n")
+    (tmp_path / "sub").mkdir()
+    child = tmp_path / "sub" / "child.yaml"
+    child.write_text("base: ../base.yaml\nmodel:\n  backbone: {depth: 34}\n")
+    config = load_config(str(child), ["train.iterations=10"])
+    assert config.model.backbone.depth == 34 and config.model.backbone.weights is None
+    assert (config.train.batch_size, config.train.iterations) == (4, 10)
+    (tmp_path / "base.yaml").write_text("base: sub/child.yaml\n")
+    with pytest.raises(ConfigError, match="'base' files form a cycle"):
+        load_config(str(child))
+    child.write_text("base: missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"child.yaml: cannot read config file .*missing.yaml"):
+        load_config(str(child))

@@ -24,9 +24,7 @@ from tiny import TINY_MODEL_YAML
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
 
-TINY_CONFIG = TINY_MODEL_YAML + """  score_threshold: 0.3
-  pre_nms_top_k: 100
-  max_detections: 40
+TINY_CONFIG = TINY_MODEL_YAML + """  decoder: {score_threshold: 0.3, pre_nms_top_k: 100, max_detections: 40}
 data:
   train: {annotations: DATA/annotations/instances_train.json, images: DATA/train}
   min_size: 128

@@ -15,6 +15,7 @@ from keras_retinanet.data import DataPolicy, DetectionDataset, ImageRecord, read
 from keras_retinanet.data import statistics
 from keras_retinanet.data.pipeline import resize_image
 from keras_retinanet.data.statistics import InputGeometry, best_anchors, box_iou, dataset_statistics, size_bin_names
+from keras_retinanet.models.factory import build_anchor_generator, build_matcher
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RACCOON = os.path.join(ROOT, "tests", "data", "raccoon")
@@ -23,6 +24,10 @@ RACCOON = os.path.join(ROOT, "tests", "data", "raccoon")
 def record(image_id, size, boxes, labels, ignore_boxes=None, ignore_labels=None):
     return ImageRecord(image_id, f"image-{image_id}.jpg", size, size, np.reshape(boxes, (-1, 4)), labels,
                        ignore_boxes, ignore_labels)
+
+
+def geometry_of(config):
+    return InputGeometry(config.data, build_anchor_generator(config.model.anchors), build_matcher(config.model.matcher))
 
 
 def test_statistics_are_exact_on_a_hand_made_dataset():
@@ -39,7 +44,7 @@ def test_statistics_are_exact_on_a_hand_made_dataset():
         ],
         ["cat", "dog"], [1, 2],
     )
-    stats = dataset_statistics(dataset, InputGeometry(load_config()))
+    stats = dataset_statistics(dataset, geometry_of(load_config()))
 
     assert (stats.num_images, stats.num_negatives, stats.num_boxes) == (4, 1, 4)
     np.testing.assert_array_equal(stats.boxes_per_class, [3, 1])
@@ -59,19 +64,19 @@ def test_statistics_are_exact_on_a_hand_made_dataset():
 
 def test_no_boxes_reports_counts_only():
     dataset = DetectionDataset([record(1, 64, np.zeros((0, 4)), [])], ["cat"], [1])
-    stats = dataset_statistics(dataset, InputGeometry(load_config()))
+    stats = dataset_statistics(dataset, geometry_of(load_config()))
     assert stats.num_boxes == 0 and np.isnan(stats.coverage(0.5))
     assert "1 images (1 negatives: images without boxes), 0 boxes" in statistics.format_statistics(stats)
 
 
-@pytest.mark.parametrize("preprocessing", ["detectron", "torchvision"])
-def test_geometry_resizes_as_the_pipeline(preprocessing):
-    geometry = InputGeometry(load_config(overrides=[f"data.preprocessing={preprocessing}", "data.size_divisor=32"]))
+@pytest.mark.parametrize("resize_rule", ["detectron", "torchvision"])
+def test_geometry_resizes_as_the_pipeline(resize_rule):
+    geometry = geometry_of(load_config(overrides=[f"data.resize_rule={resize_rule}", "data.size_divisor=32"]))
     for height, width in [(960, 720), (417, 650), (183, 275), (100, 3000), (801, 799)]:
-        resized, _ = resize_image(tf.zeros((height, width, 1)), 800, 1333, preprocessing)
+        resized, _ = resize_image(tf.zeros((height, width, 1)), 800, 1333, resize_rule)
         assert geometry.resized_size(height, width) == tuple(resized.shape[:2])
     # 960 * 800 / 720 = 1066.67: rounded, or floored as torchvision does.
-    assert geometry.resized_size(960, 720) == ({"detectron": 1067, "torchvision": 1066}[preprocessing], 800)
+    assert geometry.resized_size(960, 720) == ({"detectron": 1067, "torchvision": 1066}[resize_rule], 800)
     assert geometry.padded_size(1066, 800) == (1088, 800)
 
 

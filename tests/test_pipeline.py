@@ -133,7 +133,7 @@ def test_torchvision_preprocessing_floors_sizes_and_pads_with_the_mean_pixel(tmp
     normalisation, i.e. the ImageNet mean pixel before it."""
     dataset = _dataset(tmp_path, sizes=((40, 57),))
     detectron = DataConfig(min_size=30, max_size=1000, size_divisor=32)
-    torchvision = DataConfig(min_size=30, max_size=1000, size_divisor=32, preprocessing="torchvision")
+    torchvision = DataConfig(min_size=30, max_size=1000, size_divisor=32, resize_rule="torchvision")
     (image, info), = [(images[0].numpy(), info) for images, info in inference_dataset(dataset, torchvision, 1)]
     assert image.shape == (32, 64, 3)
     np.testing.assert_allclose(info["scale"][0], [30 / 40, 42 / 57], rtol=1e-6)
@@ -147,7 +147,7 @@ def test_torchvision_preprocessing_floors_sizes_and_pads_with_the_mean_pixel(tmp
 
 def test_torchvision_batches_pad_every_image_with_the_mean_pixel(tmp_path):
     dataset = _dataset(tmp_path, sizes=((40, 57), (40, 120)))
-    config = DataConfig(min_size=30, max_size=1000, size_divisor=32, preprocessing="torchvision",
+    config = DataConfig(min_size=30, max_size=1000, size_divisor=32, resize_rule="torchvision",
                         horizontal_flip=False, max_boxes=2)
     mean = np.array([123.675, 116.28, 103.53], np.float32)
     images, info = next(iter(inference_dataset(dataset, config, 2)))

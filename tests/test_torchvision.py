@@ -229,7 +229,7 @@ def test_converted_model_is_torchvisions_configuration(converted):
     assert model.metadata["class_names"][1] == "person" and model.metadata["class_names"][90] == "toothbrush"
     assert model.metadata["category_ids"] == list(range(91))
     data = config["data"]
-    assert (data["min_size"], data["max_size"], data["size_divisor"], data["preprocessing"]) == (
+    assert (data["min_size"], data["max_size"], data["size_divisor"], data["resize_rule"]) == (
         800, 1333, 32, "torchvision"
     )
     backbone = model.backbone

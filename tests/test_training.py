@@ -15,8 +15,7 @@ def test_alpha_balanced_cross_entropy_trains_from_the_prior_initialisation(tmp_p
     generate_shapes_dataset(str(data), splits={"train": 8}, image_size=(96, 96), min_size=16, max_size=40,
                             max_objects=3)
     config_path = tmp_path / "ce.yaml"
-    config_path.write_text(TINY_MODEL_YAML + f"""  focal_gamma: 0.0
-  focal_alpha: 0.75
+    config_path.write_text(TINY_MODEL_YAML + f"""  focal_loss: {{alpha: 0.75, gamma: 0.0}}
 data:
   train: {{annotations: {data}/annotations/instances_train.json, images: {data}/train}}
   min_size: 96
@@ -32,7 +31,7 @@ train:
   eval_every: 60
 """)
     config = load_config(str(config_path))
-    assert config.model.focal_gamma == 0.0 and config.model.prior_probability == 0.01
+    assert config.model.focal_loss.gamma == 0.0 and config.model.heads.prior_probability == 0.01
     model = train(config, str(tmp_path / "model"), verbose=0)
     assert int(model.optimizer.iterations.numpy()) == 60
     assert all(np.all(np.isfinite(weight.numpy())) for weight in model.weights)

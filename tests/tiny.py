@@ -37,7 +37,6 @@ TINY_MODEL_YAML = """model:
   backbone: {depth: 18, width_multiplier: 0.25, normalization: batch_norm, frozen_stages: 0,
              preprocessing: torch, weights: null}
   anchors: {sizes: [16, 32, 64, 128, 256]}
-  pyramid_filters: 16
-  head_filters: 16
-  head_convs: 1
+  pyramid: {filters: 16}
+  heads: {filters: 16, num_convs: 1}
 """

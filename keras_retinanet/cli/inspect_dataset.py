@@ -6,14 +6,14 @@
 Prints the number of images (and negatives: images without boxes), boxes and ignore regions per class, a histogram
 of box sizes (sqrt(area) in pixels of the resized input: data.min_size / data.max_size), COCO's small / medium /
 large counts, aspect ratios, the anchor coverage (share of boxes whose best anchor reaches the matcher's IoU
-thresholds, model.positive_threshold and model.negative_threshold, at each image's resized and padded size) and
+thresholds, model.matcher.positive_threshold and negative_threshold, at each image's resized and padded size) and
 what the bad-input policy skipped or changed. The resize rule, anchors and thresholds are those of --config, or
 the defaults of ExperimentConfig (keras_retinanet.config) without it; --format and the other data flags override
 the split of --config.
 
 --draw=N --output_dir=DIR writes the first N images, resized and padded as the model sees them, to PNG files:
 ground-truth boxes in their class colour, captioned with the class and the IoU of their best anchor; the anchors
-they match (IoU >= model.positive_threshold) as thin cyan outlines; the best anchor of each box in magenta (even
+they match (IoU >= model.matcher.positive_threshold) as thin cyan outlines; the best anchor of each box in magenta (even
 below the threshold); ignore regions as dashed outlines.
 """
 
@@ -52,6 +52,7 @@ def main(argv):
     from keras_retinanet.config import load_config
     from keras_retinanet.data import DataPolicy, read_dataset
     from keras_retinanet.data.statistics import InputGeometry, dataset_statistics, format_statistics
+    from keras_retinanet.models.factory import build_anchor_generator, build_matcher
 
     config = load_config(FLAGS.config, FLAGS.set)
     given = {name: getattr(FLAGS, name) for name in ("format", "annotations", "images", "classes")}
@@ -61,7 +62,9 @@ def main(argv):
                                                if getattr(FLAGS, name) is not None})
     config = dataclasses.replace(config, data=data)
     dataset = read_dataset(split.format, split.annotations, split.images, split.classes, DataPolicy.of(data))
-    geometry = InputGeometry(config)
+    geometry = InputGeometry(
+        config.data, build_anchor_generator(config.model.anchors), build_matcher(config.model.matcher)
+    )
 
     classes = dataset.num_classes
     print(f"dataset: {dataset.source} ({split.format}), {classes} class{'' if classes == 1 else 'es'}")
@@ -85,8 +88,8 @@ def draw_dataset(dataset, geometry, count, output_dir):
     data = geometry.data
     paths = []
     for index, (record, image) in enumerate(zip(dataset.records[:count], load_images(dataset))):
-        resized, _ = resize_image(image, data.min_size, data.max_size, data.preprocessing)
-        padded = pad_to_multiple(resized, data.size_divisor, data.preprocessing).numpy()
+        resized, _ = resize_image(image, data.min_size, data.max_size, data.resize_rule)
+        padded = pad_to_multiple(resized, data.size_divisor, data.resize_rule).numpy()
         picture = draw_anchor_matches(np.clip(np.round(padded), 0, 255).astype(np.uint8), record, geometry,
                                       dataset.class_names)
         name = os.path.splitext(os.path.basename(record.path))[0] or str(record.image_id)
@@ -111,7 +114,7 @@ def draw_anchor_matches(image, record, geometry, class_names):
     best_iou = np.zeros(len(boxes), np.float32)
     if len(boxes):
         iou = box_iou(boxes, anchors)
-        for anchor in anchors[np.any(iou >= geometry.model.positive_threshold, axis=0)]:
+        for anchor in anchors[np.any(iou >= geometry.matcher.positive_threshold, axis=0)]:
             draw.rectangle(anchor.round().tolist(), outline=MATCHED_ANCHOR_COLOUR, width=1)
         best = np.argmax(iou, axis=1)
         best_iou = iou[np.arange(len(boxes)), best]

@@ -15,7 +15,18 @@ import re
 import numpy as np
 
 from keras_retinanet.backbones.resnet import RESNET_ARCHITECTURES
-from keras_retinanet.config import AnchorConfig, BackboneConfig, DataConfig, ExperimentConfig, ModelConfig, to_dict
+from keras_retinanet.config import (
+    AnchorConfig,
+    BackboneConfig,
+    BoxLossConfig,
+    DataConfig,
+    DecoderConfig,
+    ExperimentConfig,
+    HeadConfig,
+    ModelConfig,
+    PyramidConfig,
+    to_dict,
+)
 from keras_retinanet.models import build_retinanet
 
 VARIANTS = ("v1", "v2")
@@ -71,12 +82,12 @@ def torchvision_config(variant):
             weights=None,
         ),
         anchors=AnchorConfig(mode="torchvision"),
-        p6_input="p5" if v1 else "c5",
-        head_normalization=None if v1 else "group_norm",
-        box_loss="l1" if v1 else "giou",
-        max_detections=300,
+        pyramid=PyramidConfig(p6_input="p5" if v1 else "c5"),
+        heads=HeadConfig(normalization=None if v1 else "group_norm"),
+        box_loss=BoxLossConfig(type="l1" if v1 else "giou"),
+        decoder=DecoderConfig(max_detections=300),
     )
-    data = DataConfig(min_size=800, max_size=1333, size_divisor=32, preprocessing="torchvision")
+    data = DataConfig(min_size=800, max_size=1333, size_divisor=32, resize_rule="torchvision")
     return ExperimentConfig(model=model, data=data)
 
 

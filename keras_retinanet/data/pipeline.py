@@ -83,7 +83,7 @@ def load_images(images):
         yield decode_image(encoded, orientation).numpy()
 
 
-# `DataConfig.preprocessing` choices, each reproducing its reference's resizing exactly (sizes computed in float64
+# `DataConfig.resize_rule` choices, each reproducing its reference's resizing exactly (sizes computed in float64
 # as the references compute them in Python; pixels by bilinear interpolation without antialiasing, as they sample):
 # - "detectron": Detectron's `prep_im_for_blob`: scale = min_size / shorter side, unless the longer side would then
 #   round to more than max_size, then max_size / longer side; new sides rounded half to even and pixels sampled at
@@ -92,20 +92,20 @@ def load_images(images):
 #   max_size / longer side), new sides floored, pixels sampled by the ratio of new to old size (its
 #   `interpolate(..., recompute_scale_factor=True)`); padding with the ImageNet mean pixel, which the model's "torch"
 #   normalisation maps to torchvision's zero padding.
-PREPROCESSING = ("detectron", "torchvision")
+RESIZE_RULES = ("detectron", "torchvision")
 _TORCHVISION_PAD_PIXEL = (0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0)
 
 
-def resize_image(image, min_size, max_size, preprocessing="detectron"):
-    """Resizes `image` [H, W, C] per the rule of `preprocessing` (see `PREPROCESSING`): shorter side `min_size`,
+def resize_image(image, min_size, max_size, resize_rule="detectron"):
+    """Resizes `image` [H, W, C] per the rule of `resize_rule` (see `RESIZE_RULES`): shorter side `min_size`,
     longer at most `max_size`.
 
     Returns the float32 image and the (y, x) scale factors that map original pixel coordinates into it.
     """
-    new_size, scale = _size_rule(tf.shape(image)[:2], min_size, max_size, preprocessing)
+    new_size, scale = _size_rule(tf.shape(image)[:2], min_size, max_size, resize_rule)
     new_size = tf.cast(new_size, tf.int32)
     image = tf.cast(image, tf.float32)
-    if preprocessing == "detectron":
+    if resize_rule == "detectron":
         scale = tf.cast(tf.fill([2], scale), tf.float32)
         resized = tf.raw_ops.ScaleAndTranslate(
             images=image[None], size=new_size, scale=scale, translation=tf.zeros([2]), kernel_type="triangle",
@@ -116,45 +116,45 @@ def resize_image(image, min_size, max_size, preprocessing="detectron"):
     return resized, tf.cast(new_size, tf.float32) / tf.cast(tf.shape(image)[:2], tf.float32)
 
 
-def resized_size(size, min_size, max_size, preprocessing="detectron"):
+def resized_size(size, min_size, max_size, resize_rule="detectron"):
     """The float32 (height, width) `resize_image` gives an image of `size` (height, width)."""
-    return tf.cast(_size_rule(size, min_size, max_size, preprocessing)[0], tf.float32)
+    return tf.cast(_size_rule(size, min_size, max_size, resize_rule)[0], tf.float32)
 
 
-def _size_rule(size, min_size, max_size, preprocessing):
-    """(new (height, width), scale factor), float64, per the size rule of `preprocessing`."""
+def _size_rule(size, min_size, max_size, resize_rule):
+    """(new (height, width), scale factor), float64, per the size rule of `resize_rule`."""
     size = tf.cast(size, tf.float64)
     shorter, longer = tf.reduce_min(size), tf.reduce_max(size)
     min_size, max_size = tf.cast(min_size, tf.float64), tf.cast(max_size, tf.float64)
     scale = min_size / shorter
-    if preprocessing == "torchvision":
+    if resize_rule == "torchvision":
         scale = tf.minimum(scale, max_size / longer)
         new_size = tf.floor(size * scale)
-    elif preprocessing == "detectron":
+    elif resize_rule == "detectron":
         scale = tf.where(tf.round(scale * longer) > max_size, max_size / longer, scale)
         new_size = tf.round(size * scale)
     else:
-        raise ValueError(f"preprocessing must be one of {PREPROCESSING}, got {preprocessing!r}")
+        raise ValueError(f"resize_rule must be one of {RESIZE_RULES}, got {resize_rule!r}")
     return tf.maximum(new_size, 1.0), scale
 
 
-def padding_pixel(preprocessing="detectron"):
-    """The [3] pixel that pads images: black, or the ImageNet mean pixel for "torchvision" preprocessing."""
-    return tf.constant(_TORCHVISION_PAD_PIXEL if preprocessing == "torchvision" else (0.0, 0.0, 0.0), tf.float32)
+def padding_pixel(resize_rule="detectron"):
+    """The [3] pixel that pads images: black, or the ImageNet mean pixel for "torchvision" resize_rule."""
+    return tf.constant(_TORCHVISION_PAD_PIXEL if resize_rule == "torchvision" else (0.0, 0.0, 0.0), tf.float32)
 
 
-def pad_to_multiple(image, divisor=SIZE_DIVISOR, preprocessing="detectron"):
+def pad_to_multiple(image, divisor=SIZE_DIVISOR, resize_rule="detectron"):
     """Pads the bottom and right of float32 `image` [H, W, 3] to multiples of `divisor` with `padding_pixel`."""
-    return _centred_padding(image, divisor, preprocessing) + padding_pixel(preprocessing)
+    return _centred_padding(image, divisor, resize_rule) + padding_pixel(resize_rule)
 
 
-def _centred_padding(image, divisor, preprocessing):
+def _centred_padding(image, divisor, resize_rule):
     """`pad_to_multiple(...) - padding_pixel(...)`: what batches carry, so that `padded_batch`'s zeros pad with
     the padding pixel too once it is added back."""
     size = tf.shape(image)[:2]
     padded = (size + divisor - 1) // divisor * divisor
     paddings = [[0, padded[0] - size[0]], [0, padded[1] - size[1]], [0, 0]]
-    return tf.pad(image - padding_pixel(preprocessing), paddings)
+    return tf.pad(image - padding_pixel(resize_rule), paddings)
 
 
 def _scale_boxes(boxes, scale):
@@ -206,7 +206,7 @@ def training_dataset(dataset, config, batch_size):
             f"data.max_boxes={config.max_boxes}: raise data.max_boxes"
         )
     low, high = config.scale_jitter
-    pad_pixel = padding_pixel(config.preprocessing)
+    pad_pixel = padding_pixel(config.resize_rule)
 
     def decode(element):
         encoded = element.pop("encoded") if "encoded" in element else tf.io.read_file(element["path"])
@@ -216,7 +216,7 @@ def training_dataset(dataset, config, batch_size):
         seed = tf.stack([tf.constant(config.seed, tf.int64), index])
         jitter = tf.random.stateless_uniform([], seed, low, high)
         image, scale = resize_image(
-            element["image"], config.min_size * jitter, config.max_size * jitter, config.preprocessing
+            element["image"], config.min_size * jitter, config.max_size * jitter, config.resize_rule
         )
         boxes = _scale_boxes(element["boxes"], scale)
         if config.horizontal_flip:
@@ -224,7 +224,7 @@ def training_dataset(dataset, config, batch_size):
             width = tf.cast(tf.shape(image)[1], tf.float32)
             image = tf.cond(flip, lambda: image[:, ::-1], lambda: image)
             boxes = tf.cond(flip, lambda: _flip_boxes(boxes, width), lambda: boxes)
-        return _centred_padding(image, config.size_divisor, config.preprocessing), {
+        return _centred_padding(image, config.size_divisor, config.resize_rule), {
             "boxes": boxes,
             "labels": element["labels"],
         }
@@ -262,13 +262,13 @@ def inference_dataset(images, config, batch_size):
     Yields `(images, {"scale", "original_size", "image_size"})`: `scale` is (y, x) new / original size of the
     upright image, `image_size` the resized size inside the padding.
     """
-    pad_pixel = padding_pixel(config.preprocessing)
+    pad_pixel = padding_pixel(config.resize_rule)
 
     def load(encoded, orientation):
         image = decode_image(encoded, orientation)
         original_size = tf.shape(image)[:2]
-        image, scale = resize_image(image, config.min_size, config.max_size, config.preprocessing)
-        padded = _centred_padding(image, config.size_divisor, config.preprocessing)
+        image, scale = resize_image(image, config.min_size, config.max_size, config.resize_rule)
+        padded = _centred_padding(image, config.size_divisor, config.resize_rule)
         return padded, {"scale": scale, "original_size": original_size, "image_size": tf.shape(image)[:2]}
 
     return (

@@ -1,8 +1,8 @@
 """Dataset statistics as the model sees the data: box sizes after resizing, aspect ratios and anchor coverage.
 
 Anchor coverage is the share of ground-truth boxes whose best anchor (at the image's resized and padded input size,
-with the experiment's anchors) reaches the matcher's IoU thresholds: a box below `model.positive_threshold` trains
-only through the matcher's low-quality match, one below `model.negative_threshold` is a sign the anchors do not fit
+with the experiment's anchors) reaches the matcher's IoU thresholds: a box below `model.matcher.positive_threshold` trains
+only through the matcher's low-quality match, one below `negative_threshold` is a sign the anchors do not fit
 the data. `bin/inspect_dataset` prints these figures.
 """
 
@@ -13,7 +13,6 @@ import tensorflow as tf
 
 from keras_retinanet.boxes.iou import pairwise_iou
 from keras_retinanet.data.pipeline import resized_size
-from keras_retinanet.models.factory import build_anchor_generator
 
 # Bin edges of the box size histogram: sqrt(area) in pixels of the resized input.
 SIZE_BIN_EDGES = (16, 32, 64, 128, 256, 512)
@@ -46,23 +45,23 @@ def best_anchors(boxes, anchors):
 
 
 class InputGeometry:
-    """The input the model sees, per an `ExperimentConfig`: resize rule, padding and anchors.
+    """The input the model sees: the resize rule and padding of a `DataConfig`, the model's `AnchorGenerator` and
+    `Matcher` (its IoU thresholds).
 
     Sizes follow `keras_retinanet.data.pipeline.resized_size` (what `resize_image` uses) and `pad_to_multiple`,
-    without touching pixels; the anchors are the model's (`build_anchor_generator`). Scale jitter is left out:
-    sizes are the un-augmented ones.
+    without touching pixels. Scale jitter is left out: sizes are the un-augmented ones.
     """
 
-    def __init__(self, config):
-        self.data = config.data
-        self.model = config.model
-        self.anchor_generator = build_anchor_generator(config.model.anchors)
+    def __init__(self, data_config, anchor_generator, matcher):
+        self.data = data_config
+        self.anchor_generator = anchor_generator
+        self.matcher = matcher
         self._anchors = {}
 
     def resized_size(self, height, width):
         """(new height, new width) of a `height` x `width` image after `resize_image`."""
         data = self.data
-        new_size = resized_size([height, width], data.min_size, data.max_size, data.preprocessing)
+        new_size = resized_size([height, width], data.min_size, data.max_size, data.resize_rule)
         return tuple(int(side) for side in new_size.numpy())
 
     def padded_size(self, height, width):
@@ -177,8 +176,8 @@ def dataset_statistics(dataset, geometry):
         best_iou=concatenated(best),
         box_images=images,
         box_originals=np.concatenate(originals) if originals else np.zeros((0, 4), np.float32),
-        positive_threshold=geometry.model.positive_threshold,
-        negative_threshold=geometry.model.negative_threshold,
+        positive_threshold=geometry.matcher.positive_threshold,
+        negative_threshold=geometry.matcher.negative_threshold,
     )
 
 

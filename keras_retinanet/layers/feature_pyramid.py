@@ -21,6 +21,10 @@ class FeaturePyramid(keras.layers.Layer):
         kernel_initializer: initialiser of every conv.
     """
 
+    # The levels it produces: what the anchor generator of a model with this pyramid must cover.
+    min_level = 3
+    max_level = 7
+
     def __init__(
         self, filters=256, p6_input="c5", relu_before_p7=True, kernel_initializer="glorot_uniform", **kwargs
     ):

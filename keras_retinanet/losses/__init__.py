@@ -8,4 +8,7 @@ gradients do not depend on the number of devices.
 from keras_retinanet.losses.box import GIoULoss, L1Loss, SmoothL1Loss
 from keras_retinanet.losses.focal import FocalLoss, FocalLossStar
 
-__all__ = ["FocalLoss", "FocalLossStar", "GIoULoss", "L1Loss", "SmoothL1Loss"]
+# The box losses a config names (`model.box_loss.type`).
+BOX_LOSSES = {"smooth_l1": SmoothL1Loss, "l1": L1Loss, "giou": GIoULoss}
+
+__all__ = ["BOX_LOSSES", "FocalLoss", "FocalLossStar", "GIoULoss", "L1Loss", "SmoothL1Loss"]

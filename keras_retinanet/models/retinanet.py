@@ -66,6 +66,7 @@ class RetinaNet(keras.Model):
         classification_loss=None,
         box_loss=None,
         box_loss_weight=1.0,
+        ignore_region_threshold=0.5,
         bounding_box_format="xyxy",
         metadata=None,
         **kwargs,
@@ -81,7 +82,7 @@ class RetinaNet(keras.Model):
             num_classes, num_anchors=num_anchors, prior_probability=0.01, name="classification_head"
         )
         box_head = box_head or RetinaNetHead(4, num_anchors=num_anchors, name="box_head")
-        _check_components(num_classes, anchor_generator, classification_head, box_head)
+        _check_components(num_classes, feature_pyramid, anchor_generator, classification_head, box_head)
 
         images = keras.Input(shape=(None, None, 3), name="images")
         pyramid = feature_pyramid(backbone(images))
@@ -96,7 +97,8 @@ class RetinaNet(keras.Model):
         self.anchor_generator = anchor_generator
         self.box_coder = box_coder or BoxCoder()
         self.matcher = matcher or Matcher()
-        self.labeler = AnchorLabeler(self.matcher, self.box_coder)
+        self.ignore_region_threshold = float(ignore_region_threshold)
+        self.labeler = AnchorLabeler(self.matcher, self.box_coder, self.ignore_region_threshold)
         self.decoder = decoder or DetectionDecoder()
         self.classification_loss = classification_loss or FocalLoss()
         self.box_loss = box_loss or SmoothL1Loss()
@@ -242,6 +244,7 @@ class RetinaNet(keras.Model):
             "classification_loss": serialize(self.classification_loss),
             "box_loss": serialize(self.box_loss),
             "box_loss_weight": self.box_loss_weight,
+            "ignore_region_threshold": self.ignore_region_threshold,
             "bounding_box_format": self.bounding_box_format,
             "metadata": self.metadata,
         }
@@ -255,12 +258,14 @@ class RetinaNet(keras.Model):
         return cls(**config)
 
 
-def _check_components(num_classes, anchor_generator, classification_head, box_head):
+def _check_components(num_classes, feature_pyramid, anchor_generator, classification_head, box_head):
     """Errors that name the mismatch, instead of a shape error deep inside training."""
-    if (anchor_generator.min_level, anchor_generator.max_level) != (3, 7):
+    pyramid_levels = (feature_pyramid.min_level, feature_pyramid.max_level)
+    if (anchor_generator.min_level, anchor_generator.max_level) != pyramid_levels:
         raise ValueError(
-            "RetinaNet's pyramid has levels 3-7; the anchor_generator has levels "
-            f"{anchor_generator.min_level}-{anchor_generator.max_level}"
+            "RetinaNet's feature_pyramid has levels {}-{}; the anchor_generator has levels {}-{}".format(
+                *pyramid_levels, anchor_generator.min_level, anchor_generator.max_level
+            )
         )
     num_anchors = anchor_generator.num_anchors_per_location
     for head, outputs, what in ((classification_head, num_classes, "num_classes"), (box_head, 4, "4 box deltas")):
