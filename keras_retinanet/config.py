@@ -144,7 +144,7 @@ class DataConfig:
     "torchvision" resizes and pads exactly as torchvision's detectors do (with `size_divisor` 32 and the backbone's
     "torch" normalisation), for converted torchvision weights; "detectron" as Detectron does (see
     `keras_retinanet.data.pipeline.RESIZE_RULES`). `strict`, `verify_images` and `max_image_pixels`
-    set the bad-input policy (`keras_retinanet.data.validation.DataPolicy`).
+    set the bad-input policy (`keras_retinanet.data.policy.DataPolicy`).
     """
 
     train: SplitConfig = dataclasses.field(default_factory=SplitConfig)

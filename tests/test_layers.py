@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from keras_retinanet.layers import DetectionDecoder, FeaturePyramid, RetinaNetHead
-from keras_retinanet.layers.feature_pyramid import _upsample_nearest
+from keras_retinanet.layers.feature_pyramid import upsample_nearest
 
 
 def _features(height, width, channels=(8, 12, 16), seed=0):
@@ -44,7 +44,7 @@ def test_p6_from_c5_or_p5():
 
 def test_upsampling_follows_pytorch_nearest():
     x = np.arange(13 * 7, dtype=np.float32).reshape(1, 13, 7, 1)
-    out = _upsample_nearest(tf.constant(x), tf.constant([25, 13])).numpy()
+    out = upsample_nearest(tf.constant(x), tf.constant([25, 13])).numpy()
     rows = (np.arange(25) * 13) // 25
     cols = (np.arange(13) * 7) // 13
     np.testing.assert_array_equal(out[0, :, :, 0], x[0, rows][:, cols, 0])

@@ -39,7 +39,7 @@ from keras_retinanet.convert import (  # noqa: E402
     convert_torchvision_retinanet,
     load_torchvision_resnet_weights,
 )
-from keras_retinanet.convert.torchvision import _retinanet_targets  # noqa: E402
+from keras_retinanet.convert.torchvision import retinanet_targets  # noqa: E402
 from keras_retinanet.data.pipeline import (  # noqa: E402
     decode_pixels,
     inference_dataset,
@@ -387,7 +387,7 @@ def assert_same_weights(actual, expected):
 def test_every_weight_comes_from_the_state_dict(converted):
     """Each Keras weight gets one state-dict tensor: none keeps its random initial value."""
     _, retinanet, model = converted
-    targets = {variable.path for variable, _ in _retinanet_targets(model).values()}
+    targets = {variable.path for variable, _ in retinanet_targets(model).values()}
     assert targets == {variable.path for variable in model.weights}
     state = retinanet.state_dict()
     kernel = state["head.classification_head.cls_logits.weight"].numpy()

@@ -23,7 +23,7 @@ def run_program(main, module_name):
             return main(argv)
         except Exception as error:
             from keras_retinanet.config import ConfigError
-            from keras_retinanet.data.validation import DataError
+            from keras_retinanet.data.policy import DataError
 
             one_line = (ConfigError, DataError)
             callbacks = sys.modules.get("keras_retinanet.training.callbacks")  # loaded by training

@@ -1,7 +1,7 @@
 """Dataset conversion: `bin/convert_dataset --format=voc --annotations=... --images=... --to=tfrecord --output=PREFIX`.
 
 Reads a dataset in any supported format (coco, voc, csv, tfrecord) with the bad-input policy (see
-`keras_retinanet.data.validation`; `--strict` makes every skip an error) and writes it as
+`keras_retinanet.data.policy`; `--strict` makes every skip an error) and writes it as
   tfrecord: `PREFIX-0000i-of-0000N.tfrecord` shards in the TF Object Detection API layout and
       `PREFIX.label_map.pbtxt`;
   coco: `OUTPUT/annotations.json`, its file names relative to --images; a TFRecord dataset's embedded images are

@@ -136,7 +136,7 @@ def convert_torchvision_retinanet(source, variant=None, class_names=None):
         raise ValueError(f"{len(class_names)} class_names for a state dict with {num_classes} classes")
 
     model = build_retinanet(config.model, num_classes)
-    _assign(_retinanet_targets(model), state, "torchvision RetinaNet")
+    _assign(retinanet_targets(model), state, "torchvision RetinaNet")
     model.metadata = {
         "class_names": [str(name) for name in class_names],
         "category_ids": list(range(num_classes)),
@@ -209,7 +209,7 @@ def torchvision_resnet_depth(state_dict):
     )
 
 
-def _retinanet_targets(model):
+def retinanet_targets(model):
     """{torchvision key: (Keras variable, is a conv kernel)} for every weight of a torchvision-layout `RetinaNet`."""
     targets = _resnet_targets(model.backbone, prefix="backbone.body.")
     pyramid = model.feature_pyramid

@@ -1,11 +1,11 @@
 """Detection datasets: the common record structure, the readers that produce it and the bad-input policy they share
-(`keras_retinanet.data.validation`)."""
+(`keras_retinanet.data.policy`)."""
 
 from keras_retinanet.data.coco import read_coco, to_coco_ground_truth
 from keras_retinanet.data.csv import read_csv
-from keras_retinanet.data.records import DetectionDataset, ImageRecord
+from keras_retinanet.data.dataset import DetectionDataset, ImageRecord
 from keras_retinanet.data.tfrecord import read_tfrecord, write_tfrecords
-from keras_retinanet.data.validation import DataError, DataPolicy, DataReport
+from keras_retinanet.data.policy import DataError, DataPolicy, DataReport
 from keras_retinanet.data.voc import read_voc
 
 FORMATS = ("coco", "voc", "csv", "tfrecord")

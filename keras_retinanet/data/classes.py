@@ -4,7 +4,7 @@ import csv
 import json
 import re
 
-from keras_retinanet.data.validation import DataError
+from keras_retinanet.data.policy import DataError
 
 _PBTXT_ITEM = re.compile(r"item\s*\{([^}]*)\}")
 _PBTXT_FIELD = re.compile(r"""\b(id|name|display_name)\s*:\s*(?:"([^"]*)"|'([^']*)'|(-?\d+))""")

@@ -5,13 +5,13 @@ import os
 
 import numpy as np
 
-from keras_retinanet.data.validation import AnnotatedImage, DataError, DataPolicy, finish_dataset, images_folder
-from keras_retinanet.data.validation import safe_image_path
+from keras_retinanet.data.policy import AnnotatedImage, DataError, DataPolicy, finish_dataset, images_folder
+from keras_retinanet.data.policy import safe_image_path
 
 
 def read_coco(annotations_path, images_dir, policy=DataPolicy()):
     """Reads a COCO instances JSON into a `DetectionDataset`, applying the bad-input `policy` (see
-    `keras_retinanet.data.validation`).
+    `keras_retinanet.data.policy`).
 
     Category ids (COCO's 1..90 with gaps) map to contiguous labels in increasing id order. `iscrowd=1` boxes become
     ignore regions (a missing `iscrowd` counts as 0); bboxes [x, y, w, h] become `xyxy`; images without

@@ -7,8 +7,8 @@ import os
 import numpy as np
 
 from keras_retinanet.data.classes import NamedClasses
-from keras_retinanet.data.validation import AnnotatedImage, DataError, DataPolicy, finish_dataset, images_folder
-from keras_retinanet.data.validation import safe_image_path
+from keras_retinanet.data.policy import AnnotatedImage, DataError, DataPolicy, finish_dataset, images_folder
+from keras_retinanet.data.policy import safe_image_path
 
 # Column names a header row may use (lower case), per column.
 COLUMNS = {

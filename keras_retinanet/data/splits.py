@@ -1,7 +1,7 @@
 """Reading the data splits of an experiment config (`SplitConfig`) under its bad-input policy."""
 
 from keras_retinanet.data import read_dataset
-from keras_retinanet.data.validation import DataPolicy
+from keras_retinanet.data.policy import DataPolicy
 
 
 def read_split(split, data_config):

@@ -20,9 +20,9 @@ from PIL import Image
 
 from keras_retinanet.data.classes import read_class_file, write_label_map
 from keras_retinanet.data.pipeline import decode_image, encoded_images
-from keras_retinanet.data.records import DetectionDataset
-from keras_retinanet.data.validation import AnnotatedImage, DataError, DataPolicy, DataReport, ImageInfo, ImageProblem
-from keras_retinanet.data.validation import INSPECTION_THREADS, finish_record, inspect_image
+from keras_retinanet.data.dataset import DetectionDataset
+from keras_retinanet.data.policy import AnnotatedImage, DataError, DataPolicy, DataReport, ImageInfo, ImageProblem
+from keras_retinanet.data.policy import INSPECTION_THREADS, finish_record, inspect_image
 
 logger = logging.getLogger("keras_retinanet.data")
 
@@ -78,7 +78,7 @@ class TFRecordImages:
 
 def read_tfrecord(pattern, classes=None, policy=DataPolicy()):
     """Reads TFRecord shards in the TF Object Detection API layout into a `DetectionDataset`, applying the
-    bad-input `policy` (see `keras_retinanet.data.validation`). The images stay in the files (`image_source`).
+    bad-input `policy` (see `keras_retinanet.data.policy`). The images stay in the files (`image_source`).
 
     Args:
         pattern: a TFRecord file or a glob of shards (`train-*.tfrecord`), read in sorted order.

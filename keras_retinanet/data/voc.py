@@ -6,8 +6,8 @@ import numpy as np
 from defusedxml import ElementTree
 
 from keras_retinanet.data.classes import NamedClasses
-from keras_retinanet.data.validation import AnnotatedImage, DataError, DataPolicy, finish_dataset, images_folder
-from keras_retinanet.data.validation import safe_image_path
+from keras_retinanet.data.policy import AnnotatedImage, DataError, DataPolicy, finish_dataset, images_folder
+from keras_retinanet.data.policy import safe_image_path
 
 
 def read_voc(annotations, images_dir, classes=None, policy=DataPolicy()):

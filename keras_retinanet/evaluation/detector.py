@@ -1,7 +1,7 @@
 """COCO evaluation of a trained detector on a dataset of any format."""
 
 from keras_retinanet.data.coco import to_coco_ground_truth
-from keras_retinanet.data.validation import DataError
+from keras_retinanet.data.policy import DataError
 from keras_retinanet.evaluation.coco_eval import detections_to_coco_results, evaluate_coco
 from keras_retinanet.inference import detect
 

@@ -68,7 +68,7 @@ class FeaturePyramid(keras.layers.Layer):
         laterals = [conv(c) for conv, c in zip(self.lateral_convs, (c3, c4, c5))]
         merged = [laterals[2]]
         for lateral in (laterals[1], laterals[0]):
-            merged.insert(0, lateral + _upsample_nearest(merged[0], tf.shape(lateral)[1:3]))
+            merged.insert(0, lateral + upsample_nearest(merged[0], tf.shape(lateral)[1:3]))
         p3, p4, p5 = [conv(m) for conv, m in zip(self.output_convs, merged)]
         p6 = self.p6_conv(_pad_one(c5 if self.p6_input == "c5" else p5))
         p7 = self.p7_conv(_pad_one(tf.nn.relu(p6) if self.relu_before_p7 else p6))
@@ -99,7 +99,7 @@ def _pad_one(x):
     return tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
 
 
-def _upsample_nearest(x, size):
+def upsample_nearest(x, size):
     """Nearest-neighbour resize to `size`: output pixel i takes input pixel floor(i * in / out), as PyTorch's
     `interpolate(mode="nearest")`. Gathers rather than ResizeNearestNeighbor, whose gradient XLA cannot compile."""
     for axis in (1, 2):

@@ -11,7 +11,7 @@ from PIL import Image, ImageOps
 from keras_retinanet.config import DataConfig, SplitConfig
 from keras_retinanet.data import DataError, DataPolicy, read_csv, read_dataset, read_voc
 from keras_retinanet.data.pipeline import decode_image, inference_dataset, load_images, training_dataset
-from keras_retinanet.data.validation import orient_boxes
+from keras_retinanet.data.policy import orient_boxes
 from keras_retinanet.data.splits import read_split
 
 RACCOON = os.path.join(os.path.dirname(__file__), "data", "raccoon")
@@ -72,7 +72,7 @@ def test_skips_and_changes_are_counted_or_errors_when_strict(tmp_path, caplog, l
 
 
 def _meaning(reason):
-    from keras_retinanet.data.validation import SKIPS
+    from keras_retinanet.data.policy import SKIPS
 
     return SKIPS[reason]
 

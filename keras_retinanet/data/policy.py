@@ -32,7 +32,7 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from keras_retinanet.data.records import DetectionDataset, ImageRecord
+from keras_retinanet.data.dataset import DetectionDataset, ImageRecord
 
 logger = logging.getLogger("keras_retinanet.data")
 

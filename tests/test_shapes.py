@@ -13,6 +13,8 @@ from pycocotools.coco import COCO
 from keras_retinanet.datasets import SHAPE_CLASSES, generate_shapes_dataset
 from keras_retinanet.datasets.shapes import PALETTE, render_shape_mask
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 HEIGHT, WIDTH = 96, 128  # not square, to catch swapped axes
 SMALL = dict(image_size=(HEIGHT, WIDTH), min_objects=2, max_objects=6, min_size=10, max_size=32)
 
@@ -214,9 +216,9 @@ def test_invalid_arguments_raise(tmp_path, kwargs, message):
 
 
 def test_command_line_writes_a_dataset(tmp_path):
-    command = [sys.executable, "-m", "keras_retinanet.datasets.shapes", f"--output_dir={tmp_path}",
+    command = [sys.executable, os.path.join(ROOT, "bin", "generate_shapes"), f"--output_dir={tmp_path}",
                "--train_images=3", "--val_images=2", "--image_size=64", "--min_size=8", "--max_size=24", "--seed=5"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
     assert result.returncode == 0, result.stderr
     assert "RuntimeWarning" not in result.stderr
     for split, count in (("train", 3), ("val", 2)):
