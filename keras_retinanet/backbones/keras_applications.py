@@ -31,6 +31,26 @@ def load_keras_applications_weights(backbone, source=None):
     Raises:
         ValueError: the backbone or the source does not match (the message says what to change).
     """
+    _check_backbone(backbone)
+    if source is None:
+        source = _APPLICATIONS[backbone.depth](include_top=False, weights="imagenet")
+
+    source_depth = _source_depth(source)
+    if source_depth != backbone.depth:
+        raise ValueError(
+            f"Depth mismatch: the source is a ResNet-{source_depth}, the backbone a ResNet-{backbone.depth}."
+        )
+    source_epsilon = _source_epsilon(source)
+    if not math.isclose(backbone.bn_epsilon, source_epsilon, rel_tol=1e-9):
+        raise ValueError(
+            f"The source's batch norms use epsilon={source_epsilon!r}: build the backbone with "
+            f"bn_epsilon={source_epsilon!r} (it has {backbone.bn_epsilon!r})."
+        )
+    _copy_weights(source, backbone)
+
+
+def _check_backbone(backbone):
+    """ValueError saying what to change where `backbone` cannot take keras.applications weights."""
     if backbone.depth not in _APPLICATIONS:
         raise ValueError(
             f"keras.applications has ResNet weights for depths {sorted(_APPLICATIONS)} only, "
@@ -51,21 +71,11 @@ def load_keras_applications_weights(backbone, source=None):
             "keras.applications ResNet weights expect Caffe preprocessing (BGR, mean subtraction): build the "
             f'backbone with preprocessing="caffe", not {backbone.preprocessing!r}.'
         )
-    if source is None:
-        source = _APPLICATIONS[backbone.depth](include_top=False, weights="imagenet")
 
-    source_depth = _source_depth(source)
-    if source_depth != backbone.depth:
-        raise ValueError(
-            f"Depth mismatch: the source is a ResNet-{source_depth}, the backbone a ResNet-{backbone.depth}."
-        )
-    source_epsilon = _source_epsilon(source)
-    if not math.isclose(backbone.bn_epsilon, source_epsilon, rel_tol=1e-9):
-        raise ValueError(
-            f"The source's batch norms use epsilon={source_epsilon!r}: build the backbone with "
-            f"bn_epsilon={source_epsilon!r} (it has {backbone.bn_epsilon!r})."
-        )
 
+def _copy_weights(source, backbone):
+    """Each conv's kernel and its batch norm's statistics from `source` into `backbone` (a conv bias folded into the
+    norm's mean)."""
     source_convs = _conv_layers(source)
     target_convs = _conv_layers(backbone)
     if set(source_convs) != set(target_convs):

@@ -65,44 +65,14 @@ class ResNetBackbone(keras.Model):
         width_multiplier=1.0,
         name=None,
     ):
-        if depth not in RESNET_ARCHITECTURES:
-            raise ValueError(f"ResNetBackbone: depth must be one of {sorted(RESNET_ARCHITECTURES)}, got {depth!r}.")
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(f"ResNetBackbone: normalization must be one of {NORMALIZATIONS}, got {normalization!r}.")
-        if bn_epsilon < 0:
-            raise ValueError(f"ResNetBackbone: bn_epsilon must be >= 0, got {bn_epsilon!r}.")
-        if frozen_stages not in range(6):
-            raise ValueError(f"ResNetBackbone: frozen_stages must be an integer in 0..5, got {frozen_stages!r}.")
-        if preprocessing is not None and preprocessing not in PRESETS:
-            raise ValueError(
-                f"ResNetBackbone: preprocessing must be one of {sorted(PRESETS)} or None, got {preprocessing!r}."
-            )
-        if width_multiplier <= 0:
-            raise ValueError(f"ResNetBackbone: width_multiplier must be > 0, got {width_multiplier!r}.")
-        block_type, block_counts = RESNET_ARCHITECTURES[depth]
-        block = _bottleneck_block if block_type == "bottleneck" else _basic_block
-        norm = functools.partial(_norm_layer, normalization, bn_epsilon)
-
+        _check_arguments(depth, normalization, bn_epsilon, frozen_stages, preprocessing, width_multiplier)
         images = keras.Input(shape=(None, None, 3), name="images")
         x = images
         if preprocessing is not None:
             x = ImageNormalization.preset(preprocessing, name="image_normalization")(x)
+        norm = functools.partial(_norm_layer, normalization, bn_epsilon)
         x = _stem(x, _scaled(64, width_multiplier), norm, trainable=frozen_stages < 1)
-        stage_outputs = []
-        widths = [_scaled(width, width_multiplier) for width in STAGE_WIDTHS]
-        for stage, width, num_blocks in zip(range(2, 6), widths, block_counts):
-            for index in range(1, num_blocks + 1):
-                x = block(
-                    x,
-                    width,
-                    strides=2 if index == 1 and stage > 2 else 1,
-                    stride_in_1x1=stride_in_1x1,
-                    norm=norm,
-                    trainable=stage > frozen_stages,
-                    name=f"conv{stage}_block{index}",
-                )
-            stage_outputs.append(x)
-
+        stage_outputs = _stages(x, depth, stride_in_1x1, norm, frozen_stages, width_multiplier)
         super().__init__(inputs=images, outputs=stage_outputs[1:], name=name or f"resnet{depth}")
         self.depth = depth
         self.stride_in_1x1 = stride_in_1x1
@@ -140,6 +110,46 @@ class ResNetBackbone(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+
+def _check_arguments(depth, normalization, bn_epsilon, frozen_stages, preprocessing, width_multiplier):
+    """ValueError naming the first `ResNetBackbone` argument out of range."""
+    if depth not in RESNET_ARCHITECTURES:
+        raise ValueError(f"ResNetBackbone: depth must be one of {sorted(RESNET_ARCHITECTURES)}, got {depth!r}.")
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"ResNetBackbone: normalization must be one of {NORMALIZATIONS}, got {normalization!r}.")
+    if bn_epsilon < 0:
+        raise ValueError(f"ResNetBackbone: bn_epsilon must be >= 0, got {bn_epsilon!r}.")
+    if frozen_stages not in range(6):
+        raise ValueError(f"ResNetBackbone: frozen_stages must be an integer in 0..5, got {frozen_stages!r}.")
+    if preprocessing is not None and preprocessing not in PRESETS:
+        raise ValueError(
+            f"ResNetBackbone: preprocessing must be one of {sorted(PRESETS)} or None, got {preprocessing!r}."
+        )
+    if width_multiplier <= 0:
+        raise ValueError(f"ResNetBackbone: width_multiplier must be > 0, got {width_multiplier!r}.")
+
+
+def _stages(x, depth, stride_in_1x1, norm, frozen_stages, width_multiplier):
+    """The outputs of conv2_x .. conv5_x (C2-C5) on the stem's output `x`."""
+    block_type, block_counts = RESNET_ARCHITECTURES[depth]
+    block = _bottleneck_block if block_type == "bottleneck" else _basic_block
+    stage_outputs = []
+    widths = [_scaled(width, width_multiplier) for width in STAGE_WIDTHS]
+    for stage, width, num_blocks in zip(range(2, 6), widths, block_counts):
+        for index in range(1, num_blocks + 1):
+            x = block(
+                x,
+                width,
+                strides=2 if index == 1 and stage > 2 else 1,
+                stride_in_1x1=stride_in_1x1,
+                norm=norm,
+                trainable=stage > frozen_stages,
+                name=f"conv{stage}_block{index}",
+            )
+        stage_outputs.append(x)
+    return stage_outputs
 
 
 def _norm_layer(normalization, epsilon, name, trainable):

@@ -24,50 +24,12 @@ def read_coco(annotations_path, images_dir, policy=DataPolicy()):
     """
     source = os.fspath(annotations_path)
     images_dir = images_folder(images_dir, source)
-    try:
-        with open(source, encoding="utf-8") as file:
-            content = json.load(file)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataError(f"{source}: not valid JSON ({error})") from error
-    if not isinstance(content, dict):
-        raise DataError(f"{source}: expected a JSON object at the top level, got {type(content).__name__}")
-    for key in ("images", "annotations", "categories"):
-        if key not in content:
-            raise DataError(f"{source}: missing top-level key {key!r}")
-
+    content = _load_instances_json(source)
     category_ids, class_names = _read_categories(content["categories"], source)
-    label_of_category = {category_id: label for label, category_id in enumerate(category_ids)}
     images = _read_images(content["images"], source)
-    position_of_image = {image_id: position for position, image_id in enumerate(images)}
-
-    # One pass in Python with cheap checks; the grouping by image runs vectorised after it.
-    annotations = content["annotations"]
-    bboxes, image_positions, labels, crowd, annotation_ids = [], [], [], [], []
-    for index, annotation in enumerate(annotations):
-        if type(annotation) is not dict or not all(key in annotation for key in _ANNOTATION_KEYS):
-            _require(annotation, _ANNOTATION_KEYS, f"{source}: annotation {_describe(annotation, index)}")
-        image_id, category_id, bbox = annotation["image_id"], annotation["category_id"], annotation["bbox"]
-        if type(image_id) is not int or image_id not in position_of_image:
-            raise _annotation_error(source, annotations, index, f"image_id {image_id!r} is not in 'images'")
-        if type(category_id) is not int or category_id not in label_of_category:
-            raise _annotation_error(source, annotations, index, f"category_id {category_id!r} is not in 'categories'")
-        if type(bbox) is not list or len(bbox) != 4 or not all(type(value) in (int, float) for value in bbox):
-            raise _annotation_error(source, annotations, index, f"bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
-        iscrowd = annotation.get("iscrowd", 0)
-        if iscrowd not in (0, 1):
-            raise _annotation_error(source, annotations, index, f"iscrowd must be 0 or 1, got {iscrowd!r}")
-        bboxes.append(bbox)
-        image_positions.append(position_of_image[image_id])
-        labels.append(label_of_category[category_id])
-        crowd.append(bool(iscrowd))
-        annotation_ids.append(annotation.get("id", f"#{index} (no id)"))
-
-    xywh = np.array(bboxes, np.float64).reshape(-1, 4)
-    xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
-    image_positions = np.array(image_positions, np.int64)
-    labels = np.array(labels, np.int32)
-    crowd = np.array(crowd, bool)
-    locations = np.array([f"{source}: annotation id {i!r}" for i in annotation_ids], object)
+    xyxy, image_positions, labels, crowd, locations = _read_annotations(
+        content["annotations"], source, images, {category_id: label for label, category_id in enumerate(category_ids)}
+    )
 
     def by_image(values, selected):
         return _group(values[selected], image_positions[selected], len(images))
@@ -90,6 +52,56 @@ def read_coco(annotations_path, images_dir, policy=DataPolicy()):
         for position, (image_id, image) in enumerate(images.items())
     ]
     return finish_dataset(annotated, class_names, category_ids, source, policy)
+
+
+def _load_instances_json(source):
+    """The top-level object of a COCO instances file, with its three lists present."""
+    try:
+        with open(source, encoding="utf-8") as file:
+            content = json.load(file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DataError(f"{source}: not valid JSON ({error})") from error
+    if not isinstance(content, dict):
+        raise DataError(f"{source}: expected a JSON object at the top level, got {type(content).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if key not in content:
+            raise DataError(f"{source}: missing top-level key {key!r}")
+    return content
+
+
+def _read_annotations(annotations, source, images, label_of_category):
+    """Checked annotations as arrays: xyxy boxes [A, 4], positions of their images in `images` [A], labels [A],
+    crowd flags [A] and where each comes from [A] (for messages). One pass in Python with cheap checks; the
+    grouping by image runs vectorised after it."""
+    position_of_image = {image_id: position for position, image_id in enumerate(images)}
+    bboxes, image_positions, labels, crowd, annotation_ids = [], [], [], [], []
+    for index, annotation in enumerate(annotations):
+        if type(annotation) is not dict or not all(key in annotation for key in _ANNOTATION_KEYS):
+            _require(annotation, _ANNOTATION_KEYS, f"{source}: annotation {_describe(annotation, index)}")
+        image_id, category_id, bbox = annotation["image_id"], annotation["category_id"], annotation["bbox"]
+        if type(image_id) is not int or image_id not in position_of_image:
+            raise _annotation_error(source, annotations, index, f"image_id {image_id!r} is not in 'images'")
+        if type(category_id) is not int or category_id not in label_of_category:
+            raise _annotation_error(source, annotations, index, f"category_id {category_id!r} is not in 'categories'")
+        if type(bbox) is not list or len(bbox) != 4 or not all(type(value) in (int, float) for value in bbox):
+            raise _annotation_error(source, annotations, index, f"bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
+        iscrowd = annotation.get("iscrowd", 0)
+        if iscrowd not in (0, 1):
+            raise _annotation_error(source, annotations, index, f"iscrowd must be 0 or 1, got {iscrowd!r}")
+        bboxes.append(bbox)
+        image_positions.append(position_of_image[image_id])
+        labels.append(label_of_category[category_id])
+        crowd.append(bool(iscrowd))
+        annotation_ids.append(annotation.get("id", f"#{index} (no id)"))
+
+    xywh = np.array(bboxes, np.float64).reshape(-1, 4)
+    return (
+        np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1),
+        np.array(image_positions, np.int64),
+        np.array(labels, np.int32),
+        np.array(crowd, bool),
+        np.array([f"{source}: annotation id {i!r}" for i in annotation_ids], object),
+    )
 
 
 def to_coco_ground_truth(dataset, images_dir=None):

@@ -54,8 +54,30 @@ def read_csv(annotations, images_dir, classes=None, policy=DataPolicy()):
         columns = {name: index for index, name in enumerate(_REQUIRED)}
     else:
         rows = rows[1:]
+    entries = _image_entries(rows, columns, images_dir, annotations)
 
-    entries = {}  # path -> image entry, in order of first appearance
+    named_classes = NamedClasses(classes, [name for entry in entries.values() for name in entry["names"]])
+    images = []
+    for image_id, (path, entry) in enumerate(entries.items(), start=1):
+        labels = [named_classes.label(name, where) for name, where in zip(entry["names"], entry["locations"])]
+        images.append(
+            AnnotatedImage(
+                image_id=image_id,
+                path=path,
+                where=entry["where"],
+                stated_size=entry["size"],
+                boxes=np.array(entry["boxes"], np.float64).reshape(-1, 4),
+                labels=np.array(labels, np.int32),
+                box_locations=entry["locations"],
+            )
+        )
+    return finish_dataset(images, named_classes.class_names, named_classes.category_ids, annotations, policy)
+
+
+def _image_entries(rows, columns, images_dir, annotations):
+    """{image path: {"where", "size", "boxes", "names", "locations"}} of the numbered CSV `rows`, in order of first
+    appearance."""
+    entries = {}
     for number, row in rows:
         where = f"{annotations}: line {number}"
         if len(row) != len(columns):
@@ -75,23 +97,7 @@ def read_csv(annotations, images_dir, classes=None, policy=DataPolicy()):
         entry["boxes"].append([_coordinate(value, name, where) for value, name in zip(fields[:4], _REQUIRED[1:5])])
         entry["names"].append(fields[4])
         entry["locations"].append(where)
-
-    named_classes = NamedClasses(classes, [name for entry in entries.values() for name in entry["names"]])
-    images = []
-    for image_id, (path, entry) in enumerate(entries.items(), start=1):
-        labels = [named_classes.label(name, where) for name, where in zip(entry["names"], entry["locations"])]
-        images.append(
-            AnnotatedImage(
-                image_id=image_id,
-                path=path,
-                where=entry["where"],
-                stated_size=entry["size"],
-                boxes=np.array(entry["boxes"], np.float64).reshape(-1, 4),
-                labels=np.array(labels, np.int32),
-                box_locations=entry["locations"],
-            )
-        )
-    return finish_dataset(images, named_classes.class_names, named_classes.category_ids, annotations, policy)
+    return entries
 
 
 def _header(row, source):

@@ -192,10 +192,9 @@ def training_dataset(dataset, config, batch_size):
 
     Each image is resized with its shorter side at `min_size` times a scale-jitter factor drawn from
     `config.scale_jitter`, flipped with probability 0.5 when `horizontal_flip`, and padded to multiples of
-    `size_divisor`;
-    batches are padded to their largest image. Images without boxes stay in as negatives. With the same `seed`, the
-    same batches come out, whatever the parallelism. `cache_images` keeps the decoded images in memory (for
-    small datasets: it saves decoding them again every epoch).
+    `size_divisor`; batches are padded to their largest image. Images without boxes stay in as negatives. With the
+    same `seed`, the same batches come out, whatever the parallelism. `cache_images` keeps the decoded images in
+    memory (for small datasets: it saves decoding them again every epoch).
     """
     if not dataset.records:
         raise ValueError(f"{dataset.source}: the training set has no images")
@@ -205,12 +204,49 @@ def training_dataset(dataset, config, batch_size):
             f"{dataset.source}: an image has {most_boxes} boxes (ignore regions included), more than "
             f"data.max_boxes={config.max_boxes}: raise data.max_boxes"
         )
-    low, high = config.scale_jitter
     pad_pixel = padding_pixel(config.resize_rule)
+    records = _decoded_records(dataset, config)
+    return (
+        records.enumerate()
+        .map(_augmentation(config), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .padded_batch(
+            batch_size,
+            padded_shapes=([None, None, 3], {"boxes": [config.max_boxes, 4], "labels": [config.max_boxes]}),
+            padding_values=(0.0, {"boxes": 0.0, "labels": GroundTruth.PADDING}),
+            drop_remainder=True,
+        )
+        .map(lambda images, targets: (images + pad_pixel, targets))
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def _decoded_records(dataset, config):
+    """The endless, shuffled stream of `dataset`'s records with their decoded `image`s (decoded once and kept in
+    memory with `config.cache_images`)."""
 
     def decode(element):
         encoded = element.pop("encoded") if "encoded" in element else tf.io.read_file(element["path"])
         return {**element, "image": decode_image(encoded, element["orientation"])}
+
+    records = tf.data.Dataset.from_tensor_slices(_records_to_tensors(dataset))
+    shuffle_buffer = len(dataset.records)
+    if dataset.image_source is not None:
+        records = tf.data.Dataset.zip(records, encoded_images(dataset)).map(lambda r, e: {**r, "encoded": e})
+        shuffle_buffer = min(shuffle_buffer, EMBEDDED_SHUFFLE_BUFFER)
+    if config.cache_images:
+        records = records.map(decode, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    # Shuffling the endless stream (not each epoch anew) makes every iterator of this dataset yield the same
+    # sequence: Keras and tf.distribute may open more than one.
+    records = records.repeat().shuffle(shuffle_buffer, seed=config.seed, reshuffle_each_iteration=False)
+    if not config.cache_images:
+        records = records.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return records
+
+
+def _augmentation(config):
+    """(index, record) -> (image padded to `size_divisor` minus the padding pixel, {"boxes", "labels"}): scale
+    jitter and flip drawn from `config.seed` and the element's index, so that any parallelism gives the same."""
+    low, high = config.scale_jitter
 
     def augment(index, element):
         seed = tf.stack([tf.constant(config.seed, tf.int64), index])
@@ -229,30 +265,7 @@ def training_dataset(dataset, config, batch_size):
             "labels": element["labels"],
         }
 
-    records = tf.data.Dataset.from_tensor_slices(_records_to_tensors(dataset))
-    shuffle_buffer = len(dataset.records)
-    if dataset.image_source is not None:
-        records = tf.data.Dataset.zip(records, encoded_images(dataset)).map(lambda r, e: {**r, "encoded": e})
-        shuffle_buffer = min(shuffle_buffer, EMBEDDED_SHUFFLE_BUFFER)
-    if config.cache_images:
-        records = records.map(decode, num_parallel_calls=tf.data.AUTOTUNE).cache()
-    # Shuffling the endless stream (not each epoch anew) makes every iterator of this dataset yield the same
-    # sequence: Keras and tf.distribute may open more than one.
-    records = records.repeat().shuffle(shuffle_buffer, seed=config.seed, reshuffle_each_iteration=False)
-    if not config.cache_images:
-        records = records.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return (
-        records.enumerate()
-        .map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .padded_batch(
-            batch_size,
-            padded_shapes=([None, None, 3], {"boxes": [config.max_boxes, 4], "labels": [config.max_boxes]}),
-            padding_values=(0.0, {"boxes": 0.0, "labels": GroundTruth.PADDING}),
-            drop_remainder=True,
-        )
-        .map(lambda images, targets: (images + pad_pixel, targets))
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    return augment
 
 
 def inference_dataset(images, config, batch_size):

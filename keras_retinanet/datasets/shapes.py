@@ -192,41 +192,43 @@ def generate_shapes_dataset(
     """
     image_size = tuple(image_size)
     _validate(splits, image_size, min_objects, max_objects, min_size, max_size, seed, noise_std)
-    height, width = image_size
-    categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(SHAPE_CLASSES)]
-    parameters = dict(image_size=[height, width], min_objects=min_objects, max_objects=max_objects,
+    parameters = dict(image_size=list(image_size), min_objects=min_objects, max_objects=max_objects,
                       min_size=min_size, max_size=max_size, seed=seed, clutter=clutter, noise_std=noise_std)
     os.makedirs(os.path.join(output_dir, "annotations"), exist_ok=True)
-    annotation_paths = {}
-    for split, count in splits.items():
-        rng = _split_rng(seed, split)
-        os.makedirs(os.path.join(output_dir, split), exist_ok=True)
-        images, annotations = [], []
-        for index in range(count):
-            num_objects = int(rng.integers(min_objects, max_objects + 1))
-            pixels, objects = _render_image(rng, height, width, num_objects, min_size, max_size, clutter, noise_std)
-            file_name = f"{split}_{index:06d}.png"
-            Image.fromarray(pixels, "RGB").save(os.path.join(output_dir, split, file_name))
-            images.append({"id": index + 1, "file_name": file_name, "height": height, "width": width})
-            for class_index, (x_min, y_min, x_max, y_max), area in objects:
-                annotations.append({
-                    "id": len(annotations) + 1,
-                    "image_id": index + 1,
-                    "category_id": class_index + 1,
-                    "bbox": [float(x_min), float(y_min), float(x_max - x_min), float(y_max - y_min)],
-                    "area": float(area),
-                    "iscrowd": 0,
-                })
-        dataset = {
-            "info": {"description": f"keras_retinanet synthetic shapes, split {split!r}", "version": "1.0",
-                     "contributor": "keras_retinanet.datasets.generate_shapes_dataset", "parameters": parameters},
-            "licenses": [],
-            "images": images,
-            "annotations": annotations,
-            "categories": categories,
-        }
-        path = os.path.join(output_dir, "annotations", f"instances_{split}.json")
-        with open(path, "w") as file:
-            json.dump(dataset, file)
-        annotation_paths[split] = path
-    return annotation_paths
+    return {split: _write_split(output_dir, split, count, parameters) for split, count in splits.items()}
+
+
+def _write_split(output_dir, split, count, parameters):
+    """Renders and writes the `count` images of `split` and its annotations JSON (path returned)."""
+    rng = _split_rng(parameters["seed"], split)
+    height, width = parameters["image_size"]
+    os.makedirs(os.path.join(output_dir, split), exist_ok=True)
+    images, annotations = [], []
+    for index in range(count):
+        num_objects = int(rng.integers(parameters["min_objects"], parameters["max_objects"] + 1))
+        pixels, objects = _render_image(rng, height, width, num_objects, parameters["min_size"],
+                                        parameters["max_size"], parameters["clutter"], parameters["noise_std"])
+        file_name = f"{split}_{index:06d}.png"
+        Image.fromarray(pixels, "RGB").save(os.path.join(output_dir, split, file_name))
+        images.append({"id": index + 1, "file_name": file_name, "height": height, "width": width})
+        for class_index, (x_min, y_min, x_max, y_max), area in objects:
+            annotations.append({
+                "id": len(annotations) + 1,
+                "image_id": index + 1,
+                "category_id": class_index + 1,
+                "bbox": [float(x_min), float(y_min), float(x_max - x_min), float(y_max - y_min)],
+                "area": float(area),
+                "iscrowd": 0,
+            })
+    dataset = {
+        "info": {"description": f"keras_retinanet synthetic shapes, split {split!r}", "version": "1.0",
+                 "contributor": "keras_retinanet.datasets.generate_shapes_dataset", "parameters": parameters},
+        "licenses": [],
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(SHAPE_CLASSES)],
+    }
+    path = os.path.join(output_dir, "annotations", f"instances_{split}.json")
+    with open(path, "w") as file:
+        json.dump(dataset, file)
+    return path
