@@ -117,12 +117,6 @@ def test_frozen_batch_norm_rejects_negative_epsilon():
         FrozenBatchNormalization(epsilon=-0.1)
 
 
-def test_frozen_batch_norm_config_round_trip():
-    layer = FrozenBatchNormalization(epsilon=0.0, name="bn")
-    clone = FrozenBatchNormalization.from_config(layer.get_config())
-    assert clone.epsilon == 0.0 and clone.name == "bn"
-
-
 # --- ImageNormalization -------------------------------------------------------------------------
 
 

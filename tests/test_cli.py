@@ -147,7 +147,8 @@ def test_a_non_finite_loss_stops_training_with_one_line(experiment):
     root, config = experiment
     model_dir = root / "diverged"
     result = run_cli("train", f"--config={config}", f"--model_dir={model_dir}", "--verbose=0",
-                     "--set=train.learning_rate=10000000000.0", "--set=train.iterations=60", "--set=train.eval_every=60",
+                     "--set=train.learning_rate=10000000000.0", "--set=train.iterations=60",
+                     "--set=train.eval_every=60",
                      check=False)
     assert result.returncode == 1, result.stderr[-4000:]
     assert "Traceback" not in result.stderr

@@ -41,7 +41,7 @@ def test_labeler_runs_in_tf_data_and_under_xla():
     dataset = tf.data.Dataset.from_tensors((boxes, labels)).map(lambda b, l: labeler(ANCHORS, b, l))
     from_data = next(iter(dataset))
     compiled = tf.function(lambda b, l: labeler(ANCHORS, b[None], l[None]), jit_compile=True)(boxes, labels)
-    assert from_data["class_targets"].numpy().tolist() == [1, AnchorTarget.BACKGROUND, AnchorTarget.BACKGROUND, AnchorTarget.BACKGROUND]
+    assert from_data["class_targets"].numpy().tolist() == [1] + [AnchorTarget.BACKGROUND] * 3
     np.testing.assert_array_equal(compiled["class_targets"][0], from_data["class_targets"])
 
 
@@ -50,7 +50,8 @@ def test_labeler_ignore_regions():
     boxes = np.array([[0, 0, 20, 10], [0, 10, 10, 20]], np.float32)
     labels = np.array([-2, 1])
     targets = AnchorLabeler()(ANCHORS, boxes, labels)
-    assert targets["class_targets"].numpy().tolist() == [AnchorTarget.IGNORED, AnchorTarget.IGNORED, 1, AnchorTarget.BACKGROUND]
+    ignored, background = AnchorTarget.IGNORED, AnchorTarget.BACKGROUND
+    assert targets["class_targets"].numpy().tolist() == [ignored, ignored, 1, background]
     # Half an anchor inside the region is enough at the default threshold; less is background.
     half = AnchorLabeler()(ANCHORS[:1], np.array([[5, 0, 40, 40]], np.float32), np.array([-2]))
     less = AnchorLabeler()(ANCHORS[:1], np.array([[6, 0, 40, 40]], np.float32), np.array([-2]))

@@ -218,7 +218,8 @@ def test_invalid_arguments_raise(tmp_path, kwargs, message):
 def test_command_line_writes_a_dataset(tmp_path):
     command = [sys.executable, os.path.join(ROOT, "bin", "generate_shapes"), f"--output_dir={tmp_path}",
                "--train_images=3", "--val_images=2", "--image_size=64", "--min_size=8", "--max_size=24", "--seed=5"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": ROOT})
     assert result.returncode == 0, result.stderr
     assert "RuntimeWarning" not in result.stderr
     for split, count in (("train", 3), ("val", 2)):

@@ -9,4 +9,6 @@ from keras_retinanet.boxes.labeler import AnchorLabeler
 from keras_retinanet.boxes.labels import AnchorTarget, GroundTruth, Match
 from keras_retinanet.boxes.matcher import Matcher
 
-__all__ = ["AnchorLabeler", "AnchorTarget", "BoxCoder", "GroundTruth", "Match", "Matcher", "generalized_iou", "pairwise_iou"]
+__all__ = [
+    "AnchorLabeler", "AnchorTarget", "BoxCoder", "GroundTruth", "Match", "Matcher", "generalized_iou", "pairwise_iou",
+]

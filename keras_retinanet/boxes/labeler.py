@@ -16,9 +16,9 @@ class AnchorLabeler:
     Vectorised over boxes and images (one IoU matrix, no Python loop), so it runs inside the model's
     `compute_loss`, inside `tf.data`, and under XLA.
 
-    Ground-truth rows labelled `GroundTruth.IGNORE_REGION` (-2) are regions, such as COCO crowd boxes, that match no anchor:
-    an anchor that is not positive and lies at least `ignore_region_threshold` inside one (intersection over the
-    anchor's area) is ignored rather than trained as background.
+    Ground-truth rows labelled `GroundTruth.IGNORE_REGION` (-2) are regions, such as COCO crowd boxes, that match no
+    anchor: an anchor that is not positive and lies at least `ignore_region_threshold` inside one (intersection over
+    the anchor's area) is ignored rather than trained as background.
 
     Args:
         matcher: a `Matcher` (default: the paper's 0.5 / 0.4 with low-quality matches).
