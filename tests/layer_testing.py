@@ -1,4 +1,6 @@
-"""`run_layer_test`: the checks every custom layer passes (as KerasHub's `run_layer_test`)."""
+"""`run_layer_test`: the checks every custom layer passes (as KerasHub's `run_layer_test`); inputs for layer tests."""
+
+import math
 
 import keras
 import numpy as np
@@ -50,3 +52,10 @@ def _functional(layer, inputs, call_kwargs):
 
     model_inputs = [[symbolic(a) for a in item] if isinstance(item, list) else symbolic(item) for item in inputs]
     return model_inputs, layer(*model_inputs, **call_kwargs)
+
+
+def pyramid_features(height, width, channels=(8, 12, 16), seed=0):
+    """[C3, C4, C5]-like random maps (batch 2) of a `height` x `width` image."""
+    rng = np.random.default_rng(seed)
+    sizes = [(math.ceil(height / s), math.ceil(width / s)) for s in (8, 16, 32)]
+    return [rng.normal(size=(2, h, w, c)).astype(np.float32) for (h, w), c in zip(sizes, channels)]

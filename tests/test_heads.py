@@ -1,0 +1,38 @@
+"""RetinaNetHead: prior initialisation, output layout, weights shared across levels, GroupNorm."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_retinanet.layers import RetinaNetHead
+
+
+def test_head_initialisation_and_output_layout():
+    head = RetinaNetHead(5, num_anchors=9, filters=32, num_convs=4, prior_probability=0.01)
+    features = [np.random.default_rng(1).normal(size=(1, s, s, 32)).astype(np.float32) for s in (8, 4, 2)]
+    logits = head(features).numpy()
+    assert logits.shape == (1, (64 + 16 + 4) * 9, 5)
+    np.testing.assert_allclose(head.output_conv.bias.numpy(), -math.log(99), rtol=1e-6)
+    for conv in head.hidden_convs + [head.output_conv]:
+        assert abs(np.std(conv.kernel.numpy()) - 0.01) < 0.002
+    # Layout: the output of level 0 at (y, x) is rows (y * 8 + x) * 9 ... + 9 of the flattened tensor.
+    raw = head.output_conv(_hidden(head, features[0])).numpy().reshape(1, 8, 8, 9, 5)
+    np.testing.assert_allclose(logits[0, (3 * 8 + 2) * 9 : (3 * 8 + 3) * 9], raw[0, 3, 2], rtol=1e-5)
+
+
+def _hidden(head, x):
+    for conv in head.hidden_convs:
+        x = tf.nn.relu(conv(x))
+    return x
+
+
+def test_head_shares_weights_across_levels_and_group_norm_option():
+    head = RetinaNetHead(4, num_anchors=9, filters=32, normalization="group_norm", groups=8, use_bias=False)
+    head([np.zeros((1, 4, 4, 32), np.float32), np.zeros((1, 2, 2, 32), np.float32)])
+    # 4 convs without bias + 4 GroupNorms (gamma, beta) + the output conv (kernel, bias), whatever the levels.
+    assert len(head.weights) == 4 + 4 * 2 + 2
+    assert head.norms[0].epsilon == 1e-5 and head.norms[0].groups == 8
+    with pytest.raises(ValueError, match="normalization"):
+        RetinaNetHead(4, normalization="batch_norm")
