@@ -30,8 +30,7 @@ def main(argv):
     from keras_retinanet.data import read_coco
     from keras_retinanet.data.pipeline import load_images
     from keras_retinanet.datasets import generate_shapes_dataset
-    from keras_retinanet.evaluation import write_evaluation
-    from keras_retinanet.evaluation import evaluate_model
+    from keras_retinanet.evaluation import evaluate_model, write_evaluation
     from keras_retinanet.inference import detect
     from keras_retinanet.training import train
     from keras_retinanet.visualization import draw_batch_detections, image_grid
