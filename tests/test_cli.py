@@ -99,18 +99,18 @@ def test_bad_config_key_is_named(experiment):
 
 
 def test_a_stopped_run_resumes_from_its_backup(experiment):
-    """A run that stopped after its iteration-8 backup (here: one that ended there) resumes from that backup when
-    run again with the longer schedule: it runs checkpoint intervals 5-20 only, and ends at iteration 40."""
+    """A run that stopped after its iteration-4 backup (here: one that ended there) resumes from that backup when
+    run again with the longer schedule: it runs checkpoint intervals 3-6 only, and ends at iteration 12."""
     from keras_retinanet.config import load_config
     from keras_retinanet.training import train
 
     root, config_path = experiment
     model_dir = str(root / "resumed")
-    stopped = train(load_config(config_path, ["train.iterations=8", "train.eval_every=8"]), model_dir, verbose=0)
-    assert stopped.history.epoch == [0, 1, 2, 3]
-    resumed = train(load_config(config_path, ["train.iterations=40", "train.eval_every=40"]), model_dir, verbose=0)
-    assert resumed.history.epoch == list(range(4, 20))
-    assert int(resumed.optimizer.iterations.numpy()) == 40
+    stopped = train(load_config(config_path, ["train.iterations=4", "train.eval_every=4"]), model_dir, verbose=0)
+    assert stopped.history.epoch == [0, 1]
+    resumed = train(load_config(config_path, ["train.iterations=12", "train.eval_every=12"]), model_dir, verbose=0)
+    assert resumed.history.epoch == [2, 3, 4, 5]
+    assert int(resumed.optimizer.iterations.numpy()) == 12
 
 
 def epoch_losses(model_dir):
