@@ -8,8 +8,8 @@ from keras_retinanet.models.retinanet import RetinaNet
 
 
 def build_anchor_generator(config):
-    """The `AnchorGenerator` an `AnchorConfig` describes."""
-    return AnchorGenerator(**vars(config))
+    """The `AnchorGenerator` an `AnchorConfig` describes, for the levels the `FeaturePyramid` produces."""
+    return AnchorGenerator(min_level=FeaturePyramid.min_level, max_level=FeaturePyramid.max_level, **vars(config))
 
 
 def build_matcher(config):
