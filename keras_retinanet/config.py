@@ -316,8 +316,6 @@ def from_dict(cls, data, source="<dict>", prefix=""):
 def _renamed_keys_moved(data, prefix, source):
     """`data` with the `RENAMED` keys of its section moved to their keys now; both given is an error."""
     renamed = RENAMED.get(prefix, {})
-    if not any(key in data for key in renamed) and not (prefix == "model." and isinstance(data.get("box_loss"), str)):
-        return data
     data = dict(data)
     if prefix == "model." and isinstance(data.get("box_loss"), str):  # once the box loss's name, now its section
         data["box_loss"] = {"type": data["box_loss"]}

@@ -139,7 +139,7 @@ def _size_rule(size, min_size, max_size, resize_rule):
 
 
 def padding_pixel(resize_rule="detectron"):
-    """The [3] pixel that pads images: black, or the ImageNet mean pixel for "torchvision" resize_rule."""
+    """The [3] pixel that pads images: black, or the ImageNet mean pixel for the "torchvision" resize rule."""
     return tf.constant(_TORCHVISION_PAD_PIXEL if resize_rule == "torchvision" else (0.0, 0.0, 0.0), tf.float32)
 
 
