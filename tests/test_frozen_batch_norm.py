@@ -61,3 +61,30 @@ def test_frozen_batch_norm_under_mixed_bfloat16(mixed_bfloat16):
 def test_frozen_batch_norm_rejects_negative_epsilon():
     with pytest.raises(ValueError, match="-0.1"):
         FrozenBatchNormalization(epsilon=-0.1)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_frozen_batch_norm_feature_maps_and_gradients_match_the_affine(jit_compile):
+    """Feature maps take the fused-op path (one inference-mode FusedBatchNormV3); vectors take the plain affine.
+    Both give x * scale + shift, and the gradient of the input is the scale, with XLA too."""
+    import tensorflow as tf
+
+    layer, stats = frozen_bn_with_random_stats(0.0, channels=8)
+    layer.moving_variance.assign(np.random.default_rng(2).uniform(0.5, 2.0, 8).astype(np.float32))
+    stats["moving_variance"] = layer.moving_variance.numpy().astype(np.float64)
+    x = tf.constant(np.random.default_rng(1).normal(0, 2, (2, 5, 5, 8)).astype(np.float32))
+
+    @tf.function(jit_compile=jit_compile)
+    def outputs_and_gradient(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            outputs = layer(x)
+            weighted = tf.reduce_sum(outputs * tf.range(8, dtype=tf.float32))
+        return outputs, tape.gradient(weighted, x)
+
+    outputs, gradient = outputs_and_gradient(x)
+    expected = frozen_bn_reference(x.numpy(), stats, 0.0)
+    assert relative_error(outputs.numpy(), expected) < 1e-6
+    assert relative_error(layer(tf.reshape(x, [-1, 8])).numpy().reshape(x.shape), expected) < 1e-6
+    scale = stats["gamma"] / np.sqrt(stats["moving_variance"])
+    assert relative_error(gradient.numpy(), np.broadcast_to(scale * np.arange(8), x.shape)) < 1e-6

@@ -1,7 +1,11 @@
 """Frozen batch normalization: a fixed per-channel affine transform."""
 
 import keras
+import tensorflow as tf
 from keras import ops
+
+# TF's smallest epsilon for FusedBatchNorm (smaller ones are raised to it, as cuDNN requires).
+FUSED_BATCH_NORM_MIN_EPSILON = 1.001e-5
 
 
 @keras.saving.register_keras_serializable(package="keras_retinanet")
@@ -14,7 +18,10 @@ class FrozenBatchNormalization(keras.layers.Layer):
     Why not `keras.layers.BatchNormalization(trainable=False)`: TF's fused batch norm silently raises
     epsilon to at least 1.001e-5, while converted detection checkpoints (torchvision) need `epsilon=0`.
     The affine is computed in float32 and the result cast to the compute dtype, so the layer stays exact
-    under mixed precision.
+    under mixed precision. On feature maps it runs as one inference-mode `FusedBatchNormV3` op, which TF's graph
+    optimiser fuses with the convolution before it (and the ReLU after) into one oneDNN kernel on CPU: no extra
+    pass over the activations, which `bin/benchmark` measured as most of the speed-up from folding the
+    normalisation into the convolutions (the weights, the config and training stay as they are).
 
     Args:
         epsilon: added to the variance, `>= 0` (0 is allowed).
@@ -50,6 +57,19 @@ class FrozenBatchNormalization(keras.layers.Layer):
     def call(self, inputs):
         scale = self.gamma * ops.rsqrt(self.moving_variance + self.epsilon)
         shift = self.beta - self.moving_mean * scale
+        if len(inputs.shape) == 4:
+            # The op computes (x - mean) * scale / sqrt(variance + eps) + offset; mean 0 and variance 1 - eps make
+            # that x * scale + shift (to a float32 rounding) whatever our own epsilon, 0 included.
+            outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+                inputs,
+                scale,
+                shift,
+                mean=tf.zeros_like(scale),
+                variance=tf.fill(tf.shape(scale), 1.0 - FUSED_BATCH_NORM_MIN_EPSILON),
+                epsilon=FUSED_BATCH_NORM_MIN_EPSILON,
+                is_training=False,
+            )
+            return outputs
         outputs = ops.cast(inputs, "float32") * scale + shift
         return ops.cast(outputs, self.compute_dtype)
 
