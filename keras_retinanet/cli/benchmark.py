@@ -1,11 +1,20 @@
-"""Speed figures: anchor labelling in the model vs in tf.data, and the detector's train and predict steps.
+"""Speed and memory of our detector beside torchvision's and KerasHub's RetinaNet, and beside the hardware's floor.
 
-Each figure is the median of --repeats timed runs after one warm-up (compilation) run.
+Every figure is the median of --repeats timed runs after a warm-up run, each path measured in a fresh process, all
+in one run so that the ratios hold on a shared machine. The floor is the network's FLOPs (from TensorFlow's graph
+profiler; a training step counts 3 forwards) over the matmul peak this run measures in each dtype. Peers are timed
+when installed (`pip install -e ".[torch]"` for torchvision, `".[keras_hub]"` for KerasHub) on the same random
+images and boxes, ResNet-50, the same image size. The output is a Markdown table (the README's Speed section);
+--json also writes it as data, --render prints the table of such a file again.
+
+The input pipeline is timed on --data_annotations (any format bin/train reads), or on generated JPEG photos.
 """
 
+import datetime
+import json
 import os
-import statistics
-import time
+import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -13,82 +22,182 @@ from absl import flags  # noqa: E402
 
 from keras_retinanet.cli import run_program  # noqa: E402
 
+PATHS = ("forward", "predict", "train", "train_xla", "serving", "pipeline", "labelling")
+DTYPES = ("float32", "bfloat16")
+
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("image_size", 640, "Square input size in pixels.")
-flags.DEFINE_integer("batch_size", 2, "Images per batch.")
-flags.DEFINE_integer("max_boxes", 50, "Padded boxes per image (half of them real).")
+flags.DEFINE_integer("batch_size", 1, "Images per batch for forward, predict and serving.")
+flags.DEFINE_integer("train_batch_size", 2, "Images per batch for training steps.")
 flags.DEFINE_integer("num_classes", 80, "Number of classes.")
-flags.DEFINE_integer("depth", 50, "ResNet depth of the detector timed in the train and predict steps.")
-flags.DEFINE_integer("repeats", 3, "Timed runs per figure (the median is printed).")
-flags.DEFINE_bool("detector", True, "Also time the whole detector's train and predict steps.")
-flags.DEFINE_enum("dtype_policy", "float32", ["float32", "mixed_bfloat16"], "Keras dtype policy of the detector.")
+flags.DEFINE_integer("depth", 50, "ResNet depth (the peers are timed with 50 only).")
+flags.DEFINE_integer("repeats", 5, "Timed runs per figure (the median is reported).")
+flags.DEFINE_list("paths", list(PATHS), f"What to time, of {', '.join(PATHS)}.")
+flags.DEFINE_list("dtypes", list(DTYPES), "Compute dtypes: float32, bfloat16 (mixed_bfloat16 for us).")
+flags.DEFINE_list("peers", ["torchvision", "keras_hub"], "Peers to time where installed: torchvision, keras_hub.")
+flags.DEFINE_string("data_annotations", "", "Annotations of real photos for the pipeline paths (default: generated).")
+flags.DEFINE_string("data_images", "", "Image folder of --data_annotations.")
+flags.DEFINE_enum("data_format", "csv", ["coco", "voc", "csv", "tfrecord"], "Format of --data_annotations.")
+flags.DEFINE_integer("pipeline_batches", 20, "Batches of 2 timed through the input pipeline.")
+flags.DEFINE_integer("fit_steps", 4, "fit steps timed with the pipeline and with the same batches cached.")
+flags.DEFINE_string("json", "", "Also write the report to this JSON file.")
+flags.DEFINE_string("render", "", "Print the table of a report written by --json, and time nothing.")
 
 
-def _median_seconds(function, repeats):
-    function()  # warm-up: tracing and XLA compilation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def _check_flags():
+    for name, values, allowed in (("paths", FLAGS.paths, PATHS), ("dtypes", FLAGS.dtypes, DTYPES),
+                                  ("peers", FLAGS.peers, ("torchvision", "keras_hub"))):
+        unknown = sorted(set(values) - set(allowed))
+        if unknown:
+            raise ValueError(f"--{name}: unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
 
 
-def _random_targets(rng, batch_size, max_boxes, image_size, num_classes):
-    import numpy as np
+def _measure(name, case, *args):
+    from keras_retinanet.benchmark.timing import run_isolated
 
-    corners = rng.uniform(0, image_size * 0.8, (batch_size, max_boxes, 2))
-    sizes = rng.uniform(16, image_size * 0.5, (batch_size, max_boxes, 2))
-    boxes = np.concatenate([corners, np.minimum(corners + sizes, image_size)], axis=-1).astype(np.float32)
-    labels = rng.integers(0, num_classes, (batch_size, max_boxes)).astype(np.int32)
-    labels[:, max_boxes // 2 :] = -1
-    return boxes, labels
+    print(f"timing {name} ...", file=sys.stderr, flush=True)
+    result = run_isolated(case, *args, preload=("torch", "torchvision") if name.startswith("torchvision") else ())
+    print(f"  {name}: {result}", file=sys.stderr, flush=True)
+    return result
+
+
+def _seconds(result, key="seconds"):
+    return result.get(key) if "error" not in result else result
+
+
+def _rows(setting, floor, peers, split):
+    """Runs the selected cases and returns the table's rows."""
+    from keras_retinanet.benchmark import ours
+    from keras_retinanet.benchmark import peers as peer_cases
+    from keras_retinanet.benchmark.report import row
+
+    gflop = floor["gflop_per_image"]
+    peak = floor["peak_gflops"]
+    rows = []
+
+    def floor_seconds(dtype, batch, passes=1):
+        return passes * gflop * batch / peak[dtype]
+
+    for dtype in FLAGS.dtypes:
+        if "forward" in FLAGS.paths:
+            timed = {"torchvision": peer_cases.torchvision_forward, "keras_hub": peer_cases.keras_hub_forward}
+            rows.append(row(
+                f"network forward, {dtype}, batch {setting.batch_size}",
+                _seconds(_measure(f"our forward {dtype}", ours.forward, setting, dtype)),
+                floor=floor_seconds(dtype, setting.batch_size),
+                peers={p: _seconds(_measure(f"{p} forward {dtype}", timed[p], setting, dtype)) for p in peers},
+            ))
+        if "predict" in FLAGS.paths:
+            ours_predict = _measure(f"our predict {dtype}", ours.predict, setting, dtype)
+            peer_results = {}
+            if "torchvision" in peers:
+                peer_results["torchvision"] = _seconds(
+                    _measure(f"torchvision predict {dtype}", peer_cases.torchvision_predict, setting, dtype))
+            if "keras_hub" in peers:  # its best of jit_compile off and on
+                tries = [_seconds(_measure(f"keras_hub predict {dtype} jit={jit}", peer_cases.keras_hub_predict,
+                                           setting, dtype, jit)) for jit in (False, True)]
+                numbers = [t for t in tries if isinstance(t, float)]
+                peer_results["keras_hub"] = min(numbers) if numbers else tries[0]
+            rows.append(row(
+                f"predict (network, decoding, top-k, NMS), {dtype}, batch {setting.batch_size}",
+                _seconds(ours_predict), floor=floor_seconds(dtype, setting.batch_size), peers=peer_results,
+                note="KerasHub: best of jit_compile off and on" if "keras_hub" in peers else "",
+            ))
+            if "error" not in ours_predict:
+                share = ours_predict["decode_seconds"] / ours_predict["seconds"]
+                rows.append(row(f"decoding, top-k and NMS alone, {dtype}", ours_predict["decode_seconds"],
+                                note=f"{share:.1%} of our predict"))
+        for path, jit in (("train", False), ("train_xla", True)):
+            if path not in FLAGS.paths:
+                continue
+            policy = "mixed_bfloat16" if dtype == "bfloat16" else "float32"
+            ours_train = _measure(f"our train {dtype} jit={jit}", ours.train_step, setting, dtype, jit)
+            peer_results = {}
+            if not jit and "torchvision" in peers:
+                tv_train = _measure(f"torchvision train {dtype}", peer_cases.torchvision_train, setting, dtype)
+                peer_results["torchvision"] = _seconds(tv_train)
+            rows.append(row(
+                f"train step, {policy}, batch {setting.train_batch_size}, {'XLA' if jit else 'no XLA'}",
+                _seconds(ours_train), floor=floor_seconds(dtype, setting.train_batch_size, passes=3),
+                peers=peer_results, note="torchvision: autocast" if dtype == "bfloat16" and peer_results else "",
+            ))
+            if not jit and dtype == "float32":
+                memory = {p: r["peak_rss_bytes"] / 2**30 for p, r in (("torchvision", tv_train),) if p in peers
+                          and "error" not in r}
+                rows.append(row(f"peak memory (RSS) of the float32 train-step process, batch "
+                                f"{setting.train_batch_size}", ours_train.get("peak_rss_bytes", 0) / 2**30,
+                                unit="GiB", peers=memory))
+    if "serving" in FLAGS.paths:
+        served = _measure("our SavedModel serving_default", ours.serving, setting)
+        note = ""
+        if "error" not in served:
+            note = f"{served['seconds'] / served['predict_seconds']:.2f} x predict in the same process"
+        rows.append(row(f"SavedModel serving_default, float32, uint8 batch {setting.batch_size}",
+                        _seconds(served), note=note))
+    if "pipeline" in FLAGS.paths:
+        source = FLAGS.data_annotations or "generated JPEG photos 1024 x 768"
+        piped = _measure("input pipeline", ours.input_pipeline, split, FLAGS.pipeline_batches)
+        rows.append(row("input pipeline: decode, resize to 800/1333, flip, pad, batch of 2",
+                        _seconds(piped, "images_per_second"), unit="images/s", note=source))
+        bound = _measure("fit with the pipeline and cached", ours.fit_input_bound, setting, split, "bfloat16",
+                         FLAGS.fit_steps)
+        if "error" not in bound:
+            rows.append(row(f"fit step, mixed_bfloat16, 800/1333, batch {setting.train_batch_size}, on the pipeline",
+                            bound["pipeline_seconds"], note=f"{bound['cached_seconds']:.3f} s on the same batches "
+                            "cached in memory"))
+    if "labelling" in FLAGS.paths:
+        labelled = _measure("anchor labelling", ours.labelling, setting)
+        if "error" not in labelled:
+            rows.append(row(f"anchor labelling of a batch of {setting.train_batch_size} in the model (XLA)",
+                            labelled["in_model_seconds"],
+                            note=f"{labelled['tf_data_seconds']:.3f} s in tf.data (per image, parallel)"))
+    return rows
 
 
 def main(argv):
     del argv
-    import keras
-    import numpy as np
-    import tensorflow as tf
+    from keras_retinanet.benchmark.report import markdown
 
-    from keras_retinanet import RetinaNet
-    from keras_retinanet.backbones import ResNetBackbone
-    from keras_retinanet.boxes import AnchorLabeler
-    from keras_retinanet.layers import AnchorGenerator
-
-    rng = np.random.default_rng(0)
-    size, batch = FLAGS.image_size, FLAGS.batch_size
-    boxes, labels = _random_targets(rng, batch, FLAGS.max_boxes, size, FLAGS.num_classes)
-    anchors = AnchorGenerator()([size, size])
-    labeler = AnchorLabeler()
-    print(f"machine: {os.cpu_count()} CPU cores, GPUs: {len(tf.config.list_physical_devices('GPU'))}")
-    print(f"input {batch} x {size} x {size}, {anchors.shape[0]} anchors, {FLAGS.max_boxes // 2} boxes an image")
-
-    in_model = tf.function(lambda b, l: labeler(anchors, b, l), jit_compile=True)
-    seconds = _median_seconds(lambda: in_model(boxes, labels)["class_targets"].numpy(), FLAGS.repeats)
-    print(f"labelling in the model (batched, XLA):        {seconds * 1000:8.1f} ms / batch")
-
-    dataset = (
-        tf.data.Dataset.from_tensor_slices((boxes, labels))
-        .repeat()
-        .map(lambda b, l: labeler(anchors, b, l), num_parallel_calls=tf.data.AUTOTUNE)
-        .batch(batch)
-    )
-    iterator = iter(dataset)
-    seconds = _median_seconds(lambda: next(iterator)["class_targets"].numpy(), FLAGS.repeats)
-    print(f"labelling in tf.data (per image, parallel):   {seconds * 1000:8.1f} ms / batch")
-
-    if not FLAGS.detector:
+    if FLAGS.render:
+        with open(FLAGS.render) as file:
+            print(markdown(json.load(file)))
         return
-    keras.mixed_precision.set_global_policy(FLAGS.dtype_policy)
-    images = rng.uniform(0, 255, (batch, size, size, 3)).astype(np.float32)
-    model = RetinaNet(ResNetBackbone(FLAGS.depth), num_classes=FLAGS.num_classes)
-    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=FLAGS.dtype_policy == "float32")
-    targets = {"boxes": boxes, "labels": labels}
-    seconds = _median_seconds(lambda: model.train_on_batch(images, targets), FLAGS.repeats)
-    print(f"train step, ResNet-{FLAGS.depth} ({FLAGS.dtype_policy}):          {seconds * 1000:8.1f} ms / batch")
-    seconds = _median_seconds(lambda: model.predict_on_batch(images), FLAGS.repeats)
-    print(f"predict step with decoding and NMS:           {seconds * 1000:8.1f} ms / batch")
+    _check_flags()
+    from keras_retinanet.benchmark import ours
+    from keras_retinanet.benchmark.peers import installed
+    from keras_retinanet.benchmark.timing import Setting
+    from keras_retinanet.config import SplitConfig
+
+    setting = Setting(FLAGS.image_size, FLAGS.batch_size, FLAGS.train_batch_size, FLAGS.num_classes, FLAGS.depth,
+                      repeats=FLAGS.repeats)
+    peers = [peer for peer in FLAGS.peers if installed(peer)]
+    for peer in sorted(set(FLAGS.peers) - set(peers)):
+        print(f"{peer} is not installed: not timed", file=sys.stderr)
+    floor = _measure("the floor", ours.floor, setting)
+    if "error" in floor:
+        raise RuntimeError(f"measuring the floor failed: {floor['error']}")
+    with tempfile.TemporaryDirectory() as folder:
+        if FLAGS.data_annotations:
+            split = SplitConfig(FLAGS.data_annotations, FLAGS.data_images, FLAGS.data_format)
+        elif "pipeline" in FLAGS.paths:
+            split = ours.synthetic_photos(folder)
+        else:
+            split = None
+        rows = _rows(setting, floor, peers, split)
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "command": " ".join(["bin/benchmark", *sys.argv[1:]]),
+        "machine": floor["machine"],
+        "gflop_per_image": floor["gflop_per_image"],
+        "peak_gflops": floor["peak_gflops"],
+        "setting": vars(setting),
+        "peers": peers,
+        "rows": rows,
+    }
+    if FLAGS.json:
+        with open(FLAGS.json, "w") as file:
+            json.dump(report, file, indent=1)
+    print(markdown(report))
 
 
 def run():

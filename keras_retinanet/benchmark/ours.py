@@ -1,0 +1,207 @@
+"""Our detector's paths: network forward, predict, decoding, train step, SavedModel serving, input pipeline."""
+
+import os
+import statistics
+import tempfile
+import time
+
+from keras_retinanet.benchmark.inputs import random_images, random_targets
+from keras_retinanet.benchmark.timing import median_seconds
+
+DTYPE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+
+
+def _detector(setting, dtype):
+    import keras
+
+    from keras_retinanet import RetinaNet
+    from keras_retinanet.backbones import ResNetBackbone
+
+    keras.mixed_precision.set_global_policy(DTYPE_POLICIES[dtype])
+    keras.utils.set_random_seed(0)
+    return RetinaNet(ResNetBackbone(setting.depth), num_classes=setting.num_classes)
+
+
+def floor(setting):
+    """The matmul peaks and the network's forward FLOPs for one image."""
+    from keras_retinanet.benchmark.hardware import describe_machine, forward_flops, matmul_peak
+
+    model = _detector(setting, "float32")
+    return {
+        "machine": describe_machine(),
+        "gflop_per_image": forward_flops(model, setting.image_size) / 1e9,
+        "peak_gflops": {dtype: matmul_peak(dtype) for dtype in DTYPE_POLICIES},
+    }
+
+
+def forward(setting, dtype):
+    """The network alone (backbone, FPN, heads) on a batch."""
+    import tensorflow as tf
+
+    model = _detector(setting, dtype)
+    images = random_images(setting.batch_size, setting.image_size)
+    network = tf.function(lambda x: model(x, training=False))
+    return {"seconds": median_seconds(lambda: network(images)["class_logits"].numpy(), setting.repeats)}
+
+
+def predict(setting, dtype):
+    """`predict_on_batch` (network, box decoding, per-level top-k, class-wise NMS), and the decoding alone: the
+    model's `decode_predictions` on fixed network outputs, as `predict` runs it."""
+    import tensorflow as tf
+
+    model = _detector(setting, dtype)
+    images = random_images(setting.batch_size, setting.image_size)
+    seconds = median_seconds(lambda: model.predict_on_batch(images), setting.repeats)
+    outputs = model(images, training=False)
+    image_size = tf.constant([setting.image_size, setting.image_size])
+    decode = tf.function(lambda outputs: model.decode_predictions(outputs, image_size))
+    decode_seconds = median_seconds(lambda: decode(outputs)["num_detections"].numpy(), setting.repeats)
+    return {"seconds": seconds, "decode_seconds": decode_seconds}
+
+
+def train_step(setting, dtype, jit_compile):
+    """One SGD step (`train_on_batch`: labelling, losses, gradients, update) on `train_batch_size` images."""
+    import keras
+
+    model = _detector(setting, dtype)
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), jit_compile=jit_compile)
+    images = random_images(setting.train_batch_size, setting.image_size)
+    boxes, labels = random_targets(setting.train_batch_size, setting.max_boxes, setting.image_size,
+                                   setting.num_classes)
+    targets = {"boxes": boxes, "labels": labels}
+    return {"seconds": median_seconds(lambda: model.train_on_batch(images, targets), setting.repeats)}
+
+
+def serving(setting):
+    """The exported SavedModel's `serving_default` on uint8 images, beside `predict_on_batch` in the same process
+    (float32; resizing set to keep the image size, as `predict` gets it)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_retinanet.export import export_saved_model
+
+    model = _detector(setting, "float32")
+    model.metadata = {"class_names": [f"class {i}" for i in range(setting.num_classes)],
+                      "category_ids": list(range(1, setting.num_classes + 1))}
+    images = random_images(setting.batch_size, setting.image_size).round()
+    predict_seconds = median_seconds(lambda: model.predict_on_batch(images), setting.repeats)
+    with tempfile.TemporaryDirectory() as folder:
+        export_saved_model(model, folder, min_size=setting.image_size, max_size=setting.image_size, size_divisor=128,
+                           resize_rule="detectron")
+        serve = tf.saved_model.load(folder).signatures["serving_default"]
+        pixels = tf.constant(images.astype(np.uint8))
+        seconds = median_seconds(lambda: serve(images=pixels)["num_detections"].numpy(), setting.repeats)
+    return {"seconds": seconds, "predict_seconds": predict_seconds}
+
+
+def _data_config(min_size=800, max_size=1333):
+    from keras_retinanet.config import DataConfig
+
+    return DataConfig(min_size=min_size, max_size=max_size, horizontal_flip=True)
+
+
+def input_pipeline(split, batches, batch_size=2):
+    """Images a second out of `training_dataset` (decode, resize to 800/1333, flip, pad, batch) on `split` (a
+    `SplitConfig`), after one warm-up batch."""
+    from keras_retinanet.data.splits import read_split
+    from keras_retinanet.data.pipeline import training_dataset
+
+    dataset = read_split(split, _data_config())
+    iterator = iter(training_dataset(dataset, _data_config(), batch_size))
+    next(iterator)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return {"images_per_second": batches * batch_size / (time.perf_counter() - start)}
+
+
+def fit_input_bound(setting, split, dtype, steps):
+    """Median `fit` step times on `split` at 800/1333 (bin/train's pipeline) and on the same batches cached in
+    memory: if the pipeline kept the steps waiting, the first would be longer."""
+    import keras
+
+    from keras_retinanet.data.splits import read_split
+    from keras_retinanet.data.pipeline import training_dataset
+
+    class StepTimes(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.times = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.times.append(time.perf_counter() - self.start)
+
+    model = _detector(setting, dtype)
+    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
+    dataset = read_split(split, _data_config())
+    # The same `steps` batches on every pass (the pipeline is seeded), so no pass traces a new shape.
+    live = training_dataset(dataset, _data_config(), setting.train_batch_size).take(steps)
+    cached = live.cache()
+
+    def median_step(batches):
+        timer = StepTimes()
+        model.fit(batches.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[timer], verbose=0)
+        return statistics.median(timer.times)
+
+    median_step(cached)  # fills the cache and traces the train step for each batch shape
+    return {"cached_seconds": median_step(cached), "pipeline_seconds": median_step(live)}
+
+
+def synthetic_photos(folder, count=24):
+    """A COCO-format split of `count` JPEG photos (shapes on textured backgrounds, 1024 x 768 and 768 x 1024) in
+    `folder`, for timing the input pipeline where no real photos are given. Returns its `SplitConfig`."""
+    import json
+
+    from PIL import Image
+
+    from keras_retinanet.config import SplitConfig
+    from keras_retinanet.datasets.shapes import generate_shapes_dataset
+
+    splits = {}
+    for name, size in (("landscape", (768, 1024)), ("portrait", (1024, 768))):
+        splits[name] = generate_shapes_dataset(folder, {name: count // 2}, image_size=size, min_size=64,
+                                               max_size=400)[name]
+    images, annotations, categories = [], [], None
+    for name, path in splits.items():
+        with open(path) as file:
+            coco = json.load(file)
+        categories = coco["categories"]
+        offset = len(images)
+        for image in coco["images"]:
+            png = os.path.join(folder, name, image["file_name"])
+            jpeg = os.path.splitext(png)[0] + ".jpg"
+            Image.open(png).save(jpeg, quality=90)
+            images.append({**image, "id": image["id"] + offset, "file_name": os.path.join(name, os.path.basename(jpeg))})
+        annotations += [{**a, "id": len(annotations) + i + 1, "image_id": a["image_id"] + offset}
+                        for i, a in enumerate(coco["annotations"])]
+    path = os.path.join(folder, "annotations", "instances_photos.json")
+    with open(path, "w") as file:
+        json.dump({"images": images, "annotations": annotations, "categories": categories}, file)
+    return SplitConfig(annotations=path, images=folder, format="coco")
+
+
+def labelling(setting):
+    """Anchor labelling of a training batch: in the model (batched, XLA, as `compute_loss` runs it) and in
+    `tf.data` (`map` per image, in parallel), the design `fit` did not take."""
+    import tensorflow as tf
+
+    from keras_retinanet.boxes import AnchorLabeler
+    from keras_retinanet.layers import AnchorGenerator
+
+    size, batch = setting.image_size, setting.train_batch_size
+    boxes, labels = random_targets(batch, setting.max_boxes, size, setting.num_classes)
+    anchors = AnchorGenerator()([size, size])
+    labeler = AnchorLabeler()
+    in_model = tf.function(lambda b, l: labeler(anchors, b, l), jit_compile=True)
+    iterator = iter(
+        tf.data.Dataset.from_tensor_slices((boxes, labels))
+        .repeat()
+        .map(lambda b, l: labeler(anchors, b, l), num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(batch)
+    )
+    return {
+        "in_model_seconds": median_seconds(lambda: in_model(boxes, labels)["class_targets"].numpy(), setting.repeats),
+        "tf_data_seconds": median_seconds(lambda: next(iterator)["class_targets"].numpy(), setting.repeats),
+    }

@@ -1,0 +1,66 @@
+"""The benchmark's table: rows of seconds (or other units) for us, the peers and the floor, as Markdown."""
+
+PEER_NAMES = {"torchvision": "torchvision", "keras_hub": "KerasHub"}
+
+
+def row(path, ours, unit="s", floor=None, peers=None, note=""):
+    """One line of the table. `ours` and each of `peers` ({name: result}) is a number, None (not measured) or a
+    case result holding "error"; lower is better unless `unit` is a rate ("/s")."""
+    return {"path": path, "unit": unit, "ours": ours, "floor": floor, "peers": peers or {}, "note": note}
+
+
+def _value(result):
+    return result if isinstance(result, (int, float)) else None
+
+
+def _cell(result, unit):
+    if result is None:
+        return "-"
+    if isinstance(result, dict):
+        return f"fails ({result['error']})" if "error" in result else "-"
+    if unit == "GiB":
+        return f"{result:.2f} GiB"
+    if unit.endswith("/s"):
+        return f"{result:.1f} {unit}"
+    return f"{result:.3f} s"
+
+
+def _ratio(numerator, denominator):
+    if numerator is None or denominator is None or denominator == 0:
+        return "-"
+    return f"{numerator / denominator:.2f}"
+
+
+def markdown(report):
+    """The table of a `bin/benchmark` report (its JSON), with the machine and the command above it."""
+    machine = report["machine"]
+    features = ", ".join(name for name in ("avx512", "avx512_bf16", "amx") if machine[name]) or "no AVX-512"
+    lines = [
+        f"Measured {report['date']} on {machine['cpu']} ({machine['cores']} cores; {features}; "
+        f"AMX {'present' if machine['amx'] else 'absent'}; GPUs: {', '.join(machine['gpus']) or 'none'}), "
+        f"TensorFlow {machine['tensorflow']}, with `{report['command']}`. Floor: {report['gflop_per_image']:.1f} "
+        "GFLOP a forward per image (a training step: 3 times that) over the matmul peak measured in the same run ("
+        + ", ".join(f"{dtype} {gflops:.0f} GFLOP/s" for dtype, gflops in report["peak_gflops"].items())
+        + f"). Medians of {report['setting']['repeats']} runs.",
+        "",
+        "| path | ours | " + " | ".join(PEER_NAMES[p] for p in report["peers"]) + " | floor | ours / floor | "
+        "ours / best peer | note |",
+        "| --- | --- | " + " | ".join("---" for _ in report["peers"]) + " | --- | --- | --- | --- |",
+    ]
+    for line in report["rows"]:
+        unit = line["unit"]
+        peer_values = [_value(line["peers"].get(peer)) for peer in report["peers"]]
+        measured = [value for value in peer_values if value is not None]
+        best_peer = (max if unit.endswith("/s") else min)(measured) if measured else None
+        ours = _value(line["ours"])
+        cells = [
+            line["path"],
+            _cell(line["ours"], unit),
+            *(_cell(line["peers"].get(peer), unit) for peer in report["peers"]),
+            _cell(line["floor"], unit),
+            _ratio(ours, line["floor"]),
+            _ratio(ours, best_peer),
+            line["note"],
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
