@@ -140,7 +140,7 @@ def _size_rule(size, min_size, max_size, resize_rule):
 
 def padding_pixel(resize_rule="detectron"):
     """The [3] pixel that pads images: black, or the ImageNet mean pixel for the "torchvision" resize rule."""
-    return tf.constant(_TORCHVISION_PAD_PIXEL if resize_rule == "torchvision" else (0.0, 0.0, 0.0), tf.float32)
+    return tf.constant((0.0, 0.0, 0.0) if _pads_with_black(resize_rule) else _TORCHVISION_PAD_PIXEL, tf.float32)
 
 
 def pad_to_multiple(image, divisor=SIZE_DIVISOR, resize_rule="detectron"):
@@ -154,7 +154,21 @@ def _centred_padding(image, divisor, resize_rule):
     size = tf.shape(image)[:2]
     padded = (size + divisor - 1) // divisor * divisor
     paddings = [[0, padded[0] - size[0]], [0, padded[1] - size[1]], [0, 0]]
+    if _pads_with_black(resize_rule):  # nothing to take off: saves a pass over the image
+        return tf.pad(image, paddings)
     return tf.pad(image - padding_pixel(resize_rule), paddings)
+
+
+def _pads_with_black(resize_rule):
+    return resize_rule != "torchvision"
+
+
+def _add_padding_pixel(batches, resize_rule):
+    """`batches` of (images, ...) with the padding pixel that `_centred_padding` took off added back."""
+    if _pads_with_black(resize_rule):
+        return batches
+    pad_pixel = padding_pixel(resize_rule)
+    return batches.map(lambda images, info: (images + pad_pixel, info))
 
 
 def _scale_boxes(boxes, scale):
@@ -204,10 +218,9 @@ def training_dataset(dataset, config, batch_size):
             f"{dataset.source}: an image has {most_boxes} boxes (ignore regions included), more than "
             f"data.max_boxes={config.max_boxes}: raise data.max_boxes"
         )
-    pad_pixel = padding_pixel(config.resize_rule)
-    records = _decoded_records(dataset, config)
-    return (
-        records.enumerate()
+    batches = (
+        _decoded_records(dataset, config)
+        .enumerate()
         .map(_augmentation(config), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .padded_batch(
             batch_size,
@@ -215,9 +228,8 @@ def training_dataset(dataset, config, batch_size):
             padding_values=(0.0, {"boxes": 0.0, "labels": GroundTruth.PADDING}),
             drop_remainder=True,
         )
-        .map(lambda images, targets: (images + pad_pixel, targets))
-        .prefetch(tf.data.AUTOTUNE)
     )
+    return _add_padding_pixel(batches, config.resize_rule).prefetch(tf.data.AUTOTUNE)
 
 
 def _decoded_records(dataset, config):
@@ -258,7 +270,7 @@ def _augmentation(config):
         if config.horizontal_flip:
             flip = tf.random.stateless_uniform([], seed + 1) < 0.5
             width = tf.cast(tf.shape(image)[1], tf.float32)
-            image = tf.cond(flip, lambda: image[:, ::-1], lambda: image)
+            image = tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
             boxes = tf.cond(flip, lambda: _flip_boxes(boxes, width), lambda: boxes)
         return _centred_padding(image, config.size_divisor, config.resize_rule), {
             "boxes": boxes,
@@ -275,8 +287,6 @@ def inference_dataset(images, config, batch_size):
     Yields `(images, {"scale", "original_size", "image_size"})`: `scale` is (y, x) new / original size of the
     upright image, `image_size` the resized size inside the padding.
     """
-    pad_pixel = padding_pixel(config.resize_rule)
-
     def load(encoded, orientation):
         image = decode_image(encoded, orientation)
         original_size = tf.shape(image)[:2]
@@ -284,15 +294,14 @@ def inference_dataset(images, config, batch_size):
         padded = _centred_padding(image, config.size_divisor, config.resize_rule)
         return padded, {"scale": scale, "original_size": original_size, "image_size": tf.shape(image)[:2]}
 
-    return (
+    batches = (
         _encoded_with_orientations(images)
         .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .padded_batch(
             batch_size, padded_shapes=([None, None, 3], {"scale": [2], "original_size": [2], "image_size": [2]})
         )
-        .map(lambda images, info: (images + pad_pixel, info))
-        .prefetch(tf.data.AUTOTUNE)
     )
+    return _add_padding_pixel(batches, config.resize_rule).prefetch(tf.data.AUTOTUNE)
 
 
 def to_original_coordinates(boxes, scale, original_size):
