@@ -125,6 +125,23 @@ def test_backbone_under_mixed_bfloat16(mixed_bfloat16):
     assert all(f.dtype == "bfloat16" for f in backbone(random_images((1, 64, 64, 3))))
 
 
+def test_dtype_policy_is_saved_with_the_backbone():
+    """Its layers are created in the constructor, so the policy is recorded and the clone rebuilt under it, whatever
+    the global policy when it is loaded."""
+    import keras
+
+    from keras_retinanet.precision import dtype_policy_scope
+
+    with dtype_policy_scope("mixed_bfloat16"):
+        config = ResNetBackbone(18).get_config()
+    assert config["dtype_policy"] == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == "float32"
+    clone = ResNetBackbone.from_config(config)
+    assert clone.get_layer("conv1_conv").compute_dtype == "bfloat16"
+    assert clone.get_layer("conv1_conv").kernel.dtype == "float32"
+    assert keras.mixed_precision.global_policy().name == "float32"
+
+
 def test_config_round_trip():
     backbone = ResNetBackbone(
         18,
@@ -146,6 +163,7 @@ def test_config_round_trip():
         "weights": None,
         "width_multiplier": 1.0,
         "name": "r18",
+        "dtype_policy": "float32",
     }
     clone = ResNetBackbone.from_config(config)
     assert clone.get_config() == config

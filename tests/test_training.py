@@ -37,3 +37,57 @@ train:
     assert all(np.all(np.isfinite(weight.numpy())) for weight in model.weights)
     class_bias = model.classification_head.output_conv.bias.numpy()
     assert class_bias.max() < -4.0  # trained on from the prior's -4.6, not from a NaN
+
+
+def _tiny_experiment(tmp_path, dtype_policy, iterations=20):
+    data = tmp_path / "data"
+    if not data.exists():
+        generate_shapes_dataset(str(data), splits={"train": 8}, image_size=(96, 96), min_size=16, max_size=40,
+                                max_objects=3)
+    config_path = tmp_path / f"{dtype_policy}.yaml"
+    config_path.write_text(TINY_MODEL_YAML + f"""data:
+  train: {{annotations: {data}/annotations/instances_train.json, images: {data}/train}}
+  min_size: 96
+  max_size: 96
+  max_boxes: 8
+train:
+  batch_size: 4
+  iterations: {iterations}
+  learning_rate: 0.01
+  lr_steps: [{iterations}]
+  warmup_iterations: 5
+  checkpoint_every: {iterations}
+  eval_every: {iterations}
+  dtype_policy: {dtype_policy}
+""")
+    return load_config(str(config_path))
+
+
+def test_mixed_bfloat16_training_follows_float32_and_is_saved_with_the_model(tmp_path):
+    """20 iterations from the same initial weights on the same batches: the mean loss under mixed_bfloat16 is that
+    of float32 within bfloat16's precision, and model.keras loads with bfloat16 compute and float32 weights."""
+    import keras
+
+    from keras_retinanet.inference import load_trained_model
+
+    losses = {}
+    for policy in ("float32", "mixed_bfloat16"):
+        model = train(_tiny_experiment(tmp_path, policy), str(tmp_path / policy), verbose=0)
+        losses[policy] = float(model.total_loss_tracker.result())
+        assert model.backbone.get_layer("conv1_conv").compute_dtype == policy.removeprefix("mixed_")
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after building
+    assert np.isfinite(losses["float32"]) and losses["float32"] > 0
+    assert abs(losses["mixed_bfloat16"] - losses["float32"]) < 0.05 * losses["float32"]
+    loaded = load_trained_model(str(tmp_path / "mixed_bfloat16"))
+    conv = loaded.backbone.get_layer("conv1_conv")
+    assert conv.compute_dtype == "bfloat16" and conv.kernel.dtype == "float32"
+    assert loaded.predict_on_batch(np.zeros([1, 96, 96, 3], np.float32))["scores"].dtype == np.float32
+
+
+def test_mixed_float16_training_scales_the_loss(tmp_path):
+    import keras
+
+    model = train(_tiny_experiment(tmp_path, "mixed_float16", iterations=5), str(tmp_path / "fp16"), verbose=0)
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert np.isfinite(float(model.total_loss_tracker.result()))
+    assert all(np.all(np.isfinite(weight.numpy())) for weight in model.trainable_weights)

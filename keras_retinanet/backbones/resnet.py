@@ -7,6 +7,7 @@ import keras
 from keras_retinanet.backbones.keras_applications import load_keras_applications_weights
 from keras_retinanet.layers.frozen_batch_norm import FrozenBatchNormalization
 from keras_retinanet.layers.image_normalization import PRESETS, ImageNormalization
+from keras_retinanet.precision import dtype_policy_scope
 
 # depth -> (block type, blocks in conv2_x .. conv5_x), He et al. 2016, Table 1.
 RESNET_ARCHITECTURES = {
@@ -105,11 +106,14 @@ class ResNetBackbone(keras.Model):
             "weights": None,
             "width_multiplier": self.width_multiplier,
             "name": self.name,
+            "dtype_policy": self.dtype_policy.name,
         }
 
     @classmethod
     def from_config(cls, config):
-        return cls(**config)
+        config = dict(config)
+        with dtype_policy_scope(config.pop("dtype_policy", None)):  # the layers are created in __init__
+            return cls(**config)
 
 
 

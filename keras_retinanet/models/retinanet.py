@@ -7,6 +7,7 @@ from keras_retinanet.boxes import AnchorLabeler, BoxCoder, Matcher
 from keras_retinanet.layers import AnchorGenerator, DetectionDecoder, FeaturePyramid, RetinaNetHead
 from keras_retinanet.losses import FocalLoss, SmoothL1Loss
 from keras_retinanet.losses.normalized import global_sum
+from keras_retinanet.precision import dtype_policy_scope
 
 BOX_FORMATS = ("xyxy", "yxyx", "xywh", "center_xywh", "center_yxhw", "rel_xyxy", "rel_yxyx", "rel_xywh",
                "rel_center_xywh")
@@ -247,15 +248,17 @@ class RetinaNet(keras.Model):
             "ignore_region_threshold": self.ignore_region_threshold,
             "bounding_box_format": self.bounding_box_format,
             "metadata": self.metadata,
+            "dtype_policy": self.dtype_policy.name,
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        for key in ("backbone", "feature_pyramid", "classification_head", "box_head", "anchor_generator",
-                    "box_coder", "matcher", "decoder", "classification_loss", "box_loss"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
-        return cls(**config)
+        with dtype_policy_scope(config.pop("dtype_policy", None)):  # e.g. mixed_float16 decides the loss scaling
+            for key in ("backbone", "feature_pyramid", "classification_head", "box_head", "anchor_generator",
+                        "box_coder", "matcher", "decoder", "classification_loss", "box_loss"):
+                config[key] = keras.saving.deserialize_keras_object(config[key])
+            return cls(**config)
 
 
 def _check_components(num_classes, feature_pyramid, anchor_generator, classification_head, box_head):

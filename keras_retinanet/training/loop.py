@@ -11,10 +11,12 @@ from keras_retinanet.data.splits import official_ground_truth, read_split
 from keras_retinanet.inference import MODEL_FILE
 from keras_retinanet.models import build_retinanet
 from keras_retinanet.optimizers import make_optimizer
+from keras_retinanet.precision import dtype_policy_scope
 from keras_retinanet.training.callbacks import LearningRateLogger, PeriodicEvaluation, StopOnNonFiniteLoss
 from keras_retinanet.training.strategies import make_strategy
 
 CONFIG_FILE = "config.yaml"
+DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def train(config, model_dir, strategy="default", verbose=1):
@@ -36,13 +38,14 @@ def train(config, model_dir, strategy="default", verbose=1):
 
     keras.utils.set_random_seed(config.data.seed)  # the same initial weights for the same config
     strategy = make_strategy(strategy)
-    with strategy.scope():
+    with strategy.scope(), dtype_policy_scope(train_config.dtype_policy):
         model = build_retinanet(config.model, train_set.num_classes)
         model.metadata = {
             "class_names": list(train_set.class_names),
             "category_ids": [int(i) for i in train_set.category_ids],
             "config": to_dict(config),
         }
+        # Under mixed_float16, compile wraps the optimizer in a LossScaleOptimizer (dynamic loss scaling).
         model.compile(optimizer=make_optimizer(train_config), jit_compile=train_config.jit_compile)
 
     steps_per_epoch = train_config.checkpoint_every
@@ -69,3 +72,4 @@ def train(config, model_dir, strategy="default", verbose=1):
     )
     model.save(os.path.join(model_dir, MODEL_FILE))
     return model
+
