@@ -58,18 +58,7 @@ class FrozenBatchNormalization(keras.layers.Layer):
         scale = self.gamma * ops.rsqrt(self.moving_variance + self.epsilon)
         shift = self.beta - self.moving_mean * scale
         if len(inputs.shape) == 4:
-            # The op computes (x - mean) * scale / sqrt(variance + eps) + offset; mean 0 and variance 1 - eps make
-            # that x * scale + shift (to a float32 rounding) whatever our own epsilon, 0 included.
-            outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-                inputs,
-                scale,
-                shift,
-                mean=tf.zeros_like(scale),
-                variance=tf.fill(tf.shape(scale), 1.0 - FUSED_BATCH_NORM_MIN_EPSILON),
-                epsilon=FUSED_BATCH_NORM_MIN_EPSILON,
-                is_training=False,
-            )
-            return outputs
+            return _fused_scale_and_shift(inputs, scale, shift)
         outputs = ops.cast(inputs, "float32") * scale + shift
         return ops.cast(outputs, self.compute_dtype)
 
@@ -78,3 +67,30 @@ class FrozenBatchNormalization(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
+
+
+def _fused_scale_and_shift(inputs, scale, shift):
+    """`inputs * scale + shift` on feature maps as one inference-mode FusedBatchNormV3 (which Grappler fuses into the
+    convolution before it), with the gradient `upstream * scale` of the affine: the op's own gradient would keep
+    every normalised activation alive for the backward pass (a third more peak memory in a ResNet-50 train step)."""
+
+    @tf.custom_gradient
+    def scale_and_shift(inputs):
+        # The op computes (x - mean) * scale / sqrt(variance + eps) + offset; mean 0 and variance 1 - eps make that
+        # x * scale + shift (to a float32 rounding) whatever the layer's own epsilon, 0 included.
+        outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+            inputs,
+            scale,
+            shift,
+            mean=tf.zeros_like(scale),
+            variance=tf.fill(tf.shape(scale), 1.0 - FUSED_BATCH_NORM_MIN_EPSILON),
+            epsilon=FUSED_BATCH_NORM_MIN_EPSILON,
+            is_training=False,
+        )
+
+        def gradient(upstream):
+            return upstream * tf.cast(scale, upstream.dtype)
+
+        return outputs, gradient
+
+    return scale_and_shift(inputs)
