@@ -33,8 +33,10 @@ test-torch: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[test,torch]"
 	$(PY) -m pytest -q -m torch tests/test_torchvision.py --durations=15
 
-## benchmark: speed figures (see bin/benchmark --help)
+## benchmark: speed and memory beside torchvision and KerasHub and the hardware's floor (see bin/benchmark --help);
+## installs the optional [torch] and [keras_hub] extras (large) into the venv first
 benchmark: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[torch,keras_hub]"
 	$(PY) bin/benchmark
 
 clean:

@@ -43,10 +43,10 @@ def markdown(report):
         + ", ".join(f"{dtype} {gflops:.0f} GFLOP/s" for dtype, gflops in report["peak_gflops"].items())
         + f"). Medians of {report['setting']['repeats']} runs.",
         "",
-        "| path | ours | " + " | ".join(PEER_NAMES[p] for p in report["peers"]) + " | floor | ours / floor | "
-        "ours / best peer | note |",
-        "| --- | --- | " + " | ".join("---" for _ in report["peers"]) + " | --- | --- | --- | --- |",
     ]
+    header = ["path", "ours", *(PEER_NAMES[peer] for peer in report["peers"]), "floor", "ours / floor",
+              "ours / best peer", "note"]
+    lines += ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     for line in report["rows"]:
         unit = line["unit"]
         peer_values = [_value(line["peers"].get(peer)) for peer in report["peers"]]
@@ -63,4 +63,12 @@ def markdown(report):
             line["note"],
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    for dtype, kernels in report.get("onednn", {}).items():
+        lines += ["", f"oneDNN kernels of our network forward, {dtype} (ONEDNN_VERBOSE):", ""]
+        if "error" in kernels:
+            lines.append(kernels["error"])
+            continue
+        lines += ["| share | calls | kind | implementation | data types |", "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {k['share']:.1%} | {k['calls']} | {k['kind']} | {k['implementation']} | {k['data_types']} |"
+                  for k in kernels]
     return "\n".join(lines)

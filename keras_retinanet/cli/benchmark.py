@@ -7,7 +7,9 @@ when installed (`pip install -e ".[torch]"` for torchvision, `".[keras_hub]"` fo
 images and boxes, ResNet-50, the same image size. The output is a Markdown table (the README's Speed section);
 --json also writes it as data, --render prints the table of such a file again.
 
-The input pipeline is timed on --data_annotations (any format bin/train reads), or on generated JPEG photos.
+The input pipeline is timed on --data_annotations (any format bin/train reads), or on generated JPEG photos. The
+onednn path lists the oneDNN kernels that ran our forward and their share of its time: whether the convolutions used
+AMX where the CPU has it, and which passes over memory (reorders, batch norms) were not fused into them.
 """
 
 import datetime
@@ -22,7 +24,7 @@ from absl import flags  # noqa: E402
 
 from keras_retinanet.cli import run_program  # noqa: E402
 
-PATHS = ("forward", "predict", "train", "train_xla", "serving", "pipeline", "labelling")
+PATHS = ("forward", "predict", "train", "train_xla", "serving", "pipeline", "labelling", "onednn")
 DTYPES = ("float32", "bfloat16")
 
 FLAGS = flags.FLAGS
@@ -112,21 +114,21 @@ def _rows(setting, floor, peers, split):
                 continue
             policy = "mixed_bfloat16" if dtype == "bfloat16" else "float32"
             ours_train = _measure(f"our train {dtype} jit={jit}", ours.train_step, setting, dtype, jit)
-            peer_results = {}
+            peer_results, peer_memory = {}, {}
             if not jit and "torchvision" in peers:
                 tv_train = _measure(f"torchvision train {dtype}", peer_cases.torchvision_train, setting, dtype)
                 peer_results["torchvision"] = _seconds(tv_train)
+                if "error" not in tv_train:
+                    peer_memory["torchvision"] = tv_train["peak_rss_bytes"] / 2**30
             rows.append(row(
                 f"train step, {policy}, batch {setting.train_batch_size}, {'XLA' if jit else 'no XLA'}",
                 _seconds(ours_train), floor=floor_seconds(dtype, setting.train_batch_size, passes=3),
                 peers=peer_results, note="torchvision: autocast" if dtype == "bfloat16" and peer_results else "",
             ))
             if not jit and dtype == "float32":
-                memory = {p: r["peak_rss_bytes"] / 2**30 for p, r in (("torchvision", tv_train),) if p in peers
-                          and "error" not in r}
                 rows.append(row(f"peak memory (RSS) of the float32 train-step process, batch "
                                 f"{setting.train_batch_size}", ours_train.get("peak_rss_bytes", 0) / 2**30,
-                                unit="GiB", peers=memory))
+                                unit="GiB", peers=peer_memory))
     if "serving" in FLAGS.paths:
         served = _measure("our SavedModel serving_default", ours.serving, setting)
         note = ""
@@ -152,6 +154,19 @@ def _rows(setting, floor, peers, split):
                             labelled["in_model_seconds"],
                             note=f"{labelled['tf_data_seconds']:.3f} s in tf.data (per image, parallel)"))
     return rows
+
+
+def _onednn_kernels(setting):
+    """{dtype: oneDNN kernel summary} of our forward, if the onednn path is selected."""
+    from keras_retinanet.benchmark.onednn import kernel_summary
+
+    if "onednn" not in FLAGS.paths:
+        return {}
+    summaries = {}
+    for dtype in FLAGS.dtypes:
+        print(f"timing oneDNN kernels of our forward {dtype} ...", file=sys.stderr, flush=True)
+        summaries[dtype] = kernel_summary(setting, dtype)
+    return summaries
 
 
 def main(argv):
@@ -193,6 +208,7 @@ def main(argv):
         "setting": vars(setting),
         "peers": peers,
         "rows": rows,
+        "onednn": _onednn_kernels(setting),
     }
     if FLAGS.json:
         with open(FLAGS.json, "w") as file:
