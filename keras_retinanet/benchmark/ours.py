@@ -142,7 +142,7 @@ def fit_input_bound(setting, split, dtype, steps):
 
     def median_step(batches):
         timer = StepTimes()
-        model.fit(batches.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[timer], verbose=0)
+        model.fit(batches.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[timer], verbose=0, shuffle=False)
         return statistics.median(timer.times)
 
     median_step(cached)  # fills the cache and traces the train step for each batch shape
