@@ -9,8 +9,9 @@ def run_program(main, module_name):
     """absl's `app.run(main)`, with `--help` showing the docstring and flags of `module_name`.
 
     absl documents the flags of the `__main__` module, which for `bin/` wrappers and console scripts is only a shim.
-    Bad input (a config or data error, whose message names the file and value) and a loss that turned NaN or
-    infinite in training (the message names the iteration and the loss term) end the program with that message and
+    Bad input (a config or data error, whose message names the file and value), a strategy that cannot run with
+    the settings, and a loss that turned NaN or infinite in training (the message names the iteration and the loss
+    term) end the program with that message and
     exit status 1, without a traceback.
     """
     module = sys.modules[module_name]
@@ -28,7 +29,7 @@ def run_program(main, module_name):
             one_line = (ConfigError, DataError)
             callbacks = sys.modules.get("keras_retinanet.training.callbacks")  # loaded by training
             if callbacks is not None:
-                one_line += (callbacks.NonFiniteLossError,)
+                one_line += (callbacks.NonFiniteLossError, callbacks.StrategyError)
             if isinstance(error, one_line):
                 sys.exit(f"error: {error}")
             raise

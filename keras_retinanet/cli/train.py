@@ -2,6 +2,9 @@
 
 Running the same command again resumes from the last backup in DIR (written every train.checkpoint_every
 iterations). The resolved config is written to DIR/config.yaml and stored in DIR/model.keras.
+
+Several machines: run the same command on every worker with --strategy=multi_worker and TF_CONFIG set (or under
+srun in a Slurm job), DIR on a filesystem they all see; train.batch_size is the global batch.
 """
 
 from absl import flags
@@ -13,8 +16,12 @@ flags.DEFINE_string("config", None, "Experiment YAML file (see configs/).", requ
 flags.DEFINE_string("model_dir", None, "Directory for the config, logs, backups and the final model.keras.",
                     required=True)
 flags.DEFINE_multi_string("set", [], "Override a config value: --set=train.batch_size=8 (repeatable).")
-flags.DEFINE_enum("strategy", "default", ["default", "one_device", "mirrored"],
-                  "tf.distribute strategy: mirrored uses every GPU, or every logical CPU device without GPUs.")
+flags.DEFINE_enum("strategy", "default", ["default", "one_device", "mirrored", "multi_worker"],
+                  "tf.distribute strategy: mirrored uses every GPU of this machine, or every logical CPU device "
+                  "without GPUs; multi_worker trains on several machines (MultiWorkerMirroredStrategy) with the "
+                  "cluster from TF_CONFIG, or from Slurm under srun.")
+flags.DEFINE_enum("communication", "auto", ["auto", "ring", "nccl"],
+                  "Collectives of --strategy=multi_worker: auto, ring (gRPC), nccl (GPUs).")
 flags.DEFINE_integer("cpu_devices", 1, "Split the CPU into this many logical devices (to try --strategy=mirrored "
                                        "without GPUs).")
 flags.DEFINE_integer("verbose", 1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per checkpoint interval.")
@@ -32,7 +39,7 @@ def main(argv):
     from keras_retinanet.training import train
 
     config = load_config(FLAGS.config, FLAGS.set)
-    train(config, FLAGS.model_dir, strategy=FLAGS.strategy, verbose=FLAGS.verbose)
+    train(config, FLAGS.model_dir, strategy=FLAGS.strategy, verbose=FLAGS.verbose, communication=FLAGS.communication)
     print(f"model written to {FLAGS.model_dir}")
 
 

@@ -122,6 +122,25 @@ class DetectionDataset:
             )
         return order[positions].astype(np.int32)
 
+    def shard(self, index, count):
+        """Worker `index`'s share of the records when `count` workers train together: shares are disjoint and
+        cover every record. TFRecord datasets are split by file where there are enough files (see
+        `TFRecordImages.shard`), others by record (every count-th)."""
+        if not 0 <= index < count:
+            raise ValueError(f"{self.source}: worker {index} of {count} does not exist")
+        if len(self.records) < count:
+            raise ValueError(f"{self.source}: {len(self.records)} images cannot be shared by {count} workers")
+        if count == 1:
+            return self
+        if self.image_source is not None:
+            indices, image_source = self.image_source.shard(index, count)
+        else:
+            indices, image_source = range(index, len(self.records), count), None
+        if not len(indices):
+            raise ValueError(f"{self.source}: worker {index} of {count} gets no images (too few files to split by "
+                             "file and by record; write more, smaller TFRecord shards)")
+        return dataclasses.replace(self, records=[self.records[i] for i in indices], image_source=image_source)
+
     def label_map(self):
         """{category_id: class name}."""
         return dict(zip(self.category_ids, self.class_names))

@@ -58,11 +58,34 @@ class TFRecordImages:
         shards: the TFRecord files, in reading order.
         keep: bool [number of examples in all shards]: whether each example became a record.
         file_names: `image/filename` of each record.
+        shard_sizes: the number of examples in each shard.
     """
 
     shards: tuple
     keep: np.ndarray
     file_names: tuple
+    shard_sizes: tuple
+
+    def shard(self, index, count):
+        """(indices of the records in this share, its `TFRecordImages`): worker `index` of `count` reads whole
+        files (shards index, index + count, ...) when there are at least `count` of them, else every count-th
+        record of all of them."""
+        record_of_example = np.cumsum(self.keep) - 1  # the record each kept example became
+        if len(self.shards) >= count:
+            ends = np.cumsum(self.shard_sizes)
+            chosen = list(range(index, len(self.shards), count))
+            mine = np.zeros_like(self.keep)
+            for shard in chosen:
+                mine[ends[shard] - self.shard_sizes[shard]:ends[shard]] = True
+            keep = self.keep[mine]
+            records = record_of_example[mine & self.keep]
+            return records, TFRecordImages(tuple(self.shards[i] for i in chosen), keep,
+                                           tuple(self.file_names[r] for r in records),
+                                           tuple(self.shard_sizes[i] for i in chosen))
+        keep = self.keep & (record_of_example % count == index)
+        records = record_of_example[keep]
+        return records, TFRecordImages(self.shards, keep, tuple(self.file_names[r] for r in records),
+                                       self.shard_sizes)
 
     def encoded_images(self):
         """`tf.data.Dataset` of the `image/encoded` bytes of the records, in order (the shards are streamed)."""
@@ -106,9 +129,10 @@ def read_tfrecord(pattern, classes=None, policy=DataPolicy()):
         raise DataError(f"{pattern}: no TFRecord file matches this path or pattern")
     names = _ClassNames(classes)
     report = DataReport(pattern, policy.strict)
-    records, keep, locations, source_ids, file_names = [], [], [], [], []
+    records, keep, locations, source_ids, file_names, shard_sizes = [], [], [], [], [], []
     with concurrent.futures.ThreadPoolExecutor(max_workers=INSPECTION_THREADS) as pool:
         for shard in shards:
+            examples_before = len(keep)
             for start, batch in _parsed_batches(shard):
                 examples = [_example(batch, i, f"{shard}#{start + i}", names)
                             for i in range(len(batch["image/encoded"]))]
@@ -121,6 +145,7 @@ def read_tfrecord(pattern, classes=None, policy=DataPolicy()):
                     if record is not None:
                         records.append(record)
                         file_names.append(example["file_name"])
+            shard_sizes.append(len(keep) - examples_before)
     if not locations:
         raise DataError(f"{pattern}: no examples in {', '.join(shards)}")
     category_ids, class_names = names.classes()
@@ -131,7 +156,7 @@ def read_tfrecord(pattern, classes=None, policy=DataPolicy()):
                             ignore_labels=np.searchsorted(category_ids, record.ignore_labels))
         for record, image_id in zip(records, image_ids)
     ]
-    image_source = TFRecordImages(tuple(shards), np.array(keep), tuple(file_names))
+    image_source = TFRecordImages(tuple(shards), np.array(keep), tuple(file_names), tuple(shard_sizes))
     return DetectionDataset(records, class_names, category_ids, source=pattern, image_source=image_source,
                             report=report)
 

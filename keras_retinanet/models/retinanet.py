@@ -173,7 +173,25 @@ class RetinaNet(keras.Model):
         tracker would report the first replica's share scaled up, not the loss of the whole batch."""
         results = super().get_metrics_result()
         results["loss"] = results.pop("total_loss")
+        if _in_multi_worker_replica():
+            # keras-team/keras#20585: under MultiWorkerMirroredStrategy Keras reduces each logged value across
+            # workers with reduce("MEAN", axis=0), which fails on scalars; the values are global (the same on every
+            # replica), so a [1] vector reduces to the same number.
+            results = {name: tf.reshape(value, [1]) for name, value in results.items()}
         return results
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras' build from the first batch. keras-team/keras#20585: under MultiWorkerMirroredStrategy Keras
+        averages that whole batch across workers to learn its shapes, which fails (a per-replica value cannot become
+        a tensor there); this replica's part of the batch has the shapes it needs."""
+        strategy = self.distribute_strategy
+        if iterator is not None and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(lambda value: strategy.experimental_local_results(value)[0],
+                                                   next(batches))
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def make_predict_function(self, force=False):
         """Keras' predict function, run by TensorFlow's kernels even when the model is compiled with XLA.
@@ -278,3 +296,8 @@ def _check_components(num_classes, feature_pyramid, anchor_generator, classifica
                 f"num_anchors={head.num_anchors}; expected {outputs} ({what}) and {num_anchors} "
                 "(the anchor_generator's anchors per location)"
             )
+
+
+def _in_multi_worker_replica():
+    return (isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy)
+            and not tf.distribute.in_cross_replica_context())

@@ -1,5 +1,6 @@
 """`train`: an experiment config in, a trained, resumable, periodically evaluated model out."""
 
+import dataclasses
 import math
 import os
 
@@ -12,32 +13,43 @@ from keras_retinanet.inference import MODEL_FILE
 from keras_retinanet.models import build_retinanet
 from keras_retinanet.optimizers import make_optimizer
 from keras_retinanet.precision import dtype_policy_scope
-from keras_retinanet.training.callbacks import LearningRateLogger, PeriodicEvaluation, StopOnNonFiniteLoss
-from keras_retinanet.training.strategies import make_strategy
+from keras_retinanet.training.callbacks import (
+    ClusterBackupAndRestore, LearningRateLogger, PeriodicEvaluation, StopOnNonFiniteLoss,
+)
+from keras_retinanet.training.strategies import StrategyError, check_jit_compile, is_chief, make_strategy, num_workers
 
 CONFIG_FILE = "config.yaml"
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
-def train(config, model_dir, strategy="default", verbose=1):
+def train(config, model_dir, strategy="default", verbose=1, communication="auto"):
     """Trains the experiment `config` (an `ExperimentConfig`) into `model_dir`; resumes if it holds a backup.
 
     Writes `config.yaml` (the resolved config), TensorBoard logs in `logs/`, a resumable backup in `backup/` at
     every `train.checkpoint_every` iterations, and the final `model.keras`. Returns the trained model.
+
+    `strategy` is one of `STRATEGIES` (`communication` picks the collectives of `multi_worker`). With several
+    workers, each reads its own share of the training images (`DetectionDataset.shard`) with its own shuffling
+    seed, `train.batch_size` is the global batch, and only the chief writes into `model_dir`, which every worker
+    must see (a shared filesystem): the workers resume from the chief's backup.
     """
+    # First: MultiWorkerMirroredStrategy must be created before TensorFlow runs anything.
+    strategy = make_strategy(strategy, communication)
     train_config = config.train
     if train_config.eval_every % train_config.checkpoint_every:
         raise ValueError(
             f"train.eval_every ({train_config.eval_every}) must be a multiple of train.checkpoint_every "
             f"({train_config.checkpoint_every})"
         )
+    check_jit_compile(strategy, train_config.jit_compile)
+    chief = is_chief(strategy)
     train_set = read_split(config.data.train, config.data)
-    val_set = read_split(config.data.val, config.data) if config.data.val.annotations else None
-    os.makedirs(model_dir, exist_ok=True)
-    dump_config(config, os.path.join(model_dir, CONFIG_FILE))
+    val_set = read_split(config.data.val, config.data) if config.data.val.annotations and chief else None
+    if chief:
+        os.makedirs(model_dir, exist_ok=True)
+        dump_config(config, os.path.join(model_dir, CONFIG_FILE))
 
     keras.utils.set_random_seed(config.data.seed)  # the same initial weights for the same config
-    strategy = make_strategy(strategy)
     with strategy.scope(), dtype_policy_scope(train_config.dtype_policy):
         model = build_retinanet(config.model, train_set.num_classes)
         model.metadata = {
@@ -56,20 +68,38 @@ def train(config, model_dir, strategy="default", verbose=1):
             PeriodicEvaluation(val_set, official_ground_truth(config.data.val), config.data, train_config.batch_size,
                                train_config.eval_every, epochs * steps_per_epoch, os.path.join(model_dir, "logs", "eval"))
         )
-    callbacks += [
-        keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"), update_freq=min(100, steps_per_epoch)),
-        keras.callbacks.BackupAndRestore(
-            os.path.join(model_dir, "backup"), save_freq="epoch", double_checkpoint=True, delete_checkpoint=False
-        ),
-    ]
+    if chief:
+        callbacks.append(
+            keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"), update_freq=min(100, steps_per_epoch))
+        )
+    callbacks.append(ClusterBackupAndRestore(os.path.join(model_dir, "backup"), strategy, chief))
     model.fit(
-        training_dataset(train_set, config.data, train_config.batch_size),
+        _distributed_training_dataset(strategy, train_set, config.data, train_config.batch_size),
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         callbacks=callbacks,
         verbose=verbose,
         shuffle=False,  # the dataset shuffles itself, with its seed
     )
-    model.save(os.path.join(model_dir, MODEL_FILE))
+    if chief:
+        model.save(os.path.join(model_dir, MODEL_FILE))
     return model
 
+
+def _distributed_training_dataset(strategy, train_set, data_config, batch_size):
+    """The training batches; with several workers, each worker's own: its share of the images, shuffled with the
+    seed plus its index, in batches of its replicas' share of the global `batch_size`."""
+    workers = num_workers(strategy)
+    if workers == 1:
+        return training_dataset(train_set, data_config, batch_size)
+    if batch_size % strategy.num_replicas_in_sync:
+        raise StrategyError(f"train.batch_size={batch_size} cannot be split over {strategy.num_replicas_in_sync} "
+                            "replicas: make it a multiple of the replica count")
+
+    def worker_dataset(context):
+        index = context.input_pipeline_id
+        return training_dataset(train_set.shard(index, context.num_input_pipelines),
+                                dataclasses.replace(data_config, seed=data_config.seed + index),
+                                context.get_per_replica_batch_size(batch_size))
+
+    return strategy.distribute_datasets_from_function(worker_dataset)

@@ -1,19 +1,109 @@
-"""The `tf.distribute` strategies `bin/train --strategy` offers."""
+"""The `tf.distribute` strategies `bin/train --strategy` offers, and what each of them allows."""
+
+import json
+import os
 
 import tensorflow as tf
 
-STRATEGIES = ("default", "one_device", "mirrored")
+STRATEGIES = ("default", "one_device", "mirrored", "multi_worker")
+COMMUNICATIONS = ("auto", "ring", "nccl")
 
 
-def make_strategy(name):
+class StrategyError(ValueError):
+    """A strategy that cannot run here, or a setting it cannot run with; the message says what to set."""
+
+
+def make_strategy(name, communication="auto"):
+    """The strategy `name` (one of `STRATEGIES`).
+
+    `mirrored` uses every GPU of this machine, or every logical CPU device without GPUs. `multi_worker` is
+    `MultiWorkerMirroredStrategy` over the cluster in `TF_CONFIG`, or over the Slurm job's tasks when run under
+    Slurm (`srun`) without `TF_CONFIG`; `communication` picks its collectives (`auto`, `ring`, or `nccl` on GPUs).
+    """
+    if name not in STRATEGIES:
+        raise StrategyError(f"unknown strategy {name!r}: use one of {', '.join(STRATEGIES)}")
+    if communication not in COMMUNICATIONS:
+        raise StrategyError(f"unknown communication {communication!r}: use one of {', '.join(COMMUNICATIONS)}")
+    if communication != "auto" and name != "multi_worker":
+        raise StrategyError(f"--communication={communication} is for --strategy=multi_worker, not {name}")
+    if name == "multi_worker":
+        return _multi_worker_strategy(communication)
+    gpus = tf.config.list_logical_devices("GPU")
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "one_device":
-        device = "/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0"
-        return tf.distribute.OneDeviceStrategy(device)
-    if name == "mirrored":
-        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [
-            d.name for d in tf.config.list_logical_devices("CPU")
-        ]
-        return tf.distribute.MirroredStrategy(devices)
-    raise ValueError(f"unknown strategy {name!r}: use one of {STRATEGIES}")
+        return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
+    return tf.distribute.MirroredStrategy([d.name for d in gpus or tf.config.list_logical_devices("CPU")])
+
+
+def _multi_worker_strategy(communication):
+    # Physical devices only: listing logical ones starts TensorFlow's runtime, after which collectives cannot be
+    # configured ("Collective ops must be configured at program startup").
+    if communication == "nccl" and not tf.config.list_physical_devices("GPU"):
+        raise StrategyError("--communication=nccl needs GPUs, and this machine has none: use auto or ring")
+    implementation = {
+        "auto": tf.distribute.experimental.CommunicationImplementation.AUTO,
+        "ring": tf.distribute.experimental.CommunicationImplementation.RING,
+        "nccl": tf.distribute.experimental.CommunicationImplementation.NCCL,
+    }[communication]
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy(
+            cluster_resolver=_cluster_resolver(),
+            communication_options=tf.distribute.experimental.CommunicationOptions(implementation=implementation),
+        )
+    except RuntimeError as error:
+        if "program startup" not in str(error):
+            raise
+        raise StrategyError("--strategy=multi_worker must be set up before TensorFlow runs anything in this process "
+                            "(call train() with it first thing)") from error
+
+
+def _cluster_resolver():
+    if os.environ.get("TF_CONFIG"):
+        try:
+            json.loads(os.environ["TF_CONFIG"])
+        except ValueError as error:
+            raise StrategyError(f"TF_CONFIG is not JSON ({error}): {os.environ['TF_CONFIG'][:200]!r}") from None
+        resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+        if not resolver.cluster_spec().as_dict() or resolver.task_type is None:
+            raise StrategyError("TF_CONFIG must give a cluster and this process's task, e.g. "
+                                '{"cluster": {"worker": ["host1:port", "host2:port"]}, '
+                                '"task": {"type": "worker", "index": 0}}')
+        return resolver
+    if "SLURM_PROCID" in os.environ:
+        return tf.distribute.cluster_resolver.SlurmClusterResolver()
+    raise StrategyError("--strategy=multi_worker needs the cluster: set TF_CONFIG in every worker's environment, or "
+                        "start the workers with srun in a Slurm job")
+
+
+def is_chief(strategy):
+    """Whether this process writes the shared outputs (model, logs, backups, evaluation): the `chief` task, or
+    worker 0 of a cluster without one; always outside a multi-worker cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs
+
+
+def num_workers(strategy):
+    """The processes training together: the cluster's chief and workers under `multi_worker`, else 1."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or resolver is None:
+        return 1
+    cluster = resolver.cluster_spec().as_dict()
+    return max(1, sum(len(cluster.get(job, [])) for job in ("chief", "worker")))
+
+
+def check_jit_compile(strategy, jit_compile):
+    """Refuses XLA where TensorFlow cannot compile the step: replicas on CPU devices (XLA implements no collectives
+    there: "Collectives are not yet implemented for CPU devices when compiling with XLA", b/194942685), which is
+    every multi-replica strategy on a machine without GPUs."""
+    if not jit_compile or (strategy.num_replicas_in_sync == 1 and num_workers(strategy) == 1):
+        return
+    if not tf.config.list_logical_devices("GPU"):
+        raise StrategyError(
+            f"train.jit_compile=true cannot run with {strategy.num_replicas_in_sync} replicas on CPU devices (XLA "
+            "has no collectives on CPU): set train.jit_compile=false, or train on GPUs"
+        )

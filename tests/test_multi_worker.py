@@ -1,0 +1,207 @@
+"""Training on several workers: each worker's share of the data, the first step of two worker processes against
+one process, `bin/train --strategy=multi_worker` killed and resumed, and what the strategies refuse."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_retinanet.data import read_coco
+from keras_retinanet.data.tfrecord import read_tfrecord, write_tfrecords
+from keras_retinanet.datasets import generate_shapes_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("shapes")
+    paths = generate_shapes_dataset(str(folder), splits={"train": 11}, image_size=(64, 80), min_size=16,
+                                    max_size=32, max_objects=2)
+    return read_coco(paths["train"], str(folder / "train")), folder
+
+
+def _image_bytes(dataset):
+    from keras_retinanet.data.pipeline import encoded_images
+
+    return [bytes(encoded.numpy()) for encoded in encoded_images(dataset)]
+
+
+def _check_shares(dataset, shares):
+    ids = [[record.image_id for record in share.records] for share in shares]
+    assert sorted(sum(ids, [])) == sorted(record.image_id for record in dataset.records)  # disjoint, complete
+    everything = dict(zip((r.image_id for r in dataset.records), _image_bytes(dataset)))
+    for share, share_ids in zip(shares, ids):
+        assert _image_bytes(share) == [everything[i] for i in share_ids]  # each record keeps its own image
+
+
+def test_shares_of_image_files_are_disjoint_and_complete(shapes):
+    dataset, _ = shapes
+    shares = [dataset.shard(index, 3) for index in range(3)]
+    assert [len(share.records) for share in shares] == [4, 4, 3]
+    _check_shares(dataset, shares)
+    assert dataset.shard(0, 1) is dataset
+    with pytest.raises(ValueError, match="11 images cannot be shared by 12 workers"):
+        dataset.shard(0, 12)
+
+
+def test_tfrecord_shares_are_whole_files_when_there_are_enough(shapes, tmp_path):
+    dataset, _ = shapes
+    shards = write_tfrecords(dataset, str(tmp_path / "four" / "train"), num_shards=4)
+    records = read_tfrecord(str(tmp_path / "four" / "train-*.tfrecord"))
+    shares = [records.shard(index, 2) for index in range(2)]
+    assert [share.image_source.shards for share in shares] == [(shards[0], shards[2]), (shards[1], shards[3])]
+    _check_shares(records, shares)
+
+
+def test_tfrecord_shares_are_every_nth_record_with_fewer_files_than_workers(shapes, tmp_path):
+    dataset, _ = shapes
+    write_tfrecords(dataset, str(tmp_path / "one" / "train"), num_shards=1)
+    records = read_tfrecord(str(tmp_path / "one" / "train-*.tfrecord"))
+    shares = [records.shard(index, 3) for index in range(3)]
+    assert all(len(share.image_source.shards) == 1 for share in shares)
+    _check_shares(records, shares)
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _start_workers(command, count=2, cwd=ROOT, **popen):
+    """`command` in `count` processes, each with the TF_CONFIG of its worker in a cluster on localhost."""
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(count)]}
+    return [
+        subprocess.Popen(command, cwd=cwd, env={
+            **os.environ, "PYTHONPATH": ROOT, "TF_CPP_MIN_LOG_LEVEL": "2",
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        }, text=True, **popen)
+        for index in range(count)
+    ]
+
+
+def test_two_worker_processes_give_the_loss_and_gradients_of_one_process():
+    """The positive-anchor count that normalises the loss is summed over the workers, so two workers with half the
+    batch each compute the loss and gradients of one process on the whole batch."""
+    workers = _start_workers([sys.executable, os.path.join(ROOT, "tests", "multi_worker_check.py")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    outputs = [worker.communicate(timeout=300) for worker in workers]
+    for worker, (out, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err[-3000:]
+    for out, _ in outputs:
+        result = json.loads(out.strip().splitlines()[-1])
+        assert result["replicas"] == 2
+        assert result["distributed_loss"] == pytest.approx(result["single_loss"], rel=1e-5)
+        assert result["max_gradient_relative_error"] < 1e-4
+
+
+def _train_command(config, model_dir):
+    return [sys.executable, os.path.join(ROOT, "bin", "train"), f"--config={config}", f"--model_dir={model_dir}",
+            "--strategy=multi_worker", "--verbose=2"]
+
+
+def test_killed_worker_and_restarted_job_resume_from_the_last_backup(shapes, tmp_path):
+    """SIGKILL one of two workers mid-training (its peer is then stopped, as a job scheduler would), rerun the same
+    command: both workers resume from the chief's last backup and finish the schedule."""
+    from tiny import TINY_MODEL_YAML
+
+    _, folder = shapes
+    config = tmp_path / "tiny.yaml"
+    # Frozen BN: batch statistics of 2 images per worker would make this tiny model diverge.
+    config.write_text(TINY_MODEL_YAML.replace("batch_norm", "frozen_bn") + f"""data:
+  train: {{annotations: {folder}/annotations/instances_train.json, images: {folder}/train}}
+  min_size: 64
+  max_size: 96
+  max_boxes: 4
+train:
+  batch_size: 4
+  iterations: 160
+  learning_rate: 0.005
+  lr_steps: [120]
+  warmup_iterations: 2
+  checkpoint_every: 8
+  eval_every: 160
+""")
+    model_dir = tmp_path / "model"
+    metadata = model_dir / "backup" / "training_metadata.json"
+    workers = _start_workers(_train_command(config, model_dir), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (metadata.exists() and json.loads(metadata.read_text() or "{}").get(
+            "epoch", 0) >= 3):
+        assert all(worker.poll() is None for worker in workers), "a worker stopped before the kill"
+        time.sleep(0.2)
+    workers[1].send_signal(signal.SIGKILL)
+    workers[0].send_signal(signal.SIGKILL)
+    for worker in workers:
+        worker.wait(timeout=60)
+    killed_at = json.loads(metadata.read_text())["epoch"]
+    assert 3 <= killed_at < 20 and not (model_dir / "model.keras").exists()
+
+    workers = _start_workers(_train_command(config, model_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    outputs = [worker.communicate(timeout=300)[0] for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    for output in outputs:  # both workers start at the backup's epoch, not at 1
+        first_epoch = next(line for line in output.splitlines() if line.startswith("Epoch "))
+        assert first_epoch.startswith(f"Epoch {killed_at + 1}/20"), first_epoch
+    import keras
+
+    model = keras.saving.load_model(model_dir / "model.keras", safe_mode=True)
+    assert int(model.optimizer.iterations.numpy()) == 160
+
+
+def _shrunk(data):
+    return [
+        "model.backbone.width_multiplier=0.25", "model.backbone.weights=null", "model.pyramid.filters=16",
+        "model.heads.filters=16", "model.heads.num_convs=1", "data.train.format=coco",
+        f"data.train.annotations={data}/annotations/instances_train.json", f"data.train.images={data}/train",
+        'data.val.annotations=""', "data.min_size=64", "data.max_size=96", "data.max_boxes=4", "train.batch_size=2",
+        "train.iterations=2", "train.lr_steps=[2]", "train.warmup_iterations=1", "train.checkpoint_every=1",
+        "train.eval_every=2", "train.jit_compile=false",
+    ]
+
+
+def _mirrored_train(config, model_dir, overrides):
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bin", "train"), f"--config={config}", f"--model_dir={model_dir}",
+         "--strategy=mirrored", "--cpu_devices=2", "--verbose=2", *(f"--set={o}" for o in overrides)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT},
+    )
+
+
+@pytest.mark.parametrize("config", sorted(p for p in os.listdir(os.path.join(ROOT, "configs")) if p.endswith(".yaml")))
+def test_every_shipped_config_trains_under_mirrored_on_two_cpu_devices(shapes, tmp_path, config):
+    """Each shipped config's model (narrower, on small images) trains two steps; only the data and sizes differ."""
+    import keras
+
+    _, folder = shapes
+    process = _mirrored_train(os.path.join(ROOT, "configs", config), tmp_path / "model", _shrunk(folder))
+    assert process.returncode == 0, process.stderr[-3000:]
+    model = keras.saving.load_model(tmp_path / "model" / "model.keras", safe_mode=True)
+    assert int(model.optimizer.iterations.numpy()) == 2
+    losses = [float(line.split(" loss: ")[1].split()[0]) for line in process.stdout.splitlines() if " loss: " in line]
+    assert len(losses) == 2 and all(np.isfinite(losses))
+
+
+def test_xla_with_replicas_on_cpu_devices_is_refused_before_training(shapes, tmp_path):
+    """XLA has no collectives on CPU: the demo config (XLA on) under mirrored says what to set, in one line."""
+    _, folder = shapes
+    overrides = [o for o in _shrunk(folder) if not o.startswith("train.jit_compile")]
+    process = _mirrored_train(os.path.join(ROOT, "configs", "demo.yaml"), tmp_path / "model", overrides)
+    assert process.returncode == 1
+    assert process.stderr.strip().splitlines()[-1] == (
+        "error: train.jit_compile=true cannot run with 2 replicas on CPU devices (XLA has no collectives on CPU): "
+        "set train.jit_compile=false, or train on GPUs")
+    assert not (tmp_path / "model").exists()
