@@ -11,7 +11,6 @@ import time
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_retinanet.data import read_coco
 from keras_retinanet.data.tfrecord import read_tfrecord, write_tfrecords
