@@ -204,3 +204,20 @@ def test_xla_with_replicas_on_cpu_devices_is_refused_before_training(shapes, tmp
         "error: train.jit_compile=true cannot run with 2 replicas on CPU devices (XLA has no collectives on CPU): "
         "set train.jit_compile=false, or train on GPUs")
     assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize("environment, message", [
+    ({}, "error: --strategy=multi_worker needs the cluster: set TF_CONFIG in every worker's environment, or start "
+         "the workers with srun in a Slurm job"),
+    ({"TF_CONFIG": "{cluster: [node0]}"}, "error: TF_CONFIG is not JSON"),
+])
+def test_multi_worker_without_a_cluster_says_what_to_set(shapes, tmp_path, environment, message):
+    _, folder = shapes
+    env = {key: value for key, value in os.environ.items() if key not in ("TF_CONFIG", "SLURM_PROCID")}
+    process = subprocess.run(
+        [*_train_command(os.path.join(ROOT, "configs", "demo.yaml"), tmp_path / "model"),
+         *(f"--set={o}" for o in _shrunk(folder))],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, env={**env, **environment, "PYTHONPATH": ROOT},
+    )
+    assert process.returncode == 1
+    assert process.stderr.strip().splitlines()[-1].startswith(message)

@@ -37,10 +37,13 @@ def main(argv):
 
     from keras_retinanet.config import load_config
     from keras_retinanet.training import train
+    from keras_retinanet.training.strategies import is_chief
 
     config = load_config(FLAGS.config, FLAGS.set)
-    train(config, FLAGS.model_dir, strategy=FLAGS.strategy, verbose=FLAGS.verbose, communication=FLAGS.communication)
-    print(f"model written to {FLAGS.model_dir}")
+    model = train(config, FLAGS.model_dir, strategy=FLAGS.strategy, verbose=FLAGS.verbose,
+                  communication=FLAGS.communication)
+    if is_chief(model.distribute_strategy):
+        print(f"model written to {FLAGS.model_dir}")
 
 
 def run():
