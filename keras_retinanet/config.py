@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import math
 import os
+import re
 import types
 import typing
 from typing import Optional
@@ -400,9 +401,10 @@ def _convert(value, field_type, key, source):
             raise ConfigError(f"{source}: '{key}' must be true or false, got {value!r}")
         return value
     if field_type is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        number = _integral(value)
+        if number is None:
             raise ConfigError(f"{source}: '{key}' must be an integer, got {value!r}")
-        return value
+        return number
     if field_type is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}")
@@ -412,3 +414,17 @@ def _convert(value, field_type, key, source):
             raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}")
         return value
     raise TypeError(f"unsupported config field type {field_type} for '{key}'")
+
+
+def _integral(value):
+    """`value` as an int if it is one: 50000000, 5e7 or 50e6 (YAML reads `50e6` as a string, `5.0e+7` as a float);
+    else None (booleans, fractions, text)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+", value.strip()):
+        value = float(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+        return int(value)
+    return None

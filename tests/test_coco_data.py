@@ -151,6 +151,8 @@ BAD_INPUTS = {
     "width 0": (_set("images", 1, "width", 0), ["image id 2", "width must be a positive integer, got 0"]),
     "no height": (_delete("images", 1, "height"), ["image id 2", "'height'"]),
     "duplicate image id": (_set("images", 2, "id", 1), ["image id 1", "duplicate image id 1"]),
+    "duplicate annotation id": (_set("annotations", 3, "id", 13), ["annotation id 13", "duplicate id",
+                                                                   "annotation #0 has it too"]),
 }
 
 

@@ -54,6 +54,7 @@ def test_unknown_key_is_named(tmp_path):
     [
         ("train:\n  batch_size: 2.5\n", "'train.batch_size' must be an integer, got 2.5"),
         ("train:\n  batch_size: true\n", "'train.batch_size' must be an integer"),
+        ("train:\n  batch_size: 2.5e0\n", "'train.batch_size' must be an integer, got '2.5e0'"),
         ("data:\n  horizontal_flip: 'yes'\n", "'data.horizontal_flip' must be true or false"),
         ("train:\n  lr_steps: 60000\n", "'train.lr_steps' must be a list"),
         ("train:\n  lr_steps: [60000, x]\n", r"'train.lr_steps\[1\]' must be an integer"),
@@ -70,6 +71,14 @@ def test_unknown_key_is_named(tmp_path):
 def test_wrong_types_are_named(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_config(_write(tmp_path, text))
+
+
+def test_integers_may_be_written_in_scientific_notation(tmp_path):
+    """As the README writes 50e6: YAML reads `1e9` as text and `5.0e+7` as a float; both are integers here."""
+    config = load_config(_write(tmp_path, "data:\n  max_image_pixels: 5.0e+7\n"),
+                         ["data.max_image_pixels=1e9", "train.iterations=9E4"])
+    assert config.data.max_image_pixels == 10**9 and config.train.iterations == 90000
+    assert load_config(_write(tmp_path, "data:\n  max_image_pixels: 5.0e+7\n")).data.max_image_pixels == 5 * 10**7
 
 
 def test_overrides(tmp_path):

@@ -340,3 +340,57 @@ def test_difficult_objects_count_neither_way_in_evaluation(tmp_path):
     elsewhere = {"image_id": 1, "category_id": 1, "bbox": [60, 0, 30, 30], "score": 0.9}
     assert evaluate_coco(ground_truth, [hit, on_difficult]).metrics["AP50"] == pytest.approx(1.0)
     assert evaluate_coco(ground_truth, [hit, elsewhere]).metrics["AP50"] < 0.6
+
+
+@pytest.mark.parametrize("header", [[], ["filename,xmin,ymin,xmax,ymax,class"]], ids=["headerless", "header"])
+def test_a_spreadsheets_byte_order_mark_is_not_part_of_the_first_name(tmp_path, header):
+    path, images, _ = _csv(tmp_path, [*header, "a.png,10,5,20,15,dog"])
+    with open(path, "rb") as file:
+        content = file.read()
+    with open(path, "wb") as file:
+        file.write(b"\xef\xbb\xbf" + content.replace(b"\n", b"\r\n"))  # as spreadsheet programs save CSV
+    (tmp_path / "classes.csv").write_bytes(b"\xef\xbb\xbfdog,0\r\n")
+    dataset = read_csv(path, images, str(tmp_path / "classes.csv"), policy=STRICT)
+    assert _boxes(dataset) == {"a.png": [[10, 5, 20, 15]]} and dataset.class_names == ["dog"]
+
+
+def test_csv_that_is_not_utf8_names_the_file(tmp_path):
+    path, images, _ = _csv(tmp_path, ["a.png,10,5,20,15,dog"])
+    with open(path, "ab") as file:
+        file.write("a.png,1,1,5,5,\u00e9t\u00e9\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"labels.csv: not UTF-8 text .*save the file as UTF-8"):
+        read_csv(path, images)
+
+
+@pytest.mark.parametrize("declaration", [
+    '<!DOCTYPE a [<!ENTITY x "xxxxxxxxxx"><!ENTITY y "&x;&x;&x;&x;&x;&x;&x;&x;&x;&x;">]>',
+    '<!DOCTYPE a [<!ENTITY secret SYSTEM "file:///etc/passwd">]>',
+], ids=["expansion", "external"])
+def test_voc_xml_with_entity_declarations_is_refused_naming_the_file(tmp_path, declaration):
+    _image(tmp_path / "a.png")
+    (tmp_path / "ann").mkdir()
+    (tmp_path / "ann" / "a.xml").write_text(
+        f"<?xml version='1.0'?>{declaration}<annotation><filename>a.png</filename><object><name>&y;</name>"
+        "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>")
+    with pytest.raises(DataError, match=r"ann/a.xml: XML with Entities\w* is refused for safety"):
+        read_voc(tmp_path / "ann", tmp_path)
+
+
+def test_a_split_without_usable_images_is_an_error_with_the_skip_counts(tmp_path):
+    path, images, _ = _csv(tmp_path, ["gone.png,10,5,20,15,dog", "lost.png,1,1,5,5,dog"], images=())
+    with pytest.raises(DataError, match=r"labels.csv: no usable images \(2 x .*\)$"):
+        read_dataset("csv", path, images)
+
+
+def test_programs_report_a_split_without_usable_images_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    path, images, _ = _csv(tmp_path, ["gone.png,10,5,20,15,dog"], images=())
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    process = subprocess.run(
+        [sys.executable, os.path.join(root, "bin", "inspect_dataset"), f"--annotations={path}", f"--images={images}",
+         "--format=csv"], capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": root},
+    )
+    assert process.returncode == 1
+    assert process.stderr.strip().splitlines()[-1].startswith(f"error: {path}: no usable images (1 x ")

@@ -12,7 +12,18 @@ FORMATS = ("coco", "voc", "csv", "tfrecord")
 
 
 def read_dataset(format, annotations, images="", classes="", policy=DataPolicy()):
-    """The `DetectionDataset` of one split in `format` (see `keras_retinanet.config.SplitConfig`)."""
+    """The `DetectionDataset` of one split in `format` (see `keras_retinanet.config.SplitConfig`); a DataError if
+    no image is left to use, with the policy's counts of what it skipped."""
+    dataset = _read(format, annotations, images, classes, policy)
+    if not dataset.records:
+        source = dataset.source or annotations
+        summary = dataset.report.summary() if dataset.report is not None else ""
+        counts = "; ".join(line.removeprefix(f"{dataset.report.source}: ") for line in summary.splitlines())
+        raise DataError(f"{source}: no usable images ({counts or 'the annotations list none'})")
+    return dataset
+
+
+def _read(format, annotations, images, classes, policy):
     if not annotations:
         raise DataError("a data split needs 'annotations' (set data.<split>.annotations)")
     if format != "tfrecord" and not images:

@@ -17,8 +17,11 @@ def read_class_file(path):
     order); or a TF Object Detection API `label_map.pbtxt` (`item { id: 1 name: "cat" }`). Duplicate names or ids,
     negative or non-integer ids and empty files are errors naming the line.
     """
-    with open(path, encoding="utf-8") as file:
-        text = file.read()
+    try:
+        with open(path, encoding="utf-8-sig") as file:  # -sig: a spreadsheet's byte-order mark is not a name
+            text = file.read()
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text ({error}); save the file as UTF-8") from None
     if path.endswith(".pbtxt"):
         entries = _pbtxt_entries(text, path)
     else:

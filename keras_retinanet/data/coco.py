@@ -75,9 +75,17 @@ def _read_annotations(annotations, source, images, label_of_category):
     grouping by image runs vectorised after it."""
     position_of_image = {image_id: position for position, image_id in enumerate(images)}
     bboxes, image_positions, labels, crowd, annotation_ids = [], [], [], [], []
+    first_with_id = {}
     for index, annotation in enumerate(annotations):
         if type(annotation) is not dict or not all(key in annotation for key in _ANNOTATION_KEYS):
             _require(annotation, _ANNOTATION_KEYS, f"{source}: annotation {_describe(annotation, index)}")
+        if "id" in annotation:
+            try:
+                first = first_with_id.setdefault(annotation["id"], index)
+            except TypeError:  # an unhashable id (a list, an object)
+                raise _annotation_error(source, annotations, index, f"id must be a number, got {annotation['id']!r}")
+            if first != index:
+                raise _annotation_error(source, annotations, index, f"duplicate id: annotation #{first} has it too")
         image_id, category_id, bbox = annotation["image_id"], annotation["category_id"], annotation["bbox"]
         if type(image_id) is not int or image_id not in position_of_image:
             raise _annotation_error(source, annotations, index, f"image_id {image_id!r} is not in 'images'")

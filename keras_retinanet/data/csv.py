@@ -45,8 +45,16 @@ def read_csv(annotations, images_dir, classes=None, policy=DataPolicy()):
     """
     annotations = os.fspath(annotations)
     images_dir = images_folder(images_dir, annotations)
-    with open(annotations, encoding="utf-8", newline="") as file:
-        rows = [(number, row) for number, row in enumerate(csv.reader(file), start=1) if row]
+    rows = []
+    # utf-8-sig: spreadsheet programs start the file with a byte-order mark, which is not part of the first name.
+    with open(annotations, encoding="utf-8-sig", newline="") as file:
+        reader = csv.reader(file)
+        try:
+            rows = [(reader.line_num, row) for row in reader if row]
+        except UnicodeDecodeError as error:
+            raise DataError(f"{annotations}: not UTF-8 text ({error}); save the file as UTF-8") from None
+        except csv.Error as error:
+            raise DataError(f"{annotations}, line {reader.line_num}: not valid CSV ({error})") from None
     if not rows:
         raise DataError(f"{annotations}: empty CSV file")
     columns = _header(rows[0][1], annotations)

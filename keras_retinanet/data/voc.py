@@ -3,7 +3,7 @@
 import os
 
 import numpy as np
-from defusedxml import ElementTree
+from defusedxml import DefusedXmlException, ElementTree
 
 from keras_retinanet.data.classes import NamedClasses
 from keras_retinanet.data.policy import AnnotatedImage, DataError, DataPolicy, finish_dataset, images_folder
@@ -87,6 +87,8 @@ def _parse(path, images_dir):
         root = ElementTree.parse(path).getroot()
     except ElementTree.ParseError as error:
         raise DataError(f"{path}: not valid XML ({error})") from None
+    except DefusedXmlException as error:  # entity declarations, external references: refused, nothing read
+        raise DataError(f"{path}: XML with {type(error).__name__} is refused for safety ({error})") from None
     file_name = _text(root, "filename", path)
     size = root.find("size")
     stated_size = None
