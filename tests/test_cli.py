@@ -153,3 +153,19 @@ def test_a_non_finite_loss_stops_training_with_one_line(experiment):
     assert re.fullmatch(r"error: iteration [1-9]\d*: (classification|box|regularization) loss (nan|inf|-inf)"
                         r"( and .*)?: training stopped .*", last_line), last_line
     assert not os.path.exists(model_dir / "model.keras")
+    # The backups written before the loss went non-finite stay, and hold finite weights.
+    from keras_retinanet.config import load_config
+    from keras_retinanet.data.splits import read_split
+    from keras_retinanet.models import build_retinanet
+    from keras_retinanet.optimizers import make_optimizer
+    from keras_retinanet.training import Backups
+
+    backups = Backups(model_dir / "backup")
+    if backups.epochs():
+        experiment_config = load_config(config)
+        classes = read_split(experiment_config.data.train, experiment_config.data).num_classes
+        model = build_retinanet(experiment_config.model, classes)
+        model.compile(optimizer=make_optimizer(experiment_config.train))
+        model.optimizer.build(model.trainable_variables)
+        backups.restore(model)
+        assert all(np.all(np.isfinite(weight.numpy())) for weight in model.weights)

@@ -133,20 +133,21 @@ train:
   checkpoint_every: 8
   eval_every: 160
 """)
+    from keras_retinanet.training import Backups
+
     model_dir = tmp_path / "model"
-    metadata = model_dir / "backup" / "training_metadata.json"
+    backups = Backups(model_dir / "backup")
     workers = _start_workers(_train_command(config, model_dir), stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while time.time() < deadline and not (metadata.exists() and json.loads(metadata.read_text() or "{}").get(
-            "epoch", 0) >= 3):
+    while time.time() < deadline and not (backups.epochs() or [0])[0] >= 3:
         assert all(worker.poll() is None for worker in workers), "a worker stopped before the kill"
         time.sleep(0.2)
     workers[1].send_signal(signal.SIGKILL)
     workers[0].send_signal(signal.SIGKILL)
     for worker in workers:
         worker.wait(timeout=60)
-    killed_at = json.loads(metadata.read_text())["epoch"]
+    killed_at = backups.epochs()[0]
     assert 3 <= killed_at < 20 and not (model_dir / "model.keras").exists()
 
     workers = _start_workers(_train_command(config, model_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

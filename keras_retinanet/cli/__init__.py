@@ -10,7 +10,7 @@ def run_program(main, module_name):
 
     absl documents the flags of the `__main__` module, which for `bin/` wrappers and console scripts is only a shim.
     Bad input (a config or data error, whose message names the file and value), a strategy that cannot run with
-    the settings, and a loss that turned NaN or infinite in training (the message names the iteration and the loss
+    the settings, backups that cannot be read, and a loss that turned NaN or infinite in training (the message names the iteration and the loss
     term) end the program with that message and
     exit status 1, without a traceback.
     """
@@ -27,9 +27,9 @@ def run_program(main, module_name):
             from keras_retinanet.data.policy import DataError
 
             one_line = (ConfigError, DataError)
-            callbacks = sys.modules.get("keras_retinanet.training.callbacks")  # loaded by training
-            if callbacks is not None:
-                one_line += (callbacks.NonFiniteLossError, callbacks.StrategyError)
+            training = sys.modules.get("keras_retinanet.training")  # loaded by training
+            if training is not None:
+                one_line += (training.NonFiniteLossError, training.StrategyError, training.BackupError)
             if isinstance(error, one_line):
                 sys.exit(f"error: {error}")
             raise

@@ -1,7 +1,7 @@
 """Trains a RetinaNet experiment: `bin/train --config=FILE --model_dir=DIR [--set=key=value ...]`.
 
 Running the same command again resumes from the last backup in DIR (written every train.checkpoint_every
-iterations). The resolved config is written to DIR/config.yaml and stored in DIR/model.keras.
+iterations; if the newest cannot be read, from the one before, said in the log); --restart starts over. The resolved config is written to DIR/config.yaml and stored in DIR/model.keras.
 
 Several machines: run the same command on every worker with --strategy=multi_worker and TF_CONFIG set (or under
 srun in a Slurm job), DIR on a filesystem they all see; train.batch_size is the global batch.
@@ -24,6 +24,8 @@ flags.DEFINE_enum("communication", "auto", ["auto", "ring", "nccl"],
                   "Collectives of --strategy=multi_worker: auto, ring (gRPC), nccl (GPUs).")
 flags.DEFINE_integer("cpu_devices", 1, "Split the CPU into this many logical devices (to try --strategy=mirrored "
                                        "without GPUs).")
+flags.DEFINE_bool("restart", False, "Start from the beginning although DIR holds backups (they are moved aside to "
+                                    "DIR/backup.discarded-<time>, not deleted).")
 flags.DEFINE_integer("verbose", 1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per checkpoint interval.")
 
 
@@ -41,7 +43,7 @@ def main(argv):
 
     config = load_config(FLAGS.config, FLAGS.set)
     model = train(config, FLAGS.model_dir, strategy=FLAGS.strategy, verbose=FLAGS.verbose,
-                  communication=FLAGS.communication)
+                  communication=FLAGS.communication, restart=FLAGS.restart)
     if is_chief(model.distribute_strategy):
         print(f"model written to {FLAGS.model_dir}")
 

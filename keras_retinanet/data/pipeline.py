@@ -201,14 +201,15 @@ def _records_to_tensors(dataset):
     }
 
 
-def training_dataset(dataset, config, batch_size):
+def training_dataset(dataset, config, batch_size, skip_batches=0):
     """Endless, shuffled, augmented training batches of `dataset` (a `DetectionDataset`) per `config` (`DataConfig`).
 
     Each image is resized with its shorter side at `min_size` times a scale-jitter factor drawn from
     `config.scale_jitter`, flipped with probability 0.5 when `horizontal_flip`, and padded to multiples of
     `size_divisor`; batches are padded to their largest image. Images without boxes stay in as negatives. With the
     same `seed`, the same batches come out, whatever the parallelism. `cache_images` keeps the decoded images in
-    memory (for small datasets: it saves decoding them again every epoch).
+    memory (for small datasets: it saves decoding them again every epoch). `skip_batches` starts the stream that
+    many batches in, without decoding what it skips (a resumed run continues where the backup left off).
     """
     if not dataset.records:
         raise ValueError(f"{dataset.source}: the training set has no images")
@@ -218,9 +219,10 @@ def training_dataset(dataset, config, batch_size):
             f"{dataset.source}: an image has {most_boxes} boxes (ignore regions included), more than "
             f"data.max_boxes={config.max_boxes}: raise data.max_boxes"
         )
+    skipped = skip_batches * batch_size
     batches = (
-        _decoded_records(dataset, config)
-        .enumerate()
+        _decoded_records(dataset, config, skipped)
+        .enumerate(start=skipped)
         .map(_augmentation(config), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .padded_batch(
             batch_size,
@@ -232,9 +234,9 @@ def training_dataset(dataset, config, batch_size):
     return _add_padding_pixel(batches, config.resize_rule).prefetch(tf.data.AUTOTUNE)
 
 
-def _decoded_records(dataset, config):
+def _decoded_records(dataset, config, skip=0):
     """The endless, shuffled stream of `dataset`'s records with their decoded `image`s (decoded once and kept in
-    memory with `config.cache_images`)."""
+    memory with `config.cache_images`), from its `skip`-th record on."""
 
     def decode(element):
         encoded = element.pop("encoded") if "encoded" in element else tf.io.read_file(element["path"])
@@ -249,7 +251,7 @@ def _decoded_records(dataset, config):
         records = records.map(decode, num_parallel_calls=tf.data.AUTOTUNE).cache()
     # Shuffling the endless stream (not each epoch anew) makes every iterator of this dataset yield the same
     # sequence: Keras and tf.distribute may open more than one.
-    records = records.repeat().shuffle(shuffle_buffer, seed=config.seed, reshuffle_each_iteration=False)
+    records = records.repeat().shuffle(shuffle_buffer, seed=config.seed, reshuffle_each_iteration=False).skip(skip)
     if not config.cache_images:
         records = records.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return records

@@ -1,5 +1,5 @@
 """The callbacks of `train`: periodic COCO evaluation, a stop at the first non-finite loss, the learning rate in the
-logs, backups that a cluster of workers resumes from together."""
+logs, a backup at every checkpoint interval."""
 
 import dataclasses
 import math
@@ -11,7 +11,6 @@ import tensorflow as tf
 from keras_retinanet.data.pipeline import load_images
 from keras_retinanet.evaluation.detector import evaluate_model
 from keras_retinanet.inference import detect
-from keras_retinanet.training.strategies import StrategyError, num_workers
 from keras_retinanet.visualization import draw_batch_detections
 
 
@@ -87,38 +86,12 @@ class LearningRateLogger(keras.callbacks.Callback):
             logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
-class ClusterBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras' `BackupAndRestore` (one backup per checkpoint interval, the previous one kept) for one process or for
-    the workers of a cluster that share `backup_dir`: only the chief writes; every worker restores the chief's
-    backup once the chief has (a barrier), and all check that they resumed at the same iteration, so that no worker
-    trains on weights other than the chief's."""
+class BackupEveryEpoch(keras.callbacks.Callback):
+    """Writes a `Backups` backup at the end of every epoch (checkpoint interval)."""
 
-    def __init__(self, backup_dir, strategy, chief):
-        super().__init__(backup_dir, save_freq="epoch", double_checkpoint=True, delete_checkpoint=False)
-        self.strategy, self.chief = strategy, chief
-
-    def on_train_begin(self, logs=None):
-        if num_workers(self.strategy) == 1:
-            return super().on_train_begin(logs)
-        if self.chief:
-            super().on_train_begin(logs)  # may first replace a damaged backup by the previous one
-        _cluster_mean(self.strategy, 0)  # barrier: the chief has restored
-        if not self.chief:
-            super().on_train_begin(logs)
-        iteration = int(self.model.optimizer.iterations.numpy())
-        mean = _cluster_mean(self.strategy, iteration)
-        if mean != iteration or _cluster_mean(self.strategy, iteration**2) != iteration**2:  # all equal?
-            raise StrategyError(
-                f"{self.backup_dir}: this worker resumed at iteration {iteration}, the workers at {mean} on average: "
-                "every worker must see the chief's model_dir (put it on a filesystem they share)"
-            )
+    def __init__(self, backups):
+        super().__init__()
+        self.backups = backups
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.chief:
-            super().on_epoch_end(epoch, logs)
-
-
-def _cluster_mean(strategy, value):
-    """The mean of `value` over every replica of every worker (a collective: all workers must call it)."""
-    per_replica = strategy.run(lambda: tf.constant(value, tf.float64))
-    return float(strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None))
+        self.backups.save(self.model, epoch + 1)

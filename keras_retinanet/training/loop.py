@@ -13,20 +13,25 @@ from keras_retinanet.inference import MODEL_FILE
 from keras_retinanet.models import build_retinanet
 from keras_retinanet.optimizers import make_optimizer
 from keras_retinanet.precision import dtype_policy_scope
+from keras_retinanet.training.backups import Backups
 from keras_retinanet.training.callbacks import (
-    ClusterBackupAndRestore, LearningRateLogger, PeriodicEvaluation, StopOnNonFiniteLoss,
+    BackupEveryEpoch, LearningRateLogger, PeriodicEvaluation, StopOnNonFiniteLoss,
 )
-from keras_retinanet.training.strategies import StrategyError, check_jit_compile, is_chief, make_strategy, num_workers
+from keras_retinanet.training.strategies import (
+    StrategyError, check_jit_compile, cluster_mean, is_chief, make_strategy, num_workers,
+)
 
 CONFIG_FILE = "config.yaml"
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
-def train(config, model_dir, strategy="default", verbose=1, communication="auto"):
+def train(config, model_dir, strategy="default", verbose=1, communication="auto", restart=False):
     """Trains the experiment `config` (an `ExperimentConfig`) into `model_dir`; resumes if it holds a backup.
 
-    Writes `config.yaml` (the resolved config), TensorBoard logs in `logs/`, a resumable backup in `backup/` at
-    every `train.checkpoint_every` iterations, and the final `model.keras`. Returns the trained model.
+    Writes `config.yaml` (the resolved config), TensorBoard logs in `logs/`, a backup in `backup/` at every
+    `train.checkpoint_every` iterations (see `Backups`), and the final `model.keras`. Returns the trained model.
+    A resumed run continues with the batches the interrupted one would have seen next. `restart` moves the
+    backups aside (`backup.discarded-<time>`) and starts from the beginning.
 
     `strategy` is one of `STRATEGIES` (`communication` picks the collectives of `multi_worker`). With several
     workers, each reads its own share of the training images (`DetectionDataset.shard`) with its own shuffling
@@ -45,9 +50,12 @@ def train(config, model_dir, strategy="default", verbose=1, communication="auto"
     chief = is_chief(strategy)
     train_set = read_split(config.data.train, config.data)
     val_set = read_split(config.data.val, config.data) if config.data.val.annotations and chief else None
+    backups = Backups(os.path.join(model_dir, "backup"))
     if chief:
         os.makedirs(model_dir, exist_ok=True)
         dump_config(config, os.path.join(model_dir, CONFIG_FILE))
+        if restart and (aside := backups.move_aside()):
+            print(f"--restart: the backups were moved to {aside}")
 
     keras.utils.set_random_seed(config.data.seed)  # the same initial weights for the same config
     with strategy.scope(), dtype_policy_scope(train_config.dtype_policy):
@@ -59,10 +67,14 @@ def train(config, model_dir, strategy="default", verbose=1, communication="auto"
         }
         # Under mixed_float16, compile wraps the optimizer in a LossScaleOptimizer (dynamic loss scaling).
         model.compile(optimizer=make_optimizer(train_config), jit_compile=train_config.jit_compile)
+        model.optimizer.build(model.trainable_variables)  # a backup holds the optimizer's state too
+    initial_epoch = _resume(model, backups, strategy)
 
     steps_per_epoch = train_config.checkpoint_every
     epochs = math.ceil(train_config.iterations / steps_per_epoch)
     callbacks = [StopOnNonFiniteLoss(), LearningRateLogger()]
+    if chief:
+        callbacks.append(BackupEveryEpoch(backups))
     if val_set is not None:
         callbacks.append(
             PeriodicEvaluation(val_set, official_ground_truth(config.data.val), config.data, train_config.batch_size,
@@ -72,9 +84,10 @@ def train(config, model_dir, strategy="default", verbose=1, communication="auto"
         callbacks.append(
             keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"), update_freq=min(100, steps_per_epoch))
         )
-    callbacks.append(ClusterBackupAndRestore(os.path.join(model_dir, "backup"), strategy, chief))
     model.fit(
-        _distributed_training_dataset(strategy, train_set, config.data, train_config.batch_size),
+        _distributed_training_dataset(strategy, train_set, config.data, train_config.batch_size,
+                                      skip_batches=initial_epoch * steps_per_epoch),
+        initial_epoch=initial_epoch,
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         callbacks=callbacks,
@@ -86,12 +99,29 @@ def train(config, model_dir, strategy="default", verbose=1, communication="auto"
     return model
 
 
-def _distributed_training_dataset(strategy, train_set, data_config, batch_size):
+def _resume(model, backups, strategy):
+    """Loads the newest readable backup (every worker reads the chief's, once the chief has moved a discarded one
+    aside) and returns its epoch; with several workers, checks that all resumed at the same epoch, so that none
+    trains on other weights than the chief's."""
+    if num_workers(strategy) == 1:
+        return backups.restore(model)
+    cluster_mean(strategy, 0)  # a barrier: the chief has handled --restart
+    epoch = backups.restore(model)
+    mean = cluster_mean(strategy, epoch)
+    if mean != epoch or cluster_mean(strategy, epoch**2) != epoch**2:  # all the same?
+        raise StrategyError(
+            f"{backups.directory}: this worker resumed at epoch {epoch}, the workers at {mean} on average: every "
+            "worker must see the chief's model_dir (put it on a filesystem they share)"
+        )
+    return epoch
+
+
+def _distributed_training_dataset(strategy, train_set, data_config, batch_size, skip_batches=0):
     """The training batches; with several workers, each worker's own: its share of the images, shuffled with the
     seed plus its index, in batches of its replicas' share of the global `batch_size`."""
     workers = num_workers(strategy)
     if workers == 1:
-        return training_dataset(train_set, data_config, batch_size)
+        return training_dataset(train_set, data_config, batch_size, skip_batches)
     if batch_size % strategy.num_replicas_in_sync:
         raise StrategyError(f"train.batch_size={batch_size} cannot be split over {strategy.num_replicas_in_sync} "
                             "replicas: make it a multiple of the replica count")
@@ -100,6 +130,7 @@ def _distributed_training_dataset(strategy, train_set, data_config, batch_size):
         index = context.input_pipeline_id
         return training_dataset(train_set.shard(index, context.num_input_pipelines),
                                 dataclasses.replace(data_config, seed=data_config.seed + index),
-                                context.get_per_replica_batch_size(batch_size))
+                                context.get_per_replica_batch_size(batch_size),
+                                skip_batches * context.num_replicas_in_sync // context.num_input_pipelines)
 
     return strategy.distribute_datasets_from_function(worker_dataset)

@@ -107,3 +107,9 @@ def check_jit_compile(strategy, jit_compile):
             f"train.jit_compile=true cannot run with {strategy.num_replicas_in_sync} replicas on CPU devices (XLA "
             "has no collectives on CPU): set train.jit_compile=false, or train on GPUs"
         )
+
+
+def cluster_mean(strategy, value):
+    """The mean of `value` over every replica of every worker (a collective: all workers must call it)."""
+    per_replica = strategy.run(lambda: tf.constant(value, tf.float64))
+    return float(strategy.reduce(tf.distribute.ReduceOp.MEAN, per_replica, axis=None))
