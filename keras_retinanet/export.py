@@ -8,7 +8,10 @@ Two signatures take raw images and return the TF Object Detection API's outputs,
 
 Outputs: `detection_boxes` [B, D, 4] (ymin, xmin, ymax, xmax) normalised by the original image size,
 `detection_scores` [B, D], `detection_classes` [B, D] (the dataset's category ids as float32, -1 for padding) and
-`num_detections` [B] (float32, as the Object Detection API has it); D = max_detections, sorted by score.
+`num_detections` [B] (float32, as the Object Detection API has it); D = max_detections, sorted by score. An empty
+batch gives empty outputs. Images over the pixel limit set at export are refused with INVALID_ARGUMENT naming their
+size, encoded ones before they are decoded (`keras_retinanet.data.image_header`): a small file that declares a huge
+image costs no memory.
 
 Images are resized and padded as in training (`keras_retinanet.data.pipeline`), and detections come from the one
 detection path, `keras_retinanet.inference.detections_in_original_pixels` (the model's `decode_predictions`:
@@ -25,6 +28,7 @@ import keras
 import tensorflow as tf
 
 from keras_retinanet.data.classes import write_label_map
+from keras_retinanet.data.image_header import encoded_image_size
 from keras_retinanet.data.pipeline import decode_pixels, pad_to_multiple, resize_image
 from keras_retinanet.inference import detections_in_original_pixels, model_data_config
 from keras_retinanet.layers import DetectionDecoder
@@ -34,7 +38,7 @@ LABEL_MAP_PBTXT = "label_map.pbtxt"
 
 
 def export_saved_model(model, output_dir, min_size=None, max_size=None, size_divisor=None, resize_rule=None,
-                       score_threshold=None, iou_threshold=None, max_detections=None):
+                       score_threshold=None, iou_threshold=None, max_detections=None, max_image_pixels=None):
     """Writes `model` (a `RetinaNet` carrying `class_names` and `category_ids` in its metadata) as a SavedModel.
 
     Args:
@@ -43,13 +47,18 @@ def export_saved_model(model, output_dir, min_size=None, max_size=None, size_div
             the data config the model was trained with (or converted with).
         score_threshold, iou_threshold, max_detections: default: the model's `decoder` settings. Candidates per
             pyramid level before NMS are the decoder's `pre_nms_top_k`.
+        max_image_pixels: images with more pixels are refused (INVALID_ARGUMENT naming the size) before they are
+            decoded, from the size their header declares; default: the training data's limit
+            (`data.max_image_pixels`).
     """
-    if min_size is None or max_size is None or size_divisor is None or resize_rule is None:
-        data_config = model_data_config(model)
-        min_size = data_config.min_size if min_size is None else min_size
-        max_size = data_config.max_size if max_size is None else max_size
-        size_divisor = data_config.size_divisor if size_divisor is None else size_divisor
-        resize_rule = data_config.resize_rule if resize_rule is None else resize_rule
+    data_config = model_data_config(model)
+    min_size = data_config.min_size if min_size is None else min_size
+    max_size = data_config.max_size if max_size is None else max_size
+    size_divisor = data_config.size_divisor if size_divisor is None else size_divisor
+    resize_rule = data_config.resize_rule if resize_rule is None else resize_rule
+    max_image_pixels = data_config.max_image_pixels if max_image_pixels is None else max_image_pixels
+    if max_image_pixels < 1:
+        raise ValueError(f"max_image_pixels must be positive, got {max_image_pixels}")
     decoder = model.decoder
     decoder = DetectionDecoder(
         score_threshold=decoder.score_threshold if score_threshold is None else score_threshold,
@@ -59,7 +68,8 @@ def export_saved_model(model, output_dir, min_size=None, max_size=None, size_div
     )
     label_map = _label_map(model)
     detector = _ServingDetector(
-        model, float(min_size), float(max_size), int(size_divisor), resize_rule, decoder, list(label_map)
+        model, float(min_size), float(max_size), int(size_divisor), resize_rule, decoder, list(label_map),
+        int(max_image_pixels),
     )
 
     archive = keras.export.ExportArchive()
@@ -84,8 +94,10 @@ def export_saved_model(model, output_dir, min_size=None, max_size=None, size_div
 class _ServingDetector:
     """The endpoints' graph: raw images in, Object Detection API outputs out."""
 
-    def __init__(self, model, min_size, max_size, size_divisor, resize_rule, decoder, category_ids):
+    def __init__(self, model, min_size, max_size, size_divisor, resize_rule, decoder, category_ids,
+                 max_image_pixels):
         self.model = model
+        self.max_image_pixels = max_image_pixels
         self.min_size = min_size
         self.max_size = max_size
         self.size_divisor = size_divisor
@@ -94,7 +106,12 @@ class _ServingDetector:
         self.category_ids = tf.constant(category_ids, tf.float32)
 
     def detect_images(self, images):
-        """Detections for a uint8 batch [B, H, W, 3] of images of one size."""
+        """Detections for a uint8 batch [B, H, W, 3] of images of one size; none for an empty batch."""
+        height, width = tf.shape(images, tf.int64)[1], tf.shape(images, tf.int64)[2]
+        with tf.control_dependencies([self._size_check("images", height, width)]):
+            return tf.cond(tf.shape(images)[0] > 0, lambda: self._detect_batch(images), self._no_detections)
+
+    def _detect_batch(self, images):
         model_inputs, scales, image_sizes = tf.map_fn(
             self._preprocess, images,
             fn_output_signature=(
@@ -109,7 +126,8 @@ class _ServingDetector:
         num_detections = self.decoder.max_detections
 
         def detect_one(encoded):
-            image = decode_pixels(encoded)
+            with tf.control_dependencies([self._size_check("encoded_images", *encoded_image_size(encoded))]):
+                image = decode_pixels(encoded)
             model_input, scale, image_size = self._preprocess(image)
             detections = self._detect(model_input[None], scale[None], image_size[None], tf.shape(image)[None, :2])
             return {key: value[0] for key, value in detections.items()}
@@ -123,6 +141,22 @@ class _ServingDetector:
                 "num_detections": tf.TensorSpec([], tf.float32),
             },
         )
+
+    def _size_check(self, input_name, height, width):
+        """An assertion (INVALID_ARGUMENT naming the size) that an image of `height` x `width` is within the limit."""
+        message = tf.strings.format(
+            f"{input_name}: an image of {{}} x {{}} pixels (width x height) is over the limit of "
+            f"{self.max_image_pixels} pixels set at export (bin/export --max_image_pixels)", (width, height))
+        return tf.debugging.Assert(height * width <= self.max_image_pixels, [message])
+
+    def _no_detections(self):
+        num_detections = self.decoder.max_detections
+        return {
+            "detection_boxes": tf.zeros([0, num_detections, 4]),
+            "detection_scores": tf.zeros([0, num_detections]),
+            "detection_classes": tf.zeros([0, num_detections]),
+            "num_detections": tf.zeros([0]),
+        }
 
     def _preprocess(self, image):
         """As the training / predict pipeline: resize (bilinear, float32 0-255), pad bottom and right. Returns the

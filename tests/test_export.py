@@ -76,9 +76,9 @@ np.savez(outputs_path, **outputs)
 """
 
 
-def encode(image, format="PNG"):
+def encode(image, format="PNG", **options):
     stream = io.BytesIO()
-    Image.fromarray(image).save(stream, format=format)
+    Image.fromarray(image).save(stream, format=format, **options)
     return stream.getvalue()
 
 
@@ -291,3 +291,96 @@ def test_export_settings_override_the_model(exported, tmp_path):
     assert_same_detections(outputs, 0, {key: value[0] for key, value in expected.items()}, IMAGE_SIZES[name],
                            exported["category_ids"])
     assert (outputs["detection_scores"][0, :count] > 0.5).all()
+
+
+def png_bomb(width, height):
+    """A real PNG of width x height black RGB pixels, compressed to a few hundred kilobytes (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor, row, parts = zlib.compressobj(9), b"\0" * (1 + 3 * width), []
+    for _ in range(height):
+        parts.append(compressor.compress(row))
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))
+
+
+def _declaring(format, width, height):
+    """A small image of `format` whose header is edited to declare width x height (the rest left as it was)."""
+    import struct
+
+    data = bytearray(encode(np.zeros((8, 8, 3), np.uint8), format, **({"lossless": True} if format == "WEBP" else {})))
+    if format == "PNG":
+        data[16:24] = struct.pack(">II", width, height)
+    elif format == "GIF":
+        data[6:10] = struct.pack("<HH", width, height)
+    elif format == "BMP":
+        data[18:26] = struct.pack("<ii", width, -height)  # top-down rows: a negative height
+    elif format == "WEBP":  # VP8L: 14-bit width - 1 and height - 1 after the signature byte
+        bits = struct.unpack("<I", bytes(data[21:25]))[0] & ~(2**28 - 1)
+        data[21:25] = struct.pack("<I", bits | (width - 1) | (height - 1) << 14)
+    elif format == "JPEG":
+        at = data.index(b"\xff\xc0")  # baseline frame header: length, precision, height, width
+        data[at + 5:at + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("format", ["PNG", "GIF", "BMP", "WEBP", "JPEG"])
+def test_images_over_the_pixel_limit_are_refused_from_their_header(exported, loaded, format):
+    """Every format's declared size is read before decoding: 12000 x 9000 is over the 50 MP default limit."""
+    serve = loaded.signatures["image_bytes"]
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        serve(encoded_images=tf.constant([_declaring(format, 12000, 9000)]))
+    assert ("encoded_images: an image of 12000 x 9000 pixels (width x height) is over the limit of 50000000 pixels "
+            "set at export (bin/export --max_image_pixels)") in str(error.value)
+    small = serve(encoded_images=tf.constant([_declaring(format, 8, 8)]))  # the edit itself is harmless
+    assert small["detection_boxes"].shape[0] == 1
+
+
+def test_a_decompression_bomb_is_refused_without_memory(exported, tmp_path):
+    """A 20000 x 20000 PNG of a few hundred kilobytes (1.2 GB decoded): refused, and the serving process's peak
+    memory stays where a normal request left it."""
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_bomb(20000, 20000))
+    script = tmp_path / "serve.py"
+    script.write_text(f"""
+import resource, sys, tensorflow as tf
+serve = tf.saved_model.load({exported['dir']!r}).signatures["image_bytes"]
+normal = open({exported['paths']['large']!r}, "rb").read()
+serve(encoded_images=tf.constant([normal]))
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    serve(encoded_images=tf.constant([open({str(bomb)!r}, "rb").read()]))
+    print("served")
+except tf.errors.InvalidArgumentError as error:
+    print("refused", "20000 x 20000 pixels" in str(error))
+print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+""")
+    process = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert process.returncode == 0, process.stderr[-3000:]
+    outcome, memory = process.stdout.strip().splitlines()[-2:]
+    assert outcome == "refused True"
+    before, after = (int(kilobytes) for kilobytes in memory.split())
+    assert after - before < 50 * 1024, (before, after)  # KiB: a decoded bomb would add 1.2 GB
+
+
+def test_an_empty_batch_gives_empty_outputs_on_both_signatures(exported, loaded):
+    detections = exported["model"].decoder.max_detections
+    for name, argument, empty in (("serving_default", "images", tf.zeros([0, 64, 64, 3], tf.uint8)),
+                                  ("image_bytes", "encoded_images", tf.zeros([0], tf.string))):
+        outputs = loaded.signatures[name](**{argument: empty})
+        assert outputs["detection_boxes"].shape == (0, detections, 4), name
+        assert outputs["num_detections"].shape == (0,), name
+
+
+def test_inputs_of_the_wrong_type_or_shape_are_refused_saying_what_is_expected(loaded):
+    serve = loaded.signatures["serving_default"]
+    with pytest.raises(Exception, match="uint8"):
+        serve(images=tf.zeros([1, 64, 64, 3], tf.float32))
+    with pytest.raises(Exception, match=r"\(None, None, None, 3\)|\[\?,\?,\?,3\]|shape"):
+        serve(images=tf.zeros([1, 64, 64, 4], tf.uint8))

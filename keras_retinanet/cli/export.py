@@ -21,6 +21,8 @@ flags.DEFINE_integer("max_detections", None, "Detections per image (default: the
 flags.DEFINE_integer("min_size", None, "Shorter side of the resized image (default: as trained).")
 flags.DEFINE_integer("max_size", None, "Cap of the longer side of the resized image (default: as trained).")
 flags.DEFINE_integer("size_divisor", None, "Images are padded to multiples of this (default: as trained).")
+flags.DEFINE_integer("max_image_pixels", None, "The served model refuses larger images, before decoding them "
+                                               "(default: the training data's limit, data.max_image_pixels).")
 
 
 def main(argv):
@@ -41,6 +43,7 @@ def main(argv):
         score_threshold=FLAGS.score_threshold,
         iou_threshold=FLAGS.iou_threshold,
         max_detections=FLAGS.max_detections,
+        max_image_pixels=FLAGS.max_image_pixels,
     )
     print(f"wrote the SavedModel to {FLAGS.output}: signatures serving_default (images, uint8 [B, H, W, 3]) and "
           "image_bytes (encoded_images, string [B]); label map in assets/")
