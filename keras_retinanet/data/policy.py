@@ -190,13 +190,18 @@ def inspect_image(source, verify=True, max_pixels=DataPolicy.max_image_pixels, n
 
 
 def safe_image_path(images_dir, name, where):
-    """`images_dir/name`, or DataError when `name` is absolute or leaves `images_dir` (`../`)."""
-    if not isinstance(name, str) or not name:
-        raise DataError(f"{where}: the image file name must be a non-empty string, got {name!r}")
+    """`images_dir/name`, or DataError when `name` is absolute, leaves `images_dir` (`../`) or is (or passes through)
+    a symbolic link that leads out of it."""
+    if not isinstance(name, str) or not name or "\0" in name:
+        raise DataError(f"{where}: the image file name must be a non-empty string without NUL, got {name!r}")
     normalized = os.path.normpath(name)
     if os.path.isabs(name) or normalized == os.pardir or normalized.startswith(os.pardir + os.sep):
         raise DataError(f"{where}: image path {name!r} must be a relative path inside the images folder {images_dir}")
-    return os.path.join(images_dir, normalized)
+    path = os.path.join(images_dir, normalized)
+    real, root = os.path.realpath(path), os.path.realpath(images_dir)
+    if os.path.commonpath([real, root]) != root:
+        raise DataError(f"{where}: image path {name!r} is a link to {real}, outside the images folder {images_dir}")
+    return path
 
 
 def images_folder(images_dir, source):
