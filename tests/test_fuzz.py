@@ -1,8 +1,8 @@
 """Property-based tests of the readers: valid COCO JSON, VOC XML, CSV rows and TFRecord examples, mutated by
 Hypothesis (missing fields, wrong types, NaN and infinities, huge numbers, unicode and path tricks, truncation).
 Each reader either returns a dataset whose boxes lie inside their images, or raises DataError naming the file;
-never another exception, never a hang (FUZZ_EXAMPLES=400 tries more cases than the default 60). And image links that lead
-out of the images folder are refused."""
+never another exception, never a hang (FUZZ_EXAMPLES=400 tries more cases than the default 60). And image links
+that lead out of the images folder are refused."""
 
 import copy
 import json
