@@ -20,13 +20,26 @@ from keras_retinanet.data.pipeline import inference_dataset, to_original_coordin
 MODEL_FILE = "model.keras"
 
 
+class ModelError(ValueError):
+    """A model file that is missing or cannot be loaded safely; the message names the file and the cause."""
+
+
 def load_trained_model(path):
-    """A `RetinaNet` from a `.keras` file or a model directory written by `train`."""
+    """A `RetinaNet` from a `.keras` file or a model directory written by `train`, loaded with `safe_mode=True`
+    (no Python code in the file is run); a `ModelError` naming the file and the cause if it cannot be."""
     if os.path.isdir(path):
         path = os.path.join(path, MODEL_FILE)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no trained model at {path}")
-    return keras.saving.load_model(path, safe_mode=True)
+        raise ModelError(f"no trained model at {path}")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:  # Keras' messages vary by cause; ours names the file and keeps the cause
+        cause = " ".join(str(error).split())
+        if "Exception encountered:" in cause:  # "X could not be deserialized properly. ... Exception encountered: "
+            cause = cause.rsplit("Exception encountered:", 1)[1].strip()
+        if "`Lambda` layer" in cause:
+            cause = "it holds a Lambda layer with Python code, which safe loading does not run"
+        raise ModelError(f"{path}: cannot be loaded ({type(error).__name__}: {cause[:400]})") from error
 
 
 def model_data_config(model):

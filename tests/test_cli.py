@@ -169,3 +169,27 @@ def test_a_non_finite_loss_stops_training_with_one_line(experiment):
         model.optimizer.build(model.trainable_variables)
         backups.restore(model)
         assert all(np.all(np.isfinite(weight.numpy())) for weight in model.weights)
+
+
+def test_model_files_that_cannot_be_loaded_are_one_line_errors(tmp_path):
+    """A .keras file with Python code (a Lambda layer) is refused by safe loading, and a file that is no model at
+    all is named, in one line, by every program that loads models."""
+    import keras
+
+    inputs = keras.Input((3,))
+    keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs)).save(tmp_path / "lambda.keras")
+    (tmp_path / "garbage.keras").write_bytes(b"not a zip file")
+    cases = [("lambda.keras", "it holds a Lambda layer with Python code, which safe loading does not run"),
+             ("garbage.keras", "cannot be loaded (ValueError: File not found")]
+    for name, cause in cases:
+        path = tmp_path / name
+        result = run_cli("export", f"--model={path}", f"--output={tmp_path / 'out'}", check=False)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        last_line = result.stderr.strip().splitlines()[-1]
+        assert last_line.startswith(f"error: {path}: cannot be loaded (") and cause in last_line, last_line
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "image.png")
+    result = run_cli("predict", f"--model={tmp_path / 'missing.keras'}", f"--output_dir={tmp_path}",
+                     str(tmp_path / "image.png"), check=False)
+    assert result.stderr.strip().splitlines()[-1] == f"error: no trained model at {tmp_path / 'missing.keras'}"

@@ -9,7 +9,7 @@ def run_program(main, module_name):
     """absl's `app.run(main)`, with `--help` showing the docstring and flags of `module_name`.
 
     absl documents the flags of the `__main__` module, which for `bin/` wrappers and console scripts is only a shim.
-    Bad input (a config or data error, whose message names the file and value), a strategy that cannot run with
+    Bad input (a config, data or model file error, whose message names the file and value), a strategy that cannot run with
     the settings, backups that cannot be read, and a loss that turned NaN or infinite in training (the message names the iteration and the loss
     term) end the program with that message and
     exit status 1, without a traceback.
@@ -25,8 +25,9 @@ def run_program(main, module_name):
         except Exception as error:
             from keras_retinanet.config import ConfigError
             from keras_retinanet.data.policy import DataError
+            from keras_retinanet.inference import ModelError
 
-            one_line = (ConfigError, DataError)
+            one_line = (ConfigError, DataError, ModelError)
             training = sys.modules.get("keras_retinanet.training")  # loaded by training
             if training is not None:
                 one_line += (training.NonFiniteLossError, training.StrategyError, training.BackupError)

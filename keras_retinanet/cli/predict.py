@@ -27,6 +27,8 @@ flags.DEFINE_integer(
 
 def image_paths(inputs):
     """Image files named in `inputs`, folders expanded (sorted), each once; an input that is neither is an error."""
+    from keras_retinanet.data.policy import DataError
+
     paths = []
     for item in inputs:
         if os.path.isdir(item):
@@ -36,9 +38,9 @@ def image_paths(inputs):
         elif os.path.isfile(item):
             paths.append(item)
         else:
-            raise FileNotFoundError(f"no image or folder at {item}")
+            raise DataError(f"no image or folder at {item}")
     if not paths:
-        raise FileNotFoundError(f"no images found in {list(inputs)}")
+        raise DataError(f"no images found in {list(inputs)}")
     return list(dict.fromkeys(paths))  # a file named on its own and inside a named folder is done once
 
 

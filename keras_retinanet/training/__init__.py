@@ -16,5 +16,6 @@ from keras_retinanet.training.strategies import STRATEGIES, StrategyError, make_
 
 __all__ = [
     "BackupError", "Backups", "CONFIG_FILE", "MODEL_FILE", "STRATEGIES", "NonFiniteLossError", "StrategyError",
-    "WarmupStepDecay", "detect", "evaluate_model", "load_trained_model", "make_optimizer", "make_strategy", "model_data_config", "read_split", "train",
+    "WarmupStepDecay", "detect", "evaluate_model", "load_trained_model", "make_optimizer", "make_strategy",
+    "model_data_config", "read_split", "train",
 ]
