@@ -18,26 +18,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
-from tiny import tiny_retinanet  # noqa: E402
+from tiny import loss_and_gradients, split_batch, tiny_retinanet  # noqa: E402
 
 keras.utils.set_random_seed(0)
-rng = np.random.default_rng(0)
-images = rng.uniform(0, 255, (4, 64, 64, 3)).astype(np.float32)
-# Replica 0 gets images 0-1 (four boxes), replica 1 images 2-3 (one box, and an image without any).
-boxes = np.zeros((4, 3, 4), np.float32)
-labels = np.full((4, 3), -1, np.int32)
-boxes[0, :2], labels[0, :2] = [[4, 4, 36, 40], [30, 20, 60, 60]], [0, 2]
-boxes[1, :2], labels[1, :2] = [[10, 10, 30, 30], [0, 30, 40, 64]], [1, 1]
-boxes[2, :1], labels[2, :1] = [[20, 8, 52, 40]], [2]
-targets = {"boxes": boxes, "labels": labels}
-
-
-def loss_and_gradients(model, x, y):
-    with tf.GradientTape() as tape:
-        loss = model.compute_loss(x, y, model(x, training=True))
-    return loss, tape.gradient(loss, model.trainable_variables)
-
-
+images, targets = split_batch()  # replica 0 gets images 0-1 (four boxes), replica 1 images 2-3 (one box)
+boxes, labels = targets["boxes"], targets["labels"]
 single = tiny_retinanet()
 single_loss, single_gradients = loss_and_gradients(single, images, targets)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from keras_retinanet.training import BackupError, Backups
-from tiny import TINY_MODEL_YAML, tiny_retinanet
+from tiny import tiny_experiment_file, tiny_retinanet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -93,26 +93,7 @@ def test_a_folder_of_other_files_is_not_taken_for_no_backup(model, tmp_path, cap
 
 
 def _experiment(tmp_path):
-    from keras_retinanet.datasets import generate_shapes_dataset
-
-    data = tmp_path / "data"
-    generate_shapes_dataset(str(data), splits={"train": 8}, image_size=(96, 96), min_size=16, max_size=40,
-                            max_objects=3)
-    config = tmp_path / "tiny.yaml"
-    config.write_text(TINY_MODEL_YAML + f"""data:
-  train: {{annotations: {data}/annotations/instances_train.json, images: {data}/train}}
-  min_size: 96
-  max_size: 96
-  max_boxes: 8
-train:
-  batch_size: 4
-  iterations: 60
-  lr_steps: [45]
-  warmup_iterations: 5
-  checkpoint_every: 4
-  eval_every: 60
-""")
-    return config
+    return tiny_experiment_file(tmp_path, iterations=60, checkpoint_every=4, lr_steps=[45])
 
 
 def _train(config, model_dir):

@@ -3,9 +3,8 @@
 import numpy as np
 
 from keras_retinanet.config import load_config
-from keras_retinanet.datasets import generate_shapes_dataset
 from keras_retinanet.training import train
-from tiny import TINY_MODEL_YAML
+from tiny import tiny_experiment_file
 
 
 def test_alpha_balanced_cross_entropy_trains_from_the_prior_initialisation(tmp_path):
@@ -22,27 +21,8 @@ def test_alpha_balanced_cross_entropy_trains_from_the_prior_initialisation(tmp_p
 
 
 def _tiny_experiment(tmp_path, dtype_policy, iterations=20, warmup_iterations=5, model_yaml=""):
-    data = tmp_path / "data"
-    if not data.exists():
-        generate_shapes_dataset(str(data), splits={"train": 8}, image_size=(96, 96), min_size=16, max_size=40,
-                                max_objects=3)
-    config_path = tmp_path / f"{dtype_policy}.yaml"
-    config_path.write_text(TINY_MODEL_YAML + model_yaml + f"""data:
-  train: {{annotations: {data}/annotations/instances_train.json, images: {data}/train}}
-  min_size: 96
-  max_size: 96
-  max_boxes: 8
-train:
-  batch_size: 4
-  iterations: {iterations}
-  learning_rate: 0.01
-  lr_steps: [{iterations}]
-  warmup_iterations: {warmup_iterations}
-  checkpoint_every: {iterations}
-  eval_every: {iterations}
-  dtype_policy: {dtype_policy}
-""")
-    return load_config(str(config_path))
+    return load_config(str(tiny_experiment_file(tmp_path, dtype_policy, iterations, warmup_iterations=warmup_iterations,
+                                                model_yaml=model_yaml, train_yaml=f"  dtype_policy: {dtype_policy}\n")))
 
 
 def test_mixed_bfloat16_training_follows_float32_and_is_saved_with_the_model(tmp_path):

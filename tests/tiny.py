@@ -1,6 +1,7 @@
 """Tiny detector pieces for fast tests: a few-thousand-parameter backbone and RetinaNet."""
 
 import keras
+import numpy as np
 
 from keras_retinanet import RetinaNet
 from keras_retinanet.layers import FeaturePyramid, RetinaNetHead
@@ -40,3 +41,53 @@ TINY_MODEL_YAML = """model:
   pyramid: {filters: 16}
   heads: {filters: 16, num_convs: 1}
 """
+
+
+def split_batch():
+    """Four 64 x 64 images and their targets, for splitting into halves: images 0-1 hold four boxes, image 2 one
+    and image 3 none, so the halves have different numbers of positive anchors."""
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (4, 64, 64, 3)).astype(np.float32)
+    boxes = np.zeros((4, 3, 4), np.float32)
+    labels = np.full((4, 3), -1, np.int32)
+    boxes[0, :2], labels[0, :2] = [[4, 4, 36, 40], [30, 20, 60, 60]], [0, 2]
+    boxes[1, :2], labels[1, :2] = [[10, 10, 30, 30], [0, 30, 40, 64]], [1, 1]
+    boxes[2, :1], labels[2, :1] = [[20, 8, 52, 40]], [2]
+    return images, {"boxes": boxes, "labels": labels}
+
+
+def loss_and_gradients(model, x, y):
+    """The model's loss on (x, y) and its gradients for the trainable variables."""
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(x, y, model(x, training=True))
+    return loss, tape.gradient(loss, model.trainable_variables)
+
+
+def tiny_experiment_file(folder, name="tiny", iterations=20, checkpoint_every=None, lr_steps=None,
+                         warmup_iterations=5, model_yaml="", train_yaml=""):
+    """An experiment YAML (its path) in `folder`: the tiny model on 8 generated 96 x 96 shapes images (made once, in
+    folder/data), batches of 4; checkpoints every `iterations` and one learning-rate step at the end unless said."""
+    from keras_retinanet.datasets import generate_shapes_dataset
+
+    data = folder / "data"
+    if not data.exists():
+        generate_shapes_dataset(str(data), splits={"train": 8}, image_size=(96, 96), min_size=16, max_size=40,
+                                max_objects=3)
+    path = folder / f"{name}.yaml"
+    path.write_text(TINY_MODEL_YAML + model_yaml + f"""data:
+  train: {{annotations: {data}/annotations/instances_train.json, images: {data}/train}}
+  min_size: 96
+  max_size: 96
+  max_boxes: 8
+train:
+  batch_size: 4
+  iterations: {iterations}
+  learning_rate: 0.01
+  lr_steps: {lr_steps or [iterations]}
+  warmup_iterations: {warmup_iterations}
+  checkpoint_every: {checkpoint_every or iterations}
+  eval_every: {iterations}
+""" + train_yaml)
+    return path
