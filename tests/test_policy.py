@@ -392,5 +392,12 @@ def test_programs_report_a_split_without_usable_images_in_one_line(tmp_path):
         [sys.executable, os.path.join(root, "bin", "inspect_dataset"), f"--annotations={path}", f"--images={images}",
          "--format=csv"], capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": root},
     )
-    assert process.returncode == 1
+    assert process.returncode == 1 and "Traceback" not in process.stderr
     assert process.stderr.strip().splitlines()[-1].startswith(f"error: {path}: no usable images (1 x ")
+    process = subprocess.run(  # asked for, the traceback comes with the error
+        [sys.executable, os.path.join(root, "bin", "inspect_dataset"), f"--annotations={path}", f"--images={images}",
+         "--format=csv", "--traceback"], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": root},
+    )
+    assert process.returncode == 1 and "Traceback (most recent call last)" in process.stderr
+    assert "DataError" in process.stderr and "no usable images" in process.stderr

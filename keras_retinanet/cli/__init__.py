@@ -4,19 +4,22 @@ import sys
 
 from absl import app, flags
 
+flags.DEFINE_bool("traceback", False, "On a data, config, model or training error, print the whole traceback "
+                                      "instead of the one-line message.")
+
 
 def run_program(main, module_name):
     """absl's `app.run(main)`, with `--help` showing the docstring and flags of `module_name`.
 
     absl documents the flags of the `__main__` module, which for `bin/` wrappers and console scripts is only a shim.
-    Bad input (a config, data or model file error, whose message names the file and value), a strategy that cannot run with
-    the settings, backups that cannot be read, and a loss that turned NaN or infinite in training (the message names the iteration and the loss
-    term) end the program with that message and
-    exit status 1, without a traceback.
+    Bad input (a config, data or model file error, whose message names the file and value), a strategy that cannot
+    run with the settings, backups that cannot be read, and a loss that turned NaN or infinite in training (the
+    message names the iteration and the loss term) end the program with that message and exit status 1, without a
+    traceback (`--traceback` shows it).
     """
     module = sys.modules[module_name]
     sys.modules["__main__"].__doc__ = module.__doc__
-    for flag in flags.FLAGS.get_flags_for_module(module_name):
+    for flag in flags.FLAGS.get_flags_for_module(module_name) + flags.FLAGS.get_flags_for_module(__name__):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
 
     def checked_main(argv):
@@ -31,7 +34,7 @@ def run_program(main, module_name):
             training = sys.modules.get("keras_retinanet.training")  # loaded by training
             if training is not None:
                 one_line += (training.NonFiniteLossError, training.StrategyError, training.BackupError)
-            if isinstance(error, one_line):
+            if isinstance(error, one_line) and not flags.FLAGS.traceback:
                 sys.exit(f"error: {error}")
             raise
 
