@@ -19,15 +19,16 @@ def _big_endian(head, start, length):
     return _little_endian(tf.reverse(head[start:start + length], [0]), 0, length)
 
 
-def _starts_with(encoded, prefix, at=0):
-    return tf.equal(tf.strings.substr(encoded, at, len(prefix)), prefix) if at == 0 else tf.equal(
-        tf.strings.substr(tf.strings.join([encoded, b"\0" * (at + len(prefix))]), at, len(prefix)), prefix)
-
-
 def encoded_image_size(encoded):
     """(height, width) int64 that the encoded image `encoded` (a string scalar) declares, or (-1, -1) if its format
     is none of the above. Reads the first bytes (and, for JPEG, the markers up to the frame header) only."""
-    head = tf.io.decode_raw(tf.strings.substr(tf.strings.join([encoded, b"\0" * _HEAD]), 0, _HEAD), tf.uint8)
+    # The first bytes, zero-padded: short inputs read as zeros instead of failing.
+    first = tf.strings.substr(tf.strings.join([tf.strings.substr(encoded, 0, _HEAD), b"\0" * _HEAD]), 0, _HEAD)
+    head = tf.io.decode_raw(first, tf.uint8)
+
+    def starts_with(prefix, at=0):
+        return tf.equal(tf.strings.substr(first, at, len(prefix)), prefix)
+
     png = (_big_endian(head, 20, 4), _big_endian(head, 16, 4))
     gif = (_little_endian(head, 8, 2), _little_endian(head, 6, 2))
     # BMP sizes are signed 32-bit (a negative height means top-down rows).
@@ -38,14 +39,14 @@ def encoded_image_size(encoded):
     vp8l = (vp8l_bits // 2**14 % 2**14 + 1, vp8l_bits % 2**14 + 1)
     vp8x = (_little_endian(head, 27, 3) + 1, _little_endian(head, 24, 3) + 1)
     unknown = (tf.constant(-1, tf.int64), tf.constant(-1, tf.int64))
-    webp = _starts_with(encoded, b"RIFF") & _starts_with(encoded, b"WEBP", at=8)
+    webp = starts_with(b"RIFF") & starts_with(b"WEBP", at=8)
     cases = [
-        (_starts_with(encoded, b"\x89PNG\r\n\x1a\n"), png),
-        (_starts_with(encoded, b"GIF8"), gif),
-        (_starts_with(encoded, b"BM"), bmp),
-        (webp & _starts_with(encoded, b"VP8 ", at=12), vp8),
-        (webp & _starts_with(encoded, b"VP8L", at=12), vp8l),
-        (webp & _starts_with(encoded, b"VP8X", at=12), vp8x),
+        (starts_with(b"\x89PNG\r\n\x1a\n"), png),
+        (starts_with(b"GIF8"), gif),
+        (starts_with(b"BM"), bmp),
+        (webp & starts_with(b"VP8 ", at=12), vp8),
+        (webp & starts_with(b"VP8L", at=12), vp8l),
+        (webp & starts_with(b"VP8X", at=12), vp8x),
     ]
     height, width = unknown
     for matches, (case_height, case_width) in reversed(cases):
@@ -55,4 +56,4 @@ def encoded_image_size(encoded):
         shape = tf.cast(tf.image.extract_jpeg_shape(encoded), tf.int64)
         return shape[0], shape[1]
 
-    return tf.cond(_starts_with(encoded, b"\xff\xd8"), jpeg_size, lambda: (height, width))
+    return tf.cond(starts_with(b"\xff\xd8"), jpeg_size, lambda: (height, width))
