@@ -111,8 +111,8 @@ class _ServingDetector:
 
     def detect_images(self, images):
         """Detections for a uint8 batch [B, H, W, 3] of images of one size; none for an empty batch."""
-        height, width = tf.shape(images, tf.int64)[1], tf.shape(images, tf.int64)[2]
-        with tf.control_dependencies([self._size_check("images", height, width)]):
+        shape = tf.shape(images, tf.int64)
+        with tf.control_dependencies([self._size_check("images", shape[1], shape[2])]):
             return tf.cond(tf.shape(images)[0] > 0, lambda: self._detect_batch(images), self._no_detections)
 
     def _detect_batch(self, images):

@@ -41,11 +41,7 @@ def _multi_worker_strategy(communication):
     # configured ("Collective ops must be configured at program startup").
     if communication == "nccl" and not tf.config.list_physical_devices("GPU"):
         raise StrategyError("--communication=nccl needs GPUs, and this machine has none: use auto or ring")
-    implementation = {
-        "auto": tf.distribute.experimental.CommunicationImplementation.AUTO,
-        "ring": tf.distribute.experimental.CommunicationImplementation.RING,
-        "nccl": tf.distribute.experimental.CommunicationImplementation.NCCL,
-    }[communication]
+    implementation = getattr(tf.distribute.experimental.CommunicationImplementation, communication.upper())
     try:
         return tf.distribute.MultiWorkerMirroredStrategy(
             cluster_resolver=_cluster_resolver(),
