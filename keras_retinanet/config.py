@@ -74,12 +74,41 @@ class MatcherConfig:
     allow_low_quality_matches: bool = True
 
 
-@dataclasses.dataclass
-class FocalLossConfig:
-    """`keras_retinanet.losses.FocalLoss` arguments."""
+# The settings each classification loss (`model.classification_loss.type`) takes; the others must keep their defaults.
+CLASSIFICATION_LOSS_SETTINGS = {
+    "focal": ("alpha", "gamma"),
+    "focal_star": ("alpha", "gamma", "beta"),
+    "ohem": ("alpha", "batch_size_per_image", "positive_fraction", "nms_iou_threshold"),
+}
 
+
+@dataclasses.dataclass
+class ClassificationLossConfig:
+    """The classification loss: `type` "focal" (`keras_retinanet.losses.FocalLoss`; gamma 0 is alpha-balanced
+    cross-entropy), "focal_star" (`FocalLossStar`, Appendix A) or "ohem" (`OHEMLoss`, online hard example mining,
+    Table 1d); the other keys are the arguments of that class (`CLASSIFICATION_LOSS_SETTINGS` says which)."""
+
+    type: str = "focal"
     alpha: Optional[float] = 0.25
     gamma: float = 2.0
+    beta: float = 1.0
+    batch_size_per_image: int = 128
+    positive_fraction: Optional[float] = None
+    nms_iou_threshold: float = 0.7
+
+    def arguments(self):
+        """The constructor arguments of the loss `type` names."""
+        return {name: getattr(self, name) for name in CLASSIFICATION_LOSS_SETTINGS[self.type]}
+
+    def __post_init__(self):
+        if self.type not in CLASSIFICATION_LOSS_SETTINGS:
+            return  # from_dict names the allowed types
+        defaults = ClassificationLossConfig.__dataclass_fields__
+        for name, field in defaults.items():
+            if name != "type" and name not in CLASSIFICATION_LOSS_SETTINGS[self.type] \
+                    and getattr(self, name) != field.default:
+                raise ConfigError(f"'model.classification_loss.{name}' does not apply to type {self.type!r} (it "
+                                  f"takes {', '.join(CLASSIFICATION_LOSS_SETTINGS[self.type])})")
 
 
 @dataclasses.dataclass
@@ -110,7 +139,7 @@ class ModelConfig:
     pyramid: PyramidConfig = dataclasses.field(default_factory=PyramidConfig)
     heads: HeadConfig = dataclasses.field(default_factory=HeadConfig)
     matcher: MatcherConfig = dataclasses.field(default_factory=MatcherConfig)
-    focal_loss: FocalLossConfig = dataclasses.field(default_factory=FocalLossConfig)
+    classification_loss: ClassificationLossConfig = dataclasses.field(default_factory=ClassificationLossConfig)
     box_loss: BoxLossConfig = dataclasses.field(default_factory=BoxLossConfig)
     box_loss_weight: float = 1.0
     ignore_region_threshold: float = 0.5
@@ -213,7 +242,7 @@ def choices():
     from keras_retinanet.data import FORMATS
     from keras_retinanet.data.pipeline import RESIZE_RULES
     from keras_retinanet.layers import anchor_generator, feature_pyramid, heads, image_normalization
-    from keras_retinanet.losses import BOX_LOSSES
+    from keras_retinanet.losses import BOX_LOSSES, CLASSIFICATION_LOSSES
     from keras_retinanet.training.loop import DTYPE_POLICIES
 
     return {
@@ -224,6 +253,7 @@ def choices():
         "model.pyramid.p6_input": feature_pyramid.P6_INPUTS,
         "model.heads.normalization": heads.NORMALIZATIONS,
         "model.box_loss.type": tuple(BOX_LOSSES),
+        "model.classification_loss.type": tuple(CLASSIFICATION_LOSSES),
         "data.resize_rule": RESIZE_RULES,
         "data.train.format": FORMATS,
         "data.val.format": FORMATS,
@@ -235,6 +265,7 @@ POSITIVE = {
     "data.min_size", "data.max_size", "data.max_boxes", "data.max_image_pixels", "data.size_divisor",
     "train.batch_size", "train.iterations", "train.checkpoint_every", "train.eval_every", "train.learning_rate",
     "model.pyramid.filters", "model.heads.filters", "model.decoder.max_detections", "model.decoder.pre_nms_top_k",
+    "model.classification_loss.batch_size_per_image",
 }
 
 # Setting names of earlier releases, per section: old key -> its key in the section now (dotted below it). Files,
@@ -246,7 +277,8 @@ RENAMED = {
         "prior_probability": "heads.prior_probability",
         "positive_threshold": "matcher.positive_threshold", "negative_threshold": "matcher.negative_threshold",
         "allow_low_quality_matches": "matcher.allow_low_quality_matches",
-        "focal_alpha": "focal_loss.alpha", "focal_gamma": "focal_loss.gamma", "smooth_l1_beta": "box_loss.beta",
+        "focal_loss": "classification_loss",
+        "focal_alpha": "classification_loss.alpha", "focal_gamma": "classification_loss.gamma", "smooth_l1_beta": "box_loss.beta",
         "score_threshold": "decoder.score_threshold", "pre_nms_top_k": "decoder.pre_nms_top_k",
         "nms_iou_threshold": "decoder.iou_threshold", "max_detections": "decoder.max_detections",
     },

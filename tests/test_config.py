@@ -26,7 +26,7 @@ def test_paper_settings():
     config = load_config(os.path.join(CONFIG_DIR, "retinanet_r50_fpn_1x_coco.yaml"))
     assert (config.data.min_size, config.data.max_size, config.data.horizontal_flip) == (800, 1333, True)
     assert (config.train.iterations, config.train.learning_rate, config.train.warmup_iterations) == (90000, 0.01, 500)
-    focal_loss = config.model.focal_loss
+    focal_loss = config.model.classification_loss
     assert (focal_loss.alpha, focal_loss.gamma, config.model.heads.prior_probability) == (0.25, 2.0, 0.01)
     r101 = load_config(os.path.join(CONFIG_DIR, "retinanet_r101_fpn_1x_coco.yaml"))
     assert r101.model.backbone.depth == 101 and r101.train == config.train and r101.data == config.data
@@ -84,10 +84,10 @@ def test_integers_may_be_written_in_scientific_notation(tmp_path):
 def test_overrides(tmp_path):
     path = _write(tmp_path, "train:\n  batch_size: 4\n")
     config = load_config(path, ["train.batch_size=8", "model.backbone.weights=null", "data.val.images=/x/val",
-                                "train.lr_steps=[10, 20]", "model.focal_loss.gamma=0"])
+                                "train.lr_steps=[10, 20]", "model.classification_loss.gamma=0"])
     assert config.train.batch_size == 8 and config.model.backbone.weights is None
     assert config.data.val.images == "/x/val" and config.train.lr_steps == (10, 20)
-    assert config.model.focal_loss.gamma == 0.0 and isinstance(config.model.focal_loss.gamma, float)
+    assert config.model.classification_loss.gamma == 0.0 and isinstance(config.model.classification_loss.gamma, float)
     with pytest.raises(ConfigError, match="unknown key 'train.batch'"):
         load_config(path, ["train.batch=8"])
     with pytest.raises(ConfigError, match="not of the form"):
@@ -129,14 +129,14 @@ def test_old_setting_names_are_read():
         "model.heads.filters=32", "model.heads.num_convs=1", "model.heads.normalization=group_norm",
         "model.pyramid.p6_input=p5", "model.heads.prior_probability=0.02", "model.pyramid.filters=64",
         "model.matcher.positive_threshold=0.6", "model.matcher.negative_threshold=0.3",
-        "model.matcher.allow_low_quality_matches=false", "model.focal_loss.alpha=0.5", "model.focal_loss.gamma=1.0",
+        "model.matcher.allow_low_quality_matches=false", "model.classification_loss.alpha=0.5", "model.classification_loss.gamma=1.0",
         "model.box_loss.type=smooth_l1", "model.box_loss.beta=0.2", "model.decoder.score_threshold=0.1",
         "model.decoder.pre_nms_top_k=500", "model.decoder.iou_threshold=0.6", "model.decoder.max_detections=50",
         "data.resize_rule=torchvision",
     ])
     assert old == new and new != ExperimentConfig()
-    with pytest.raises(ConfigError, match="'model.focal_gamma' and 'model.focal_loss.gamma' are the same setting"):
-        load_config(None, ["model.focal_gamma=1.0", "model.focal_loss.gamma=2.0"])
+    with pytest.raises(ConfigError, match="'model.focal_gamma' and 'model.classification_loss.gamma' are the same setting"):
+        load_config(None, ["model.focal_gamma=1.0", "model.classification_loss.gamma=2.0"])
 
 
 def test_a_config_starts_from_its_base_file(tmp_path):

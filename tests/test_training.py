@@ -11,8 +11,8 @@ def test_alpha_balanced_cross_entropy_trains_from_the_prior_initialisation(tmp_p
     """Table 1a's baseline (gamma 0, alpha 0.75): confident anchors round p_t to 1 within 20 iterations here,
     where `(1 - p_t) ** 0` used to make the gradient NaN and stop training."""
     config = _tiny_experiment(tmp_path, "float32", iterations=60, warmup_iterations=10,
-                              model_yaml="  focal_loss: {alpha: 0.75, gamma: 0.0}\n")
-    assert config.model.focal_loss.gamma == 0.0 and config.model.heads.prior_probability == 0.01
+                              model_yaml="  classification_loss: {alpha: 0.75, gamma: 0.0}\n")
+    assert config.model.classification_loss.gamma == 0.0 and config.model.heads.prior_probability == 0.01
     model = train(config, str(tmp_path / "model"), verbose=0)
     assert int(model.optimizer.iterations.numpy()) == 60
     assert all(np.all(np.isfinite(weight.numpy())) for weight in model.weights)

@@ -42,6 +42,13 @@ def describe_machine():
     }
 
 
+def machine_text(machine):
+    """One line for a `describe_machine` dict: CPU, cores, instruction sets, AMX, GPUs."""
+    features = ", ".join(name for name in ("avx512", "avx512_bf16", "amx") if machine[name]) or "no AVX-512"
+    return (f"{machine['cpu']} ({machine['cores']} cores; {features}; AMX {'present' if machine['amx'] else 'absent'}; "
+            f"GPUs: {', '.join(machine['gpus']) or 'none'})")
+
+
 def matmul_peak(dtype, size=2048, repeats=5):
     """GFLOP/s of a `size`^3 matmul in `dtype` ("float32" or "bfloat16") through TensorFlow, the median of
     `repeats`: the rate no convolution network in that dtype can beat on this machine."""

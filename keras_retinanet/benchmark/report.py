@@ -1,5 +1,7 @@
 """The benchmark's table: rows of seconds (or other units) for us, the peers and the floor, as Markdown."""
 
+from keras_retinanet.benchmark.hardware import machine_text
+
 PEER_NAMES = {"torchvision": "torchvision", "keras_hub": "KerasHub"}
 
 
@@ -34,11 +36,8 @@ def _ratio(numerator, denominator):
 def markdown(report):
     """The table of a `bin/benchmark` report (its JSON), with the machine and the command above it."""
     machine = report["machine"]
-    features = ", ".join(name for name in ("avx512", "avx512_bf16", "amx") if machine[name]) or "no AVX-512"
     lines = [
-        f"Measured {report['date']} on {machine['cpu']} ({machine['cores']} cores; {features}; "
-        f"AMX {'present' if machine['amx'] else 'absent'}; GPUs: {', '.join(machine['gpus']) or 'none'}), "
-        f"TensorFlow {machine['tensorflow']}, with `{report['command']}`. Floor: {report['gflop_per_image']:.1f} "
+        f"Measured {report['date']} on {machine_text(machine)}, TensorFlow {machine['tensorflow']}, with `{report['command']}`. Floor: {report['gflop_per_image']:.1f} "
         "GFLOP a forward per image (a training step: 3 times that) over the matmul peak measured in the same run ("
         + ", ".join(f"{dtype} {gflops:.0f} GFLOP/s" for dtype, gflops in report["peak_gflops"].items())
         + f"). Medians of {report['setting']['repeats']} runs.",

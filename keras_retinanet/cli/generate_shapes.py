@@ -23,18 +23,26 @@ flags.DEFINE_integer("max_size", 64, "Largest shape width or height, in pixels."
 flags.DEFINE_integer("seed", 0, "Random seed; each split derives its own from it and its name.")
 flags.DEFINE_bool("clutter", True, "Draw unlabelled lines, dots and arcs as distractors.")
 flags.DEFINE_float("noise_std", 8.0, "Standard deviation of the per-pixel Gaussian noise (0-255 scale).")
+flags.DEFINE_bool("imbalance", False, "The paper-study preset: 320 px images with 1-3 shapes of 12-32 px, so that "
+                                      "positive anchors are rare (sets image_size, min/max_objects, min/max_size; "
+                                      "giving those too is an error).")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from keras_retinanet.datasets import generate_shapes_dataset
+    from keras_retinanet.datasets import IMBALANCE_PRESET, generate_shapes_dataset
 
     splits = {name: count for name, count in (("train", FLAGS.train_images), ("val", FLAGS.val_images)) if count}
-    paths = generate_shapes_dataset(
-        FLAGS.output_dir, splits, image_size=(FLAGS.image_size, FLAGS.image_size), min_objects=FLAGS.min_objects,
-        max_objects=FLAGS.max_objects, min_size=FLAGS.min_size, max_size=FLAGS.max_size, seed=FLAGS.seed,
-        clutter=FLAGS.clutter, noise_std=FLAGS.noise_std)
+    geometry = dict(image_size=(FLAGS.image_size, FLAGS.image_size), min_objects=FLAGS.min_objects,
+                    max_objects=FLAGS.max_objects, min_size=FLAGS.min_size, max_size=FLAGS.max_size)
+    if FLAGS.imbalance:
+        given = [name for name in ("image_size", *geometry) if FLAGS[name].present]
+        if given:
+            raise app.UsageError(f"--imbalance sets {', '.join(sorted(set(given)))}: give one or the other")
+        geometry = IMBALANCE_PRESET
+    paths = generate_shapes_dataset(FLAGS.output_dir, splits, seed=FLAGS.seed, clutter=FLAGS.clutter,
+                                    noise_std=FLAGS.noise_std, **geometry)
     for split, path in paths.items():
         with open(path) as file:
             dataset = json.load(file)

@@ -3,7 +3,7 @@
 from keras_retinanet.backbones import ResNetBackbone
 from keras_retinanet.boxes import Matcher
 from keras_retinanet.layers import AnchorGenerator, DetectionDecoder, FeaturePyramid, RetinaNetHead
-from keras_retinanet.losses import BOX_LOSSES, FocalLoss, SmoothL1Loss
+from keras_retinanet.losses import BOX_LOSSES, CLASSIFICATION_LOSSES, SmoothL1Loss
 from keras_retinanet.models.retinanet import RetinaNet
 
 
@@ -28,7 +28,7 @@ def build_retinanet(config, num_classes):
         normalization=heads.normalization,
         use_bias=heads.normalization is None,  # a bias before a normalisation does nothing
     )
-    box_loss = config.box_loss
+    box_loss, classification_loss = config.box_loss, config.classification_loss
     return RetinaNet(
         backbone=ResNetBackbone(**vars(config.backbone)),
         num_classes=num_classes,
@@ -40,7 +40,7 @@ def build_retinanet(config, num_classes):
         anchor_generator=anchor_generator,
         matcher=build_matcher(config.matcher),
         decoder=DetectionDecoder(**vars(config.decoder)),
-        classification_loss=FocalLoss(**vars(config.focal_loss)),
+        classification_loss=CLASSIFICATION_LOSSES[classification_loss.type](**classification_loss.arguments()),
         box_loss=SmoothL1Loss(box_loss.beta) if box_loss.type == "smooth_l1" else BOX_LOSSES[box_loss.type](),
         box_loss_weight=config.box_loss_weight,
         ignore_region_threshold=config.ignore_region_threshold,

@@ -44,7 +44,7 @@ class RetinaNet(keras.Model):
         box_coder: a `BoxCoder` (default: weights 1, clamp log(1000/16)).
         matcher: a `Matcher` (default: 0.5 / 0.4 with low-quality matches).
         decoder: a `DetectionDecoder` (default: score 0.05, top 1000 a level, NMS 0.5, 100 detections).
-        classification_loss: default `FocalLoss(alpha=0.25, gamma=2)`.
+        classification_loss: default `FocalLoss(alpha=0.25, gamma=2)`; `FocalLossStar` and `OHEMLoss` work too.
         box_loss: default `SmoothL1Loss(beta=0.11)`; `L1Loss` and `GIoULoss` work too.
         box_loss_weight: weight of the box loss in the total.
         bounding_box_format: format of the boxes given to `fit` and returned by `predict` (a
@@ -125,20 +125,26 @@ class RetinaNet(keras.Model):
         if self.built:
             self.optimizer.build(self.trainable_variables)
 
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Focal loss + weighted box loss, from raw targets `y = {"boxes", "labels"}` labelled against the anchors."""
-        image_size = tf.shape(x)[1:3]
+    def label_anchors(self, images, y):
+        """(anchors [N, 4] `xyxy` of the batch `images`' size, the `AnchorLabeler` targets of the raw targets
+        `y = {"boxes", "labels"}` against them): what `compute_loss` trains on."""
+        image_size = tf.shape(images)[1:3]
         labels = tf.cast(y["labels"], tf.int32)
         tf.debugging.assert_less(labels, self.num_classes, message="RetinaNet: a label is >= num_classes")
-        boxes = self._to_xyxy(y["boxes"], image_size)
         anchors = self.anchor_generator(image_size)
-        targets = self.labeler(anchors, boxes, labels)
+        return anchors, self.labeler(anchors, self._to_xyxy(y["boxes"], image_size), labels)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Classification loss + weighted box loss, from raw targets `y = {"boxes", "labels"}` labelled against the
+        anchors."""
+        anchors, targets = self.label_anchors(x, y)
 
         anchor_weights = None
         if sample_weight is not None:  # one weight per image
             anchor_weights = tf.broadcast_to(tf.cast(sample_weight, tf.float32)[:, None], tf.shape(targets["class_targets"]))
         classification_loss = self.classification_loss(
-            targets["class_targets"], y_pred["class_logits"], sample_weight=anchor_weights
+            targets["class_targets"], y_pred["class_logits"], sample_weight=anchor_weights,
+            anchors=anchors if self.classification_loss.needs_anchors else None,
         )
 
         positive = tf.cast(targets["class_targets"] >= 0, tf.float32)

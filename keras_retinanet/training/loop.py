@@ -25,7 +25,7 @@ CONFIG_FILE = "config.yaml"
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
-def train(config, model_dir, strategy="default", verbose=1, communication="auto", restart=False):
+def train(config, model_dir, strategy="default", verbose=1, communication="auto", restart=False, callbacks=()):
     """Trains the experiment `config` (an `ExperimentConfig`) into `model_dir`; resumes if it holds a backup.
 
     Writes `config.yaml` (the resolved config), TensorBoard logs in `logs/`, a backup in `backup/` at every
@@ -37,6 +37,9 @@ def train(config, model_dir, strategy="default", verbose=1, communication="auto"
     workers, each reads its own share of the training images (`DetectionDataset.shard`) with its own shuffling
     seed, `train.batch_size` is the global batch, and only the chief writes into `model_dir`, which every worker
     must see (a shared filesystem): the workers resume from the chief's backup.
+
+    `callbacks` are further Keras callbacks, run before the built-in ones (so they see a non-finite loss before
+    training stops on it).
     """
     # First: MultiWorkerMirroredStrategy must be created before TensorFlow runs anything.
     strategy = make_strategy(strategy, communication)
@@ -72,7 +75,7 @@ def train(config, model_dir, strategy="default", verbose=1, communication="auto"
 
     steps_per_epoch = train_config.checkpoint_every
     epochs = math.ceil(train_config.iterations / steps_per_epoch)
-    callbacks = [StopOnNonFiniteLoss(), LearningRateLogger()]
+    callbacks = [*callbacks, StopOnNonFiniteLoss(), LearningRateLogger()]
     if chief:
         callbacks.append(BackupEveryEpoch(backups))
     if val_set is not None:

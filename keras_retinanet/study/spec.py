@@ -1,0 +1,212 @@
+"""A study file: one experiment, trained in named variants (config overrides), reported as the paper's tables.
+
+```yaml
+experiment: base.yaml              # the experiment every variant starts from (relative to this file)
+dataset: {train_images: 600, val_images: 100, image_size: 320, min_objects: 1, ...}  # generate_shapes_dataset
+variants:                          # name: [dotted.key=value overrides]
+  fl: []
+  ce_alpha_0.75: [model.classification_loss.gamma=0, model.classification_loss.alpha=0.75]
+repeats: {variants: [fl], seeds: [1, 2]}   # the same variants again with data.seed=1, 2: the noise estimate
+tables:
+  - id: 1a
+    title: "alpha-balanced cross-entropy"
+    columns: [alpha]               # what the row's `cells` are
+    paper_columns: [AP, AP50, AP75]
+    rows: [{variant: ce_alpha_0.75, cells: [0.75], paper: [31.1, 49.4, 33.0]}]   # eval_size: N to test at N px
+    claims: [{better: fl, worse: ce_alpha_0.75, text: "FL beats the best CE"}]   # similar: true for "about equal"
+    timed: false                   # true: time inference per image at each row's size
+    note: "how the setup differs from the paper's"
+figure_4: {variant: fl, gammas: [0, 0.5, 1, 2], images: 600}
+curves: [fl, fl_no_prior]          # variants whose training curves are drawn
+quick: {dataset: {...}, set: [...]}   # --quick: these on top, and only the first row of each table
+```
+"""
+
+import dataclasses
+import os
+from typing import Optional
+
+import yaml
+
+from keras_retinanet.config import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One line of a table: a variant, evaluated at `eval_size` pixels (None: the training size)."""
+
+    variant: str
+    cells: tuple
+    paper: tuple = ()
+    eval_size: Optional[int] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """The paper's reading: variant `better` has the higher AP than `worse` (`similar`: about the same AP)."""
+
+    better: str
+    worse: str
+    text: str
+    similar: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    id: str
+    title: str
+    columns: tuple
+    paper_columns: tuple
+    rows: tuple
+    claims: tuple = ()
+    timed: bool = False
+    note: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """A parsed study file; `quick` selects the --quick form (see `load_study`)."""
+
+    path: str
+    experiment: str
+    dataset: dict
+    variants: dict  # name -> tuple of overrides, the repeats included (name@seedN)
+    tables: tuple
+    repeat_groups: dict  # variant -> its names over seeds (itself first)
+    figure_4: Optional[dict]
+    curves: tuple
+    overrides: tuple  # laid under every variant's own
+    quick: bool
+
+
+SEED_SUFFIX = "@seed"
+
+
+def load_study(path, quick=False):
+    """The study in YAML file `path`; with `quick`, its `quick` section applied, each table cut to its first row and
+    no repeats (claims, curves and Figure 4 kept only where their variants still run)."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            data = yaml.safe_load(stream)
+    except OSError as error:
+        raise ConfigError(f"cannot read study file {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    where = _Where(path)
+    data = where.mapping(data, "the top level", required=("experiment", "dataset", "variants", "tables"),
+                         optional=("repeats", "figure_4", "curves", "quick"))
+    quick_section = where.mapping(data.get("quick") or {}, "quick", optional=("dataset", "set")) if quick else {}
+    experiment = os.path.join(os.path.dirname(path), where.string(data["experiment"], "experiment"))
+    dataset = {**where.mapping(data["dataset"], "dataset"), **where.mapping(quick_section.get("dataset") or {},
+                                                                          "quick.dataset")}
+    variants = {where.string(name, "variants"): tuple(where.strings(overrides or [], f"variants.{name}"))
+                for name, overrides in where.mapping(data["variants"], "variants").items()}
+    tables = tuple(_table(where, item, index, variants) for index, item in enumerate(where.list(data["tables"], "tables")))
+    if quick:
+        tables = tuple(dataclasses.replace(table, rows=table.rows[:1]) for table in tables)
+    used = {row.variant for table in tables for row in table.rows}
+    tables = tuple(dataclasses.replace(table, claims=tuple(claim for claim in table.claims
+                                                           if {claim.better, claim.worse} <= used)) for table in tables)
+
+    repeat_groups = {}
+    repeats = where.mapping(data.get("repeats") or {}, "repeats", optional=("variants", "seeds"))
+    seeds = [where.integer(seed, "repeats.seeds") for seed in where.list(repeats.get("seeds") or [], "repeats.seeds")]
+    for name in where.strings(repeats.get("variants") or [], "repeats.variants"):
+        where.known(name, variants, "repeats.variants")
+        if name not in used or quick:
+            continue
+        repeat_groups[name] = [name]
+        for seed in seeds:
+            variants[f"{name}{SEED_SUFFIX}{seed}"] = (*variants[name], f"data.seed={seed}")
+            repeat_groups[name].append(f"{name}{SEED_SUFFIX}{seed}")
+    used |= {name for group in repeat_groups.values() for name in group}
+
+    figure_4 = None
+    if data.get("figure_4"):
+        figure_4 = where.mapping(data["figure_4"], "figure_4", required=("variant", "gammas"), optional=("images",))
+        where.known(figure_4["variant"], variants, "figure_4.variant")
+        figure_4 = figure_4 if figure_4["variant"] in used else None
+    curves = tuple(name for name in where.strings(data.get("curves") or [], "curves")
+                   if where.known(name, variants, "curves") in used)
+    return Study(path=path, experiment=experiment, dataset=dataset,
+                 variants={name: overrides for name, overrides in variants.items() if name in used}, tables=tables,
+                 repeat_groups=repeat_groups, figure_4=figure_4, curves=curves,
+                 overrides=tuple(where.strings(quick_section.get("set") or [], "quick.set")), quick=quick)
+
+
+def _table(where, item, index, variants):
+    key = f"tables[{index}]"
+    item = where.mapping(item, key, required=("id", "title", "columns", "rows"),
+                         optional=("paper_columns", "claims", "timed", "note"))
+    columns = tuple(where.strings(item["columns"], f"{key}.columns"))
+    paper_columns = tuple(where.strings(item.get("paper_columns") or [], f"{key}.paper_columns"))
+    rows = []
+    for number, row in enumerate(where.list(item["rows"], f"{key}.rows")):
+        row_key = f"{key}.rows[{number}]"
+        row = where.mapping(row, row_key, required=("variant", "cells"), optional=("paper", "eval_size"))
+        cells, paper = tuple(where.list(row["cells"], f"{row_key}.cells")), tuple(row.get("paper") or ())
+        if len(cells) != len(columns):
+            raise ConfigError(f"{where.path}: '{row_key}.cells' has {len(cells)} values for {len(columns)} columns")
+        if paper and len(paper) != len(paper_columns):
+            raise ConfigError(f"{where.path}: '{row_key}.paper' has {len(paper)} values for {len(paper_columns)} "
+                              "paper_columns")
+        eval_size = row.get("eval_size")
+        rows.append(Row(where.known(row["variant"], variants, f"{row_key}.variant"), cells, paper,
+                        None if eval_size is None else where.integer(eval_size, f"{row_key}.eval_size")))
+    if not rows:
+        raise ConfigError(f"{where.path}: '{key}.rows' is empty")
+    claims = []
+    for number, claim in enumerate(where.list(item.get("claims") or [], f"{key}.claims")):
+        claim = where.mapping(claim, f"{key}.claims[{number}]", required=("better", "worse", "text"),
+                              optional=("similar",))
+        claims.append(Claim(*(where.known(claim[side], variants, f"{key}.claims[{number}].{side}")
+                              for side in ("better", "worse")), str(claim["text"]), bool(claim.get("similar"))))
+    return Table(id=str(item["id"]), title=str(item["title"]), columns=columns, paper_columns=paper_columns,
+                 rows=tuple(rows), claims=tuple(claims), timed=bool(item.get("timed", False)),
+                 note=str(item.get("note", "")))
+
+
+@dataclasses.dataclass
+class _Where:
+    """Checks of a study file's values; errors name the file and the key."""
+
+    path: str
+
+    def fail(self, key, expected, value):
+        raise ConfigError(f"{self.path}: '{key}' must be {expected}, got {value!r}")
+
+    def mapping(self, value, key, required=(), optional=None):
+        if not isinstance(value, dict):
+            self.fail(key, "a mapping", value)
+        missing = [name for name in required if name not in value]
+        if missing:
+            raise ConfigError(f"{self.path}: '{key}' lacks {', '.join(missing)}")
+        if optional is not None:
+            unknown = sorted(set(value) - set(required) - set(optional))
+            if unknown:
+                raise ConfigError(f"{self.path}: unknown key(s) {', '.join(unknown)} in '{key}' (known: "
+                                  f"{', '.join([*required, *optional])})")
+        return value
+
+    def list(self, value, key):
+        if not isinstance(value, list):
+            self.fail(key, "a list", value)
+        return value
+
+    def string(self, value, key):
+        if not isinstance(value, str) or not value:
+            self.fail(key, "a non-empty string", value)
+        return value
+
+    def strings(self, value, key):
+        return [self.string(item, key) for item in self.list(value, key)]
+
+    def integer(self, value, key):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            self.fail(key, "a non-negative integer", value)
+        return value
+
+    def known(self, name, variants, key):
+        if name not in variants:
+            raise ConfigError(f"{self.path}: '{key}' names variant {name!r}, which 'variants' does not define")
+        return name

@@ -1,0 +1,192 @@
+"""The study runner on a tiny study: every variant trained and evaluated once, resumption after a kill, divergence
+recorded as such, the report's tables and figures, and the study file's errors. Not the science: see
+docs/paper_reproduction.md for that."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from keras_retinanet.config import ConfigError
+from keras_retinanet.study import load_study
+from keras_retinanet.study import runner as study_runner
+from keras_retinanet.study.report import write_report
+from tests.tiny import TINY_MODEL_YAML
+
+EXPERIMENT = TINY_MODEL_YAML + """data: {min_size: 64, max_size: 64, max_boxes: 4, size_divisor: 32, cache_images: true}
+train: {batch_size: 4, iterations: 4, learning_rate: 0.01, lr_steps: [4], warmup_iterations: 1, checkpoint_every: 2,
+        eval_every: 4}
+"""
+
+STUDY = """experiment: tiny.yaml
+dataset: {train_images: 8, val_images: 4, image_size: 64, min_objects: 1, max_objects: 2, min_size: 12, max_size: 24}
+variants:
+  fl: []
+  ce: [model.classification_loss.gamma=0, model.classification_loss.alpha=0.75]
+  blowup: [train.learning_rate=1.0e+12]
+tables:
+  - id: 1b
+    title: gamma
+    columns: [gamma]
+    paper_columns: [AP, AP50, AP75]
+    rows:
+      - {variant: ce, cells: [0], paper: [31.1, 49.4, 33.0]}
+      - {variant: fl, cells: [2], paper: [34.0, 52.5, 36.5]}
+      - {variant: blowup, cells: [huge lr], paper: [diverges, "-", "-"]}
+    claims:
+      - {better: fl, worse: ce, text: "FL beats CE"}
+      - {better: fl, worse: blowup, text: "FL beats a diverged run"}
+  - id: 1e
+    title: speed
+    columns: [size]
+    paper_columns: [AP]
+    timed: true
+    rows:
+      - {variant: fl, eval_size: 64, cells: [64], paper: [30.5]}
+      - {variant: fl, eval_size: 96, cells: [96], paper: [32.5]}
+figure_4: {variant: fl, gammas: [0, 2], images: 8}
+curves: [fl, blowup]
+"""
+
+
+@pytest.fixture()
+def study_file(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(EXPERIMENT)
+    path = tmp_path / "study.yaml"
+    path.write_text(STUDY)
+    return path
+
+
+class Interrupt(Exception):
+    """Stands for a killed process."""
+
+
+class InterruptOnSecondEpoch(keras.callbacks.Callback):
+    """Interrupts training once the first epoch's backup is written."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            raise Interrupt
+
+
+def test_a_study_runs_resumes_and_reports(study_file, tmp_path, monkeypatch):
+    work_dir = str(tmp_path / "work")
+    study = load_study(str(study_file))
+    real_train = study_runner.train
+
+    # A first run is killed in the middle of the second variant's training, after its first backup.
+    def killed_in_ce(config, model_dir, callbacks=(), **kwargs):
+        if model_dir.endswith("ce"):
+            callbacks = [*callbacks, InterruptOnSecondEpoch()]
+        return real_train(config, model_dir, callbacks=callbacks, **kwargs)
+
+    monkeypatch.setattr(study_runner, "train", killed_in_ce)
+    with pytest.raises(Interrupt):
+        study_runner.run_study(study, work_dir, log=lambda text: None)
+    assert os.path.exists(os.path.join(work_dir, "variants", "fl", study_runner.RESULT_FILE))
+    assert not os.path.exists(os.path.join(work_dir, "variants", "ce", study_runner.RESULT_FILE))
+    assert os.listdir(os.path.join(work_dir, "variants", "ce", "backup"))
+
+    # The rerun trains only what is left: fl is read back, ce resumes at iteration 2.
+    trained = []
+
+    def recording(config, model_dir, **kwargs):
+        trained.append(os.path.basename(model_dir))
+        return real_train(config, model_dir, **kwargs)
+
+    monkeypatch.setattr(study_runner, "train", recording)
+    results = study_runner.run_study(study, work_dir, log=lambda text: None)
+    assert trained == ["ce", "blowup"]
+    ce_curve = json.load(open(os.path.join(work_dir, "variants", "ce", study_runner.CURVE_FILE)))
+    assert ce_curve["iteration"] == [1, 2, 3, 4]  # the killed run's first two iterations kept, none twice
+    assert all(np.isfinite(ce_curve["classification_loss"]))
+
+    fl, ce, blowup = (results.variants[name] for name in ("fl", "ce", "blowup"))
+    assert set(fl["evaluations"]) == {"64", "96"} and fl["evaluations"]["96"]["seconds_per_image"] > 0
+    assert set(ce["evaluations"]) == {"64"} and "seconds_per_image" not in ce["evaluations"]["64"]
+    assert all(0.0 <= fl["evaluations"]["64"][key] <= 1.0 for key in ("AP", "AP50", "AP75"))
+    assert blowup["diverged"] and blowup["evaluations"] == {} and blowup["diverged_at"] >= 1
+    assert results.curves["blowup"]["classification_loss"][-1] is None  # the non-finite step ends the curve
+
+    balance = results.balance  # 8 images x 4 levels... of 64 px anchors: (8^2 + 4^2 + 2^2 + 1 + 1) x 9 per image
+    assert sum(balance.values()) == 8 * (64 + 16 + 4 + 1 + 1) * 9 and balance["positive"] > 0
+    for gamma in ("0.0", "2.0"):
+        for side in ("positive", "negative"):
+            curve = np.asarray(results.figure_4[gamma][side])
+            assert np.all(np.diff(curve) >= -1e-12) and curve[-1] == pytest.approx(1.0)
+    # Higher gamma concentrates the negatives' loss on fewer anchors (Figure 4's point).
+    assert results.figure_4["2.0"]["negative"][500] <= results.figure_4["0.0"]["negative"][500] + 1e-9
+
+    # Nothing is retrained by a third run; the report has the tables, the verdicts and the figures.
+    monkeypatch.setattr(study_runner, "train", None)
+    results = study_runner.run_study(study, work_dir, log=lambda text: None)
+    report_path = str(tmp_path / "docs" / "report.md")
+    written = write_report(report_path, results, study, ["# Tiny study"])
+    text = open(report_path).read()
+    assert "| gamma | paper AP | paper AP50 | paper AP75 | ours AP | ours AP50 | ours AP75 | train min | variant |" in text
+    assert f"| 2 | 34.0 | 52.5 | 36.5 | {100 * fl['evaluations']['64']['AP']:.1f} |" in text
+    assert f"| huge lr | diverges | - | - | diverged (iteration {blowup['diverged_at']}) |" in text
+    fl_ap, ce_ap = (100 * result["evaluations"]["64"]["AP"] for result in (fl, ce))
+    for text_start, worse_ap in (("FL beats a diverged run", 0.0), ("FL beats CE", ce_ap)):  # diverged: AP 0
+        verdict = "holds" if fl_ap > worse_ap else "does not hold"  # no repeats: no noise margin
+        assert f"- {text_start}: **{verdict}** here" in text
+    assert "| 96 | 32.5 |" in text and "ms / image" in text
+    assert "1 positive in" in text
+    for path in written[1:]:
+        assert path.endswith(".png") and Image.open(path).size[0] > 300
+        assert os.path.relpath(path, os.path.dirname(report_path)) in text
+    assert len(written) == 5  # report, Figure 1, Figure 4, AP vs time, training curves
+
+
+def test_a_changed_variant_is_not_mixed_with_its_old_result(study_file, tmp_path):
+    work_dir = str(tmp_path / "work")
+    (tmp_path / "one.yaml").write_text(STUDY.replace("  ce: [", "  unused: [").replace("  blowup: [", "  unused2: [")
+                                       .split("tables:")[0] + "tables:\n  - {id: x, title: x, columns: [], rows: "
+                                       "[{variant: fl, cells: []}]}\n")
+    study_runner.run_study(load_study(str(tmp_path / "one.yaml")), work_dir, log=lambda text: None)
+    changed = tmp_path / "changed.yaml"
+    changed.write_text((tmp_path / "one.yaml").read_text().replace("  fl: []", "  fl: [train.learning_rate=0.02]"))
+    with pytest.raises(ConfigError, match="variants/fl holds a result of another config"):
+        study_runner.run_study(load_study(str(changed)), work_dir, log=lambda text: None)
+    other_data = tmp_path / "other_data.yaml"
+    other_data.write_text((tmp_path / "one.yaml").read_text().replace("train_images: 8", "train_images: 12"))
+    with pytest.raises(ConfigError, match="holds a dataset generated with"):
+        study_runner.run_study(load_study(str(other_data)), work_dir, log=lambda text: None)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("variant: ce, cells: [0]", "variant: cee, cells: [0]"), r"'tables\[0\].rows\[0\].variant' names variant 'cee'"),
+    (("cells: [2]", "cells: [2, 3]"), r"'tables\[0\].rows\[1\].cells' has 2 values for 1 columns"),
+    (("paper: [30.5]", "paper: [30.5, 1]"), r"'tables\[1\].rows\[0\].paper' has 2 values for 1 paper_columns"),
+    (("figure_4: {variant: fl,", "figure_4: {variant: f2,"), r"'figure_4.variant' names variant 'f2'"),
+    (("timed: true", "timed: true\n    colour: red"), r"unknown key\(s\) colour in 'tables\[1\]'"),
+    (("experiment: tiny.yaml\n", ""), "'the top level' lacks experiment"),
+])
+def test_study_file_errors_name_the_file_and_key(study_file, edit, message):
+    study_file.write_text(STUDY.replace(*edit))
+    with pytest.raises(ConfigError, match=f"{study_file}: {message}"):
+        load_study(str(study_file))
+
+
+def test_quick_keeps_the_first_row_of_each_table_and_the_claims_it_can_judge(study_file):
+    study = load_study(str(study_file), quick=True)
+    assert [table.rows[0].variant for table in study.tables] == ["ce", "fl"]
+    assert [len(table.rows) for table in study.tables] == [1, 1]
+    assert set(study.variants) == {"ce", "fl"}
+    assert [claim.text for claim in study.tables[0].claims] == ["FL beats CE"]  # the other names a dropped variant
+
+
+def test_the_shipped_study_files_load_and_the_command_line_reports_a_bad_file_in_one_line(tmp_path):
+    for quick in (False, True):
+        study = load_study("configs/study/paper.yaml", quick=quick)
+        assert {table.id for table in study.tables} == {"1a", "1b", "1c", "1d", "A", "prior", "1e"}
+    process = subprocess.run([sys.executable, "bin/study", f"--study={tmp_path}/missing.yaml"], capture_output=True,
+                             text=True)
+    assert process.returncode == 1
+    assert process.stderr.strip().splitlines()[-1] == f"error: cannot read study file {tmp_path}/missing.yaml: No " \
+                                                     "such file or directory"
