@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test test-slow test-torch benchmark clean
+.PHONY: install demo test test-slow test-torch benchmark study study-quick clean
 
 install: $(STAMP)
 
@@ -38,6 +38,14 @@ test-torch: $(STAMP)
 benchmark: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[torch,keras_hub]"
 	$(PY) bin/benchmark
+
+## study: the paper's ablations at CPU scale (bin/study; about 75 minutes on 2 CPU cores, resumable), report in
+## runs/study/report.md; study-quick: the first row of each table on smaller images (about 6 minutes)
+study: $(STAMP)
+	$(PY) bin/study
+
+study-quick: $(STAMP)
+	$(PY) bin/study --quick
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

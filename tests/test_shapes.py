@@ -229,3 +229,19 @@ def test_command_line_writes_a_dataset(tmp_path):
         assert dataset["info"]["parameters"]["seed"] == 5
         assert f"{split}: {count} images, {len(dataset['annotations'])} boxes" in result.stdout
         assert Image.open(tmp_path / split / f"{split}_000000.png").size == (64, 64)
+
+
+def test_command_line_imbalance_preset(tmp_path):
+    command = [sys.executable, os.path.join(ROOT, "bin", "generate_shapes"), f"--output_dir={tmp_path}",
+               "--train_images=6", "--val_images=0", "--imbalance"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
+    assert result.returncode == 0, result.stderr
+    coco = COCO(str(tmp_path / "annotations" / "instances_train.json"))
+    assert all((image["height"], image["width"]) == (256, 256) for image in coco.dataset["images"])
+    counts = [len(coco.getAnnIds(imgIds=i)) for i in coco.getImgIds()]
+    assert all(1 <= count <= 3 for count in counts)
+    assert all(12 <= size <= 32 for annotation in coco.dataset["annotations"] for size in annotation["bbox"][2:])
+
+    mixed = subprocess.run([*command, "--image_size=64"], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "PYTHONPATH": ROOT})
+    assert mixed.returncode != 0 and "--imbalance sets image_size: give one or the other" in mixed.stderr

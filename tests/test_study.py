@@ -15,7 +15,7 @@ from PIL import Image
 from keras_retinanet.config import ConfigError
 from keras_retinanet.study import load_study
 from keras_retinanet.study import runner as study_runner
-from keras_retinanet.study.report import write_report
+from keras_retinanet.study.report import read_discussion, write_report
 from tests.tiny import TINY_MODEL_YAML
 
 EXPERIMENT = TINY_MODEL_YAML + """data: {min_size: 64, max_size: 64, max_boxes: 4, size_divisor: 32, cache_images: true}
@@ -126,8 +126,12 @@ def test_a_study_runs_resumes_and_reports(study_file, tmp_path, monkeypatch):
     monkeypatch.setattr(study_runner, "train", None)
     results = study_runner.run_study(study, work_dir, log=lambda text: None)
     report_path = str(tmp_path / "docs" / "report.md")
-    written = write_report(report_path, results, study, ["# Tiny study"])
+    notes = tmp_path / "notes.md"
+    notes.write_text("## summary\nOverall reading.\n\n## 1b\nWhy gamma matters here.\n")
+    written = write_report(report_path, results, study, ["# Tiny study"], read_discussion(str(notes), study))
     text = open(report_path).read()
+    assert text.index("Overall reading.") < text.index("## Table 1b") < text.index("Why gamma matters here.") \
+        < text.index("## Table 1e")
     assert "| gamma | paper AP | paper AP50 | paper AP75 | ours AP | ours AP50 | ours AP75 | train min | variant |" in text
     assert f"| 2 | 34.0 | 52.5 | 36.5 | {100 * fl['evaluations']['64']['AP']:.1f} |" in text
     assert f"| huge lr | diverges | - | - | diverged (iteration {blowup['diverged_at']}) |" in text
@@ -171,6 +175,19 @@ def test_study_file_errors_name_the_file_and_key(study_file, edit, message):
     study_file.write_text(STUDY.replace(*edit))
     with pytest.raises(ConfigError, match=f"{study_file}: {message}"):
         load_study(str(study_file))
+
+
+def test_discussion_sections_must_name_tables(study_file, tmp_path):
+    study = load_study(str(study_file))
+    notes = tmp_path / "notes.md"
+    notes.write_text("## 1b\nfine\n## 9z\nno such table\n")
+    with pytest.raises(ConfigError, match=r"notes.md:3: section '## 9z' names no table"):
+        read_discussion(str(notes), study)
+    notes.write_text("stray text\n## 1b\n")
+    with pytest.raises(ConfigError, match="notes.md:1: text before the first"):
+        read_discussion(str(notes), study)
+    with pytest.raises(ConfigError, match="cannot read discussion file"):
+        read_discussion(str(tmp_path / "missing.md"), study)
 
 
 def test_quick_keeps_the_first_row_of_each_table_and_the_claims_it_can_judge(study_file):

@@ -23,7 +23,7 @@ flags.DEFINE_integer("max_size", 64, "Largest shape width or height, in pixels."
 flags.DEFINE_integer("seed", 0, "Random seed; each split derives its own from it and its name.")
 flags.DEFINE_bool("clutter", True, "Draw unlabelled lines, dots and arcs as distractors.")
 flags.DEFINE_float("noise_std", 8.0, "Standard deviation of the per-pixel Gaussian noise (0-255 scale).")
-flags.DEFINE_bool("imbalance", False, "The paper-study preset: 320 px images with 1-3 shapes of 12-32 px, so that "
+flags.DEFINE_bool("imbalance", False, "The paper-study preset: 256 px images with 1-3 shapes of 12-32 px, so that "
                                       "positive anchors are rare (sets image_size, min/max_objects, min/max_size; "
                                       "giving those too is an error).")
 

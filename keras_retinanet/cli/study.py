@@ -24,6 +24,8 @@ flags.DEFINE_string("work_dir", None, "Where the dataset, the variants' models a
                                       "runs/study, or runs/study_quick with --quick).")
 flags.DEFINE_string("report", None, "The markdown report to write (default WORK_DIR/report.md); its figures go to "
                                     "figures/<report name>/ beside it.")
+flags.DEFINE_string("discussion", None, "Markdown notes on the results, in '## <table id>' sections ('## summary' "
+                                        "above the tables), put under each table of the report.")
 
 
 def main(argv):
@@ -34,12 +36,13 @@ def main(argv):
 
     from keras_retinanet.benchmark.hardware import describe_machine, machine_text
     from keras_retinanet.study import load_study
-    from keras_retinanet.study.report import write_report
+    from keras_retinanet.study.report import read_discussion, write_report
     from keras_retinanet.study.runner import run_study
 
     work_dir = FLAGS.work_dir or ("runs/study_quick" if FLAGS.quick else "runs/study")
     report = FLAGS.report or os.path.join(work_dir, "report.md")
     study = load_study(FLAGS.study, quick=FLAGS.quick)
+    discussion = read_discussion(FLAGS.discussion, study) if FLAGS.discussion else None  # before hours of training
     results = run_study(study, work_dir)
     training_minutes = sum(result.get("train_seconds", 0.0) for result in results.variants.values()) / 60
     command = " ".join(["bin/study", *map(shlex.quote, sys.argv[1:])])
@@ -52,7 +55,7 @@ def main(argv):
         f"{(time.monotonic() - start) / 60:.1f} min (finished variants are read back, not rerun). "
         "APs are COCO AP (%) on the held-out split.",
     ]
-    for path in write_report(report, results, study, header):
+    for path in write_report(report, results, study, header, discussion):
         print(f"wrote {path}")
 
 

@@ -5,6 +5,7 @@ import math
 import os
 import statistics
 
+from keras_retinanet.config import ConfigError
 from keras_retinanet.study import figures
 
 METRICS = ("AP", "AP50", "AP75")
@@ -84,8 +85,33 @@ def table_markdown(results, study, table, training_size, sigma):
     return "\n".join(lines)
 
 
-def write_report(path, results, study, header):
-    """Writes the markdown report to `path` and its figures into `path`'s folder/figures; returns the paths."""
+def read_discussion(path, study):
+    """{table id: markdown} from a notes file of `## <table id>` sections (`## summary`: above the tables), the
+    reading of the results that the report puts under each table."""
+    sections, current = {}, None
+    try:
+        with open(path, encoding="utf-8") as file:
+            lines = file.readlines()
+    except OSError as error:
+        raise ConfigError(f"cannot read discussion file {path}: {error.strerror}") from None
+    for number, line in enumerate(lines, 1):
+        if line.startswith("## "):
+            current = line[3:].strip()
+            if current != "summary" and current not in {table.id for table in study.tables}:
+                raise ConfigError(f"{path}:{number}: section '## {current}' names no table of {study.path} "
+                                  "(use a table id, or 'summary')")
+            sections[current] = []
+        elif current is not None:
+            sections[current].append(line)
+        elif line.strip():
+            raise ConfigError(f"{path}:{number}: text before the first '## <table id>' section")
+    return {key: "".join(text).strip() for key, text in sections.items()}
+
+
+def write_report(path, results, study, header, discussion=None):
+    """Writes the markdown report to `path` and its figures into `path`'s folder/figures; returns the paths.
+    `discussion` ({table id: markdown}, see `read_discussion`) goes under each table."""
+    discussion = discussion or {}
     folder = os.path.dirname(path) or "."
     figure_dir = os.path.join(folder, "figures", os.path.splitext(os.path.basename(path))[0])
     training_size = next(iter(results.variants.values()))["config"]["data"]["min_size"]
@@ -120,11 +146,15 @@ def write_report(path, results, study, header):
         lines += [f"Noise: AP over seeds (data order and initial weights) {groups}; pooled standard deviation of one "
                   f"run {100 * sigma:.2f} AP. A difference is called *within noise* when it is within "
                   f"2·√2·σ = {100 * 2 * math.sqrt(2) * sigma:.1f} AP.", ""]
+    if discussion.get("summary"):
+        lines += [discussion["summary"], ""]
     for table in study.tables:
         lines += [f"## Table {table.id}: {table.title}", ""]
         if table.note:
             lines += [table.note.strip(), ""]
         lines += [table_markdown(results, study, table, training_size, sigma), ""]
+        if discussion.get(table.id):
+            lines += [discussion[table.id], ""]
     lines += ["## Figures", ""]
     for title, figure_path in drawn.items():
         lines += [f"### {title}", "", f"![{title}]({os.path.relpath(figure_path, folder)})", ""]
