@@ -86,7 +86,8 @@ CLASSIFICATION_LOSS_SETTINGS = {
 class ClassificationLossConfig:
     """The classification loss: `type` "focal" (`keras_retinanet.losses.FocalLoss`; gamma 0 is alpha-balanced
     cross-entropy), "focal_star" (`FocalLossStar`, Appendix A) or "ohem" (`OHEMLoss`, online hard example mining,
-    Table 1d); the other keys are the arguments of that class (`CLASSIFICATION_LOSS_SETTINGS` says which)."""
+    Table 1d); the other keys are the arguments of that class (`CLASSIFICATION_LOSS_SETTINGS` says which). `alpha`
+    keeps its 0.25 under every type unless set: the paper's FL* and OHEM have none (`alpha: null`)."""
 
     type: str = "focal"
     alpha: Optional[float] = 0.25

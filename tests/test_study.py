@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from keras_retinanet.config import ConfigError
+from keras_retinanet.config import ConfigError, load_config
 from keras_retinanet.study import load_study
 from keras_retinanet.study import runner as study_runner
 from keras_retinanet.study.report import read_discussion, write_report
@@ -202,6 +202,8 @@ def test_the_shipped_study_files_load_and_the_command_line_reports_a_bad_file_in
     for quick in (False, True):
         study = load_study("configs/study/paper.yaml", quick=quick)
         assert {table.id for table in study.tables} == {"1a", "1b", "1c", "1d", "A", "prior", "1e"}
+        for overrides in study.variants.values():  # every variant's overrides name real settings
+            load_config(study.experiment, [*study.overrides, *overrides])
     process = subprocess.run([sys.executable, "bin/study", f"--study={tmp_path}/missing.yaml"], capture_output=True,
                              text=True)
     assert process.returncode == 1

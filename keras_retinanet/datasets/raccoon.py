@@ -1,0 +1,95 @@
+"""The raccoon dataset (github.com/datitran/raccoon_dataset, MIT licence): 200 photos of raccoons, their VOC XML
+annotations and CSV labels with a published split, fetched at a pinned commit, every file checked against its
+SHA-256 (`raccoon.sha256`, made from that commit).
+
+    python -m keras_retinanet.datasets.raccoon [--output_dir=data/raccoon] [--source_dir=LOCAL_COPY]
+    (also bin/fetch_raccoon, retinanet-fetch-raccoon)
+
+Files already in place with the right checksum are kept, so a rerun after an interruption fetches only what is
+missing; a file whose checksum differs is an error that names it, and nothing unchecked is written. Offline,
+`--source_dir` copies from a local clone or download instead (checked the same way).
+"""
+
+import concurrent.futures
+import hashlib
+import os
+import urllib.error
+import urllib.request
+
+COMMIT = "93938849301895fb73909842ba04af9b602f677a"
+URL_TEMPLATE = "https://raw.githubusercontent.com/datitran/raccoon_dataset/{commit}/{path}"
+MANIFEST = os.path.join(os.path.dirname(__file__), "raccoon.sha256")
+
+
+class DatasetFetchError(RuntimeError):
+    """A file could not be fetched, or its content is not the pinned one."""
+
+
+def manifest():
+    """{relative path: SHA-256 hex digest} of the pinned commit's files."""
+    entries = {}
+    with open(MANIFEST, encoding="utf-8") as file:
+        for line in file:
+            digest, path = line.rstrip("\n").split("  ", 1)
+            entries[path] = digest
+    return entries
+
+
+def _sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_source(path, source_dir, url_template, timeout):
+    if source_dir is not None:
+        location = os.path.join(source_dir, path)
+        try:
+            with open(location, "rb") as file:
+                return file.read(), location
+        except OSError as error:
+            raise DatasetFetchError(f"{location}: cannot read: {error.strerror}") from None
+    url = url_template.format(commit=COMMIT, path=path)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.read(), url
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise DatasetFetchError(f"{url}: cannot download ({reason}); without internet access, give --source_dir="
+                                "a local copy of the dataset") from None
+
+
+def _fetch_one(path, digest, output_dir, source_dir, url_template, timeout):
+    """Makes `output_dir/path` hold the pinned content; returns True if it had to be written."""
+    target = os.path.join(output_dir, path)
+    if os.path.exists(target):
+        with open(target, "rb") as file:
+            if _sha256(file.read()) == digest:
+                return False
+    data, origin = _read_source(path, source_dir, url_template, timeout)
+    actual = _sha256(data)
+    if actual != digest:
+        raise DatasetFetchError(f"{origin}: SHA-256 {actual} is not the pinned {digest} of {path} at commit "
+                                f"{COMMIT}: not written")
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    temporary = f"{target}.partial"
+    with open(temporary, "wb") as file:
+        file.write(data)
+    os.replace(temporary, target)
+    return True
+
+
+def fetch_raccoon(output_dir="data/raccoon", source_dir=None, url_template=URL_TEMPLATE, files=None, timeout=60,
+                  workers=8):
+    """Fetches (or, with `source_dir`, copies) the pinned raccoon dataset into `output_dir`, checking every file's
+    SHA-256; `files` ({path: digest}, default the whole `manifest()`) limits it. Returns (files written, files
+    already in place). Raises `DatasetFetchError` naming the first file that failed."""
+    files = manifest() if files is None else files
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+        written = list(pool.map(lambda item: _fetch_one(*item, output_dir, source_dir, url_template, timeout),
+                                files.items()))
+    return sum(written), len(written) - sum(written)
+
+
+if __name__ == "__main__":
+    from keras_retinanet.cli.fetch_raccoon import run
+
+    run()
