@@ -22,6 +22,9 @@ GOLDEN_RATIO_CONJUGATE = (math.sqrt(5) - 1) / 2
 CAPTION_PADDING = 2
 GROUND_TRUTH_DASH = 4  # px
 DASH_COLOURS = ((255, 255, 255), (0, 0, 0))
+# Pictures (bin/predict, the demo, TensorBoard, evaluation galleries) draw detections scoring at least this by
+# default: the decoder keeps everything down to 0.05 for the AP, which would bury the good boxes under weak ones.
+DEFAULT_DRAW_THRESHOLD = 0.5
 
 
 def class_colour(class_index):
@@ -82,17 +85,23 @@ def draw_detections(image, boxes, scores=None, class_names=None, labels=None, sc
                 _draw_dashed_rectangle(draw, _clipped(box, canvas.size))
 
     order = np.arange(len(boxes)) if scores is None else np.argsort(scores, kind="stable")
-    for index in order:
-        score = None if scores is None else scores[index]
-        if (score is not None and score < score_threshold) or not _intersects(boxes[index], canvas.size):
-            continue
+    shown = [index for index in order
+             if (scores is None or scores[index] >= score_threshold) and _intersects(boxes[index], canvas.size)]
+    captions = {}
+    for index in reversed(shown):  # the best detection picks its caption's place first
         label = None if labels is None else int(labels[index])
-        colour = class_colour(0 if label is None else label)
-        rectangle = _clipped(boxes[index], canvas.size)
-        draw.rectangle(rectangle, outline=colour, width=line_width)
-        caption = _caption(label, class_names, score)
-        if caption:
-            _draw_caption(draw, caption, rectangle, colour, font, canvas.size)
+        text = _caption(label, class_names, None if scores is None else scores[index])
+        if text:
+            place = _caption_place(draw, text, _clipped(boxes[index], canvas.size), font, canvas.size,
+                                   [place for _, place in captions.values()])
+            captions[index] = (text, place)
+    for index in shown:  # boxes from the lowest score up, so the best stay on top, then captions over all boxes
+        colour = class_colour(0 if labels is None else int(labels[index]))
+        draw.rectangle(_clipped(boxes[index], canvas.size), outline=colour, width=line_width)
+    for index in shown:
+        if index in captions:
+            text, place = captions[index]
+            _draw_caption(draw, text, place, class_colour(0 if labels is None else int(labels[index])), font)
     return canvas
 
 
@@ -188,16 +197,32 @@ def _caption(label, class_names, score):
     return " ".join(parts)
 
 
-def _draw_caption(draw, text, rectangle, fill, font, image_size):
-    """A filled caption above the rectangle, or just inside its top edge where there is no room above."""
-    width = image_size[0]
+def _caption_place(draw, text, rectangle, font, image_size, taken):
+    """Where a caption goes: above the box's top-left corner, else inside it, else under the box, else at its
+    bottom inside, whichever first stays in the image and clear of the captions already `taken`; the first place
+    that fits the image if all overlap. Returns (left, top, right, bottom), both ends inclusive."""
+    width, height = image_size
     text_left, text_top, text_right, text_bottom = draw.textbbox((0, 0), text, font=font)
     caption_width = text_right - text_left + 2 * CAPTION_PADDING
     caption_height = text_bottom - text_top + 2 * CAPTION_PADDING
-    x_min, y_min = rectangle[:2]
+    x_min, y_min, _, y_max = rectangle
     left = max(0, min(x_min, width - caption_width))
-    top = y_min - caption_height if y_min >= caption_height else y_min
-    draw.rectangle((left, top, left + caption_width - 1, top + caption_height - 1), fill=fill)
+    places = [(left, top, left + caption_width - 1, top + caption_height - 1)
+              for top in (y_min - caption_height, y_min, y_max + 1, y_max - caption_height + 1)
+              if 0 <= top <= height - caption_height]
+    places = places or [(left, max(0, y_min), left + caption_width - 1, max(0, y_min) + caption_height - 1)]
+    return next((place for place in places if not any(_overlap(place, other) for other in taken)), places[0])
+
+
+def _overlap(first, second):
+    return first[0] <= second[2] and second[0] <= first[2] and first[1] <= second[3] and second[1] <= first[3]
+
+
+def _draw_caption(draw, text, place, fill, font):
+    """A filled caption at `place` (see `_caption_place`), its text in black or white for contrast."""
+    left, top = place[:2]
+    text_left, text_top, _, _ = draw.textbbox((0, 0), text, font=font)
+    draw.rectangle(place, fill=fill)
     draw.text((left + CAPTION_PADDING - text_left, top + CAPTION_PADDING - text_top), text,
               fill=readable_text_colour(fill), font=font)
 

@@ -89,6 +89,11 @@ def test_train_evaluate_predict(experiment):
         results = json.load(stream)
     assert {r["file_name"] for r in results} <= {str(root / "data" / "val" / f"val_{i:06d}.png") for i in range(4)}
     assert all(r["category_id"] in (1, 2, 3, 4) for r in results)
+    for i in range(4):  # pictures show the detections scoring >= 0.5 (the default), and the log says so
+        path = str(root / "data" / "val" / f"val_{i:06d}.png")
+        scores = [r["score"] for r in results if r["file_name"] == path]
+        assert f"{path}: {sum(s >= 0.5 for s in scores)} of {len(scores)} detections drawn (score >= 0.5)" \
+            in result.stdout
 
 
 def test_bad_config_key_is_named(experiment):

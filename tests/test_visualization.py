@@ -116,3 +116,15 @@ def test_image_grid_cells_fit_the_largest_image():
 def test_caption_text_is_black_on_light_fills_and_white_on_dark_ones():
     assert readable_text_colour((255, 179, 0)) == (0, 0, 0)
     assert readable_text_colour((0, 83, 138)) == (255, 255, 255)
+
+
+def test_captions_of_overlapping_detections_do_not_cover_each_other():
+    """Two nearly identical boxes: the better detection's caption sits above the boxes, the other's moves inside
+    them instead of on top of it (drawn at the same place, the second would cover the first)."""
+    boxes = [[20, 60, 140, 110], [22, 62, 142, 112]]
+    drawn = np.asarray(draw_detections(grey_image(), boxes, scores=[0.9, 0.8], class_names=CLASS_NAMES,
+                                       labels=[0, 2]))
+    above, inside = drawn[50:58, 24:60], drawn[66:72, 26:60]
+    assert np.mean(np.all(above == class_colour(0), axis=-1)) > 0.3
+    assert np.mean(np.all(inside == class_colour(2), axis=-1)) > 0.3
+    assert not np.any(np.all(above == class_colour(2), axis=-1))

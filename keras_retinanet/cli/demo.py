@@ -21,6 +21,7 @@ flags.DEFINE_integer("train_images", 400, "Images in the generated training spli
 flags.DEFINE_integer("val_images", 50, "Images in the generated held-out split.")
 flags.DEFINE_integer("min_object_size", 16, "Smallest generated object, in pixels.")
 flags.DEFINE_integer("max_object_size", 48, "Largest generated object, in pixels.")
+flags.DEFINE_float("draw_threshold", 0.5, "Only detections scoring at least this are drawn in predictions.png.")
 
 
 def main(argv):
@@ -67,13 +68,15 @@ def main(argv):
     shown = dataclasses.replace(val_set, records=val_set.records[:6])
     detections = detect(model, shown, config.data, len(shown.records))
     pictures = [
-        draw_batch_detections(image, detections, index, val_set.class_names, score_threshold=0.3)
-        for index, image in enumerate(load_images(shown))
+        draw_batch_detections(image, detections, index, val_set.class_names, score_threshold=FLAGS.draw_threshold,
+                              ground_truth_boxes=record.boxes)
+        for index, (record, image) in enumerate(zip(shown.records, load_images(shown)))
     ]
     picture_path = os.path.join(FLAGS.work_dir, "predictions.png")
     image_grid(pictures, columns=3).save(picture_path)
     print(f"\nAP {evaluation.metrics['AP']:.3f} (AP50 {evaluation.metrics['AP50']:.3f}); training took "
-          f"{train_minutes:.1f} min, all {(time.monotonic() - start) / 60:.1f} min; predictions drawn in {picture_path}")
+          f"{train_minutes:.1f} min, all {(time.monotonic() - start) / 60:.1f} min; detections with score >= "
+          f"{FLAGS.draw_threshold:g} drawn in {picture_path} (ground truth dashed)")
 
 
 def run():

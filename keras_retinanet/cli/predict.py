@@ -17,7 +17,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Model directory written by bin/train, or a .keras file.", required=True)
 flags.DEFINE_string("output_dir", None, "Where the pictures and detections.json go.", required=True)
-flags.DEFINE_float("draw_threshold", 0.3, "Only detections scoring at least this are drawn (all are in the JSON).")
+flags.DEFINE_float("draw_threshold", 0.5, "Only detections scoring at least this are drawn (all, down to the "
+                                         "model's score threshold, are in the JSON).")
 flags.DEFINE_integer(
     "batch_size", 1,
     "Images per batch. A batch pads its images to the largest, which moves the P6/P7 anchors of torchvision-mode "
@@ -70,7 +71,8 @@ def main(argv):
         count = int(detections["num_detections"][index])
         name = os.path.splitext(os.path.basename(path))[0]
         picture.save(os.path.join(FLAGS.output_dir, f"{name}.png"))
-        print(f"{path}: {sum(detections['scores'][index, :count] >= FLAGS.draw_threshold)} detections drawn")
+        drawn = int(sum(detections['scores'][index, :count] >= FLAGS.draw_threshold))
+        print(f"{path}: {drawn} of {count} detections drawn (score >= {FLAGS.draw_threshold:g})")
     with open(os.path.join(FLAGS.output_dir, "detections.json"), "w", encoding="utf-8") as stream:
         json.dump(results, stream)
     print(f"wrote {len(paths)} pictures and detections.json to {FLAGS.output_dir}")

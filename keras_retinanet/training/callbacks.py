@@ -11,14 +11,15 @@ import tensorflow as tf
 from keras_retinanet.data.pipeline import load_images
 from keras_retinanet.evaluation.detector import evaluate_model
 from keras_retinanet.inference import detect
-from keras_retinanet.visualization import draw_batch_detections
+from keras_retinanet.visualization import DEFAULT_DRAW_THRESHOLD, draw_batch_detections
 
 
 class PeriodicEvaluation(keras.callbacks.Callback):
     """COCO evaluation on the validation split every `every` iterations (and at the end).
 
     Adds `val_AP`, `val_AP50`, ... to the epoch logs (TensorBoard and the history show them) and writes pictures of
-    the detections on the first `num_pictures` validation images to TensorBoard under `log_dir`.
+    the detections (score >= `DEFAULT_DRAW_THRESHOLD`, ground truth dashed) on the first `num_pictures` validation
+    images to TensorBoard under `log_dir`.
     """
 
     def __init__(self, dataset, ground_truth, data_config, batch_size, every, total, log_dir, num_pictures=3):
@@ -46,7 +47,8 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         detections = detect(self.model, shown, self.data_config, len(shown.records))
         pictures = []
         for index, (record, image) in enumerate(zip(shown.records, load_images(shown))):
-            picture = draw_batch_detections(image, detections, index, shown.class_names, 0.3, record.boxes)
+            picture = draw_batch_detections(image, detections, index, shown.class_names, DEFAULT_DRAW_THRESHOLD,
+                                            record.boxes)
             pictures.append(np.asarray(picture.resize((256, round(256 * picture.height / picture.width)))))
         height = max(p.shape[0] for p in pictures)
         return np.stack([np.pad(p, [[0, height - p.shape[0]], [0, 0], [0, 0]]) for p in pictures])
