@@ -203,6 +203,10 @@ class TrainConfig:
     train step with XLA, which pays off when image sizes repeat (each new padded size compiles anew). `clip_norm`
     clips the global gradient norm (None: no clipping), which steadies training from scratch.
 
+    `deterministic` turns on TensorFlow's op determinism (`tf.config.experimental.enable_op_determinism`, for the
+    whole process): with the seeded initial weights and data order, which are the same with or without it, a run
+    repeats bit for bit on the same machine and software (an op without a deterministic kernel is then an error).
+
     `dtype_policy` is the Keras dtype policy the model is built with, and saved with: "float32",
     "mixed_bfloat16" (bfloat16 compute, float32 weights; on CPUs with AVX512-BF16 or AMX, and TPUs and recent
     GPUs) or "mixed_float16" (GPUs; the optimizer gets Keras' dynamic loss scaling). Normalisation statistics,
@@ -224,6 +228,7 @@ class TrainConfig:
     jit_compile: bool = False
     clip_norm: Optional[float] = None
     dtype_policy: str = "float32"
+    deterministic: bool = False
 
 
 @dataclasses.dataclass

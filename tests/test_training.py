@@ -53,3 +53,28 @@ def test_mixed_float16_training_scales_the_loss(tmp_path):
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     assert np.isfinite(float(model.total_loss_tracker.result()))
     assert all(np.all(np.isfinite(weight.numpy())) for weight in model.trainable_weights)
+
+
+def test_deterministic_training_repeats_bit_for_bit_in_a_second_process(tmp_path):
+    """train.deterministic: two runs of the same experiment, each in its own process, end with identical weights
+    (every bit); XLA on, as the demo trains."""
+    import os
+    import subprocess
+    import sys
+
+    import keras
+
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
+    config = tiny_experiment_file(tmp_path, iterations=6, train_yaml="  jit_compile: true\n  deterministic: true\n")
+    weights = []
+    for run in ("first", "second"):
+        process = subprocess.run(
+            [sys.executable, os.path.join(root, "bin", "train"), f"--config={config}",
+             f"--model_dir={tmp_path / run}", "--verbose=0"],
+            capture_output=True, text=True, timeout=600, cwd=root, env={**os.environ, "PYTHONPATH": root})
+        assert process.returncode == 0, process.stderr[-3000:]
+        model = keras.saving.load_model(tmp_path / run / "model.keras", safe_mode=True)
+        weights.append([variable.numpy() for variable in model.weights])
+    assert int(model.optimizer.iterations.numpy()) == 6
+    for first, second in zip(*weights):
+        assert first.tobytes() == second.tobytes()

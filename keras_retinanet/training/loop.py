@@ -5,6 +5,7 @@ import math
 import os
 
 import keras
+import tensorflow as tf
 
 from keras_retinanet.config import dump_config, to_dict
 from keras_retinanet.data.pipeline import training_dataset
@@ -50,6 +51,8 @@ def train(config, model_dir, strategy="default", verbose=1, communication="auto"
             f"({train_config.checkpoint_every})"
         )
     check_jit_compile(strategy, train_config.jit_compile)
+    if train_config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     chief = is_chief(strategy)
     train_set = read_split(config.data.train, config.data)
     val_set = read_split(config.data.val, config.data) if config.data.val.annotations and chief else None
