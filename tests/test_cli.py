@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -80,6 +81,30 @@ def test_train_evaluate_predict(experiment):
     direct.evaluate(), direct.accumulate(), direct.summarize()
     names = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
     np.testing.assert_allclose([metrics[n] for n in names], direct.stats, atol=1e-12)
+    # The analysis beside them: the figures, the error breakdown (C50 is the AP50 of each class) and the confusion
+    # of the detections drawn (score >= 0.5, the default).
+    for name in ("pr_curves.png", "error_breakdown.png", "confusion_matrix.png"):
+        assert Image.open(os.path.join(out, name)).size[0] > 400
+    with open(os.path.join(out, "error_breakdown.json")) as stream:
+        breakdown = json.load(stream)
+    per_class_ap50 = direct.eval["precision"][0, :, :, 0, -1]
+    for k, category_id in enumerate(direct.params.catIds):
+        name = ground_truth.cats[category_id]["name"]
+        if name in breakdown:
+            assert breakdown[name]["C50"] == pytest.approx(max(0.0, per_class_ap50[:, k].mean()), abs=1e-9)
+    with open(os.path.join(out, "confusion_matrix.json")) as stream:
+        confusion = json.load(stream)
+    drawn = sum(d["score"] >= 0.5 for d in detections)
+    assert confusion["score_threshold"] == 0.5
+    assert sum(sum(row[:-1]) for row in confusion["counts"]) == drawn  # every drawn detection counted once
+    assert "gallery_missed.png" in os.listdir(out) or drawn >= len(ground_truth.anns)
+    faster = str(root / "eval_faster")
+    run_cli("evaluate", f"--model_dir={model_dir}", f"--output_dir={faster}", "--evaluator=faster_coco_eval",
+            "--noanalysis")
+    with open(os.path.join(faster, "metrics.json")) as stream:
+        faster_metrics = json.load(stream)
+    np.testing.assert_allclose([faster_metrics[n] for n in names], [metrics[n] for n in names], rtol=0, atol=1e-12)
+    assert sorted(os.listdir(faster)) == ["detections.json", "metrics.json"]
 
     pictures = str(root / "pictures")
     result = run_cli("predict", f"--model={model_dir}", f"--output_dir={pictures}", str(root / "data" / "val"))

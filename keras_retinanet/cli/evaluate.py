@@ -1,7 +1,10 @@
 """COCO evaluation of a trained model: `bin/evaluate --model_dir=DIR` (or `--model=FILE.keras`).
 
 Prints the standard 12-number COCO table and per-class AP, and writes metrics.json and detections.json into
---output_dir (default: DIR/eval). The split defaults to the data.val of the config the model was trained with; any
+--output_dir (default: DIR/eval), with the analysis beside them (--analysis): pr_curves.png (per class and overall
+at IoU 0.5 and 0.75), error_breakdown.json/.png (the COCO error breakdown: C75, C50, Loc, Sim, Oth, BG, FN),
+confusion_matrix.json/.png (at IoU 0.5), and gallery_false_positives.png / gallery_missed.png (the images with the
+most of each, ground truth dashed, detections scoring >= --draw_threshold). The split defaults to the data.val of the config the model was trained with; any
 format works (COCO, VOC, CSV, TFRecord): the ground truth is built from the records, except for COCO files, whose
 own annotations (with their mask areas) are the truth.
 """
@@ -25,6 +28,11 @@ flags.DEFINE_string("classes", None, "Class file of the split (default: the mode
 flags.DEFINE_bool("strict", None, "Turn every skip of the bad-input policy into an error (default: as trained).")
 flags.DEFINE_string("output_dir", None, "Where metrics.json and detections.json go (default: MODEL_DIR/eval).")
 flags.DEFINE_integer("batch_size", 8, "Images per batch.")
+flags.DEFINE_enum("evaluator", "pycocotools", ["pycocotools", "faster_coco_eval"],
+                  "COCO evaluator: pycocotools (the reference) or faster-coco-eval (the same 12 numbers, faster).")
+flags.DEFINE_bool("analysis", True, "Also write the curves, error breakdown, confusion matrix and galleries.")
+flags.DEFINE_float("draw_threshold", 0.5, "Detections scoring at least this count in the confusion matrix and are "
+                                          "drawn in the galleries.")
 
 
 def main(argv):
@@ -36,8 +44,10 @@ def main(argv):
         raise app.UsageError("--output_dir is required with --model")
 
     from keras_retinanet.config import SplitConfig
+    from keras_retinanet.data.coco import to_coco_ground_truth
     from keras_retinanet.data.splits import official_ground_truth, read_split
     from keras_retinanet.evaluation import evaluate_model, write_evaluation
+    from keras_retinanet.evaluation.report import write_analysis
     from keras_retinanet.inference import load_trained_model, model_data_config
 
     model = load_trained_model(FLAGS.model_dir or FLAGS.model)
@@ -51,14 +61,19 @@ def main(argv):
     if FLAGS.strict is not None:
         data_config = dataclasses.replace(data_config, strict=FLAGS.strict)
     dataset = read_split(split, data_config)
-    evaluation, results = evaluate_model(
-        model, dataset, data_config, FLAGS.batch_size, ground_truth=official_ground_truth(split)
-    )
+    ground_truth = official_ground_truth(split) or to_coco_ground_truth(dataset)
+    evaluation, results = evaluate_model(model, dataset, data_config, FLAGS.batch_size, ground_truth=ground_truth,
+                                         evaluator=FLAGS.evaluator)
     print(evaluation.summary)
     print()
     print(evaluation.format_per_class_table())
     metrics_path, detections_path = write_evaluation(evaluation, results, output_dir)
     print(f"\nwrote {metrics_path} and {detections_path}")
+    if FLAGS.analysis:
+        written = write_analysis(output_dir, evaluation, ground_truth, results, dataset, FLAGS.evaluator,
+                                 FLAGS.draw_threshold)
+        print(f"wrote the analysis (detections scoring >= {FLAGS.draw_threshold:g} in the confusion matrix and "
+              f"galleries): {', '.join(os.path.basename(path) for path in written)}")
 
 
 def run():

@@ -1,6 +1,9 @@
-"""Detection evaluation: COCO AP / AR with pycocotools, of detections or of a trained detector on a dataset."""
+"""Detection evaluation: COCO AP / AR (pycocotools or faster-coco-eval) of detections or of a trained detector on a
+dataset, and the analysis of its errors (`analysis`, `report.write_analysis`: curves, error breakdown, confusion
+matrix, galleries)."""
 
 from keras_retinanet.evaluation.coco_eval import (
+    EVALUATORS,
     METRIC_NAMES,
     CocoEvaluation,
     detections_to_coco_results,
@@ -9,4 +12,5 @@ from keras_retinanet.evaluation.coco_eval import (
 )
 from keras_retinanet.evaluation.detector import evaluate_model
 
-__all__ = ["METRIC_NAMES", "evaluate_model", "CocoEvaluation", "detections_to_coco_results", "evaluate_coco", "write_evaluation"]
+__all__ = ["EVALUATORS", "METRIC_NAMES", "evaluate_model", "CocoEvaluation", "detections_to_coco_results",
+           "evaluate_coco", "write_evaluation"]

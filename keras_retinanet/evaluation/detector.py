@@ -6,8 +6,8 @@ from keras_retinanet.evaluation.coco_eval import detections_to_coco_results, eva
 from keras_retinanet.inference import detect
 
 
-def evaluate_model(model, dataset, data_config, batch_size, ground_truth=None):
-    """COCO evaluation of `model` on `dataset`: (evaluation, results).
+def evaluate_model(model, dataset, data_config, batch_size, ground_truth=None, evaluator="pycocotools"):
+    """COCO evaluation of `model` on `dataset` with `evaluator` (see `EVALUATORS`): (evaluation, results).
 
     The ground truth is `dataset`'s own records in COCO form (VOC `difficult` objects and COCO crowds as crowd
     regions), or `ground_truth` (a COCO instances JSON, e.g. the official one with its mask areas) restricted to
@@ -22,7 +22,7 @@ def evaluate_model(model, dataset, data_config, batch_size, ground_truth=None):
     results = [result for result in results if result["category_id"] in known]
     if ground_truth is None:
         ground_truth = to_coco_ground_truth(dataset)
-    return evaluate_coco(ground_truth, results, image_ids=image_ids), results
+    return evaluate_coco(ground_truth, results, image_ids=image_ids, evaluator=evaluator), results
 
 
 def result_category_ids(model, dataset):

@@ -17,9 +17,9 @@ from keras_retinanet.visualization import DEFAULT_DRAW_THRESHOLD, draw_batch_det
 class PeriodicEvaluation(keras.callbacks.Callback):
     """COCO evaluation on the validation split every `every` iterations (and at the end).
 
-    Adds `val_AP`, `val_AP50`, ... to the epoch logs (TensorBoard and the history show them) and writes pictures of
-    the detections (score >= `DEFAULT_DRAW_THRESHOLD`, ground truth dashed) on the first `num_pictures` validation
-    images to TensorBoard under `log_dir`.
+    Adds `val_AP`, `val_AP50`, ... to the epoch logs (TensorBoard and the history show them), and writes to
+    TensorBoard under `log_dir` the PR curves of each class (`write_pr_curves`) and pictures of the detections
+    (score >= `DEFAULT_DRAW_THRESHOLD`, ground truth dashed) on the first `num_pictures` validation images.
     """
 
     def __init__(self, dataset, ground_truth, data_config, batch_size, every, total, log_dir, num_pictures=3):
@@ -41,6 +41,7 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         print(f"\niteration {iteration}: COCO AP {evaluation.metrics['AP']:.3f}, AP50 {evaluation.metrics['AP50']:.3f}")
         with self.writer.as_default():
             tf.summary.image("detections", self._pictures(), step=iteration, max_outputs=self.num_pictures)
+            write_pr_curves(evaluation, iteration)
 
     def _pictures(self):
         shown = dataclasses.replace(self.dataset, records=self.dataset.records[: self.num_pictures])
@@ -52,6 +53,26 @@ class PeriodicEvaluation(keras.callbacks.Callback):
             pictures.append(np.asarray(picture.resize((256, round(256 * picture.height / picture.width)))))
         height = max(p.shape[0] for p in pictures)
         return np.stack([np.pad(p, [[0, height - p.shape[0]], [0, 0], [0, 0]]) for p in pictures])
+
+
+def write_pr_curves(evaluation, step):
+    """TensorBoard PR curves (the PR Curves tab) of each class and over all, at IoU 0.5 and 0.75, from a
+    `CocoEvaluation`, into the default summary writer. COCO gives precision at 101 recall points, not per score
+    threshold, so the curves carry no counts."""
+    from tensorboard.plugins.pr_curve import summary as pr_curve_summary
+
+    recall = np.linspace(1.0, 0.0, 101)  # the plugin orders points by rising threshold, so falling recall
+    zeros = np.zeros(101)
+    for iou_index, iou_name in ((0, "iou50"), (5, "iou75")):
+        precision = evaluation.precision[iou_index]  # [101 recall points, K]
+        valid = (precision > -1).all(axis=0)
+        curves = {name: precision[:, k] for k, name in enumerate(evaluation.category_names) if valid[k]}
+        if valid.any():
+            curves["overall"] = precision[:, valid].mean(axis=1)
+        for name, values in curves.items():
+            summary = pr_curve_summary.raw_data_pb(f"pr_{iou_name}/{name}", zeros, zeros, zeros, zeros,
+                                                   values[::-1], recall, num_thresholds=101)
+            tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
 
 
 class NonFiniteLossError(RuntimeError):
