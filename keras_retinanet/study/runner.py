@@ -11,7 +11,7 @@ import time
 import keras
 import numpy as np
 
-from keras_retinanet.config import ConfigError, load_config, to_dict
+from keras_retinanet.config import ConfigError, ExperimentConfig, from_dict, load_config, to_dict
 from keras_retinanet.data import read_coco
 from keras_retinanet.datasets import generate_shapes_dataset
 from keras_retinanet.evaluation import evaluate_model
@@ -81,7 +81,9 @@ def _dataset(parameters, data_dir, log):
         except (TypeError, ValueError) as error:
             raise ConfigError(f"the study's dataset settings {recorded}: {error}") from None
         _write_json(record_path, recorded)
-    return {split: os.path.join(data_dir, "annotations", f"instances_{split}.json") for split in splits}
+    # Absolute: a variant's config (compared on resumption) does not depend on how --work_dir was spelt.
+    return {split: os.path.abspath(os.path.join(data_dir, "annotations", f"instances_{split}.json"))
+            for split in splits}
 
 
 def _variant_config(study, overrides, annotations):
@@ -132,7 +134,9 @@ def _run_variant(name, config, variant_dir, val_set, val_annotations, eval_sizes
 
 
 def _check_same_config(result, config, variant_dir):
-    if result.get("config") != to_dict(config):
+    """A finished variant's result stands if its config is the one the study gives it now (settings added to the
+    library since take their defaults)."""
+    if from_dict(ExperimentConfig, result.get("config") or {}, source=variant_dir) != config:
         raise ConfigError(f"{variant_dir} holds a result of another config than the study now gives this variant: "
                           "delete that folder to rerun it, or give another --work_dir")
 
