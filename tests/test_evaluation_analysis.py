@@ -1,11 +1,8 @@
 """Evaluation beyond the 12 numbers: faster-coco-eval against pycocotools, the COCO error breakdown and the
 confusion matrix on hand-made cases, TensorBoard PR curves, and bin/evaluate's analysis files."""
 
-import json
-
 import numpy as np
 import pytest
-from PIL import Image
 
 from keras_retinanet.evaluation import evaluate_coco
 from keras_retinanet.evaluation.analysis import BREAKDOWN, error_breakdown, match_detections
@@ -16,11 +13,11 @@ CATEGORIES = [{"id": 1, "name": "cat", "supercategory": "animal"}, {"id": 2, "na
 
 def _truth(boxes_per_image):
     """A COCO dict: image i holds the (category id, [x, y, w, h]) objects of boxes_per_image[i]."""
-    annotations = [{"id": len(boxes) * 0, "image_id": image_id, "category_id": category_id, "bbox": box,
+    objects = [(image_id, category_id, box) for image_id, boxes in enumerate(boxes_per_image, 1)
+               for category_id, box in boxes]
+    annotations = [{"id": number, "image_id": image_id, "category_id": category_id, "bbox": box,
                     "area": box[2] * box[3], "iscrowd": 0}
-                   for image_id, boxes in enumerate(boxes_per_image, 1) for category_id, box in boxes]
-    for number, annotation in enumerate(annotations, 1):
-        annotation["id"] = number
+                   for number, (image_id, category_id, box) in enumerate(objects, 1)]
     return {"images": [{"id": i, "width": 200, "height": 200, "file_name": f"{i}.png"}
                        for i in range(1, len(boxes_per_image) + 1)],
             "annotations": annotations, "categories": CATEGORIES}

@@ -16,10 +16,11 @@ BREAKDOWN_COLOURS = {"C75": "#1f3b73", "C50": "#3c78d8", "Loc": "#6aa84f", "Sim"
                      "BG": "#cc0000", "FN": "#bbbbbb"}
 
 
-def _saved(figure, path):
+def save_figure(figure, path, dpi=100):
+    """Writes a matplotlib `figure` to the PNG file `path` (folders made) and closes it; returns `path`."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    figure.savefig(path, dpi=dpi)
     plt.close(figure)
     return path
 
@@ -43,7 +44,7 @@ def pr_curves(evaluation, path):
         panel.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=f"IoU {iou}")
         panel.legend(loc="lower left", fontsize="small")
     figure.suptitle("Precision-recall (all areas, 100 detections an image; [AP])")
-    return _saved(figure, path)
+    return save_figure(figure, path)
 
 
 def error_breakdown(breakdown, path, max_classes=11):
@@ -66,7 +67,7 @@ def error_breakdown(breakdown, path, max_classes=11):
         panel.axis("off")
     figure.suptitle("COCO error breakdown: C75, C50 = PR at IoU .75, .5; Loc = IoU .1; Sim / Oth = class "
                     "confusions forgiven; BG = background FPs forgiven; FN = misses", fontsize="small")
-    return _saved(figure, path)
+    return save_figure(figure, path)
 
 
 def confusion_matrix(matrix, category_names, path, iou_threshold, score_threshold):
@@ -86,4 +87,4 @@ def confusion_matrix(matrix, category_names, path, iou_threshold, score_threshol
     axes.set(xlabel="predicted", ylabel="true",
              title=f"Confusion at IoU {iou_threshold:g}, detections scoring >= {score_threshold:g}")
     figure.colorbar(image, ax=axes, label="log(1 + count)")
-    return _saved(figure, path)
+    return save_figure(figure, path)

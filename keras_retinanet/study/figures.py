@@ -1,23 +1,13 @@
 """The study's figures as PNG files: Figure 1 (analytic), Figure 4 (measured), AP against time, training curves."""
 
 import math
-import os
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")  # files only, no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from keras_retinanet.evaluation.plots import save_figure  # also selects matplotlib's file-only backend
 
 FIGURE_1_GAMMAS = (0.0, 0.5, 1.0, 2.0, 5.0)
-
-
-def _saved(figure, path):
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
 
 
 def figure_1(path, gammas=FIGURE_1_GAMMAS):
@@ -31,7 +21,7 @@ def figure_1(path, gammas=FIGURE_1_GAMMAS):
     axes.set(xlabel="probability of ground truth class $p_t$", ylabel="loss", ylim=(0, 5), xlim=(0, 1),
              title="Figure 1: focal loss (γ = 0 is cross-entropy)")
     axes.legend()
-    return _saved(figure, path)
+    return save_figure(figure, path, dpi=110)
 
 
 def figure_4(path, curves, variant):
@@ -46,7 +36,7 @@ def figure_4(path, curves, variant):
                   xlim=(0, 1), ylim=(0, 1), title=f"{side} samples")
         panel.legend(loc="upper left")
     figure.suptitle(f"Figure 4: loss distribution of the trained '{variant}' model")
-    return _saved(figure, path)
+    return save_figure(figure, path, dpi=110)
 
 
 def ap_against_time(path, points):
@@ -60,7 +50,7 @@ def ap_against_time(path, points):
     axes.set(xlabel="inference time per image (ms, this machine)", ylabel="COCO AP (%)",
              title="Figure 2 / Table 1e analogue: speed against accuracy")
     axes.legend()
-    return _saved(figure, path)
+    return save_figure(figure, path, dpi=110)
 
 
 def training_curves(path, curves, smoothing=20):
@@ -80,4 +70,4 @@ def training_curves(path, curves, smoothing=20):
     axes.set(yscale="log", xlabel="iteration", ylabel="classification loss (per step)",
              title="Training curves (x: the loss became NaN/inf next)")
     axes.legend()
-    return _saved(figure, path)
+    return save_figure(figure, path, dpi=110)
