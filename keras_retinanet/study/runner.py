@@ -65,10 +65,14 @@ def run_study(study, work_dir, log=print):
 def _dataset(parameters, data_dir, log):
     """The generated dataset's annotation files ({split: path}), made once per `data_dir`."""
     parameters = dict(parameters)
-    splits = {"train": parameters.pop("train_images", 400), "val": parameters.pop("val_images", 100)}
-    size = parameters.pop("image_size", 320)
-    parameters["image_size"] = (size, size) if isinstance(size, int) else tuple(size)
-    recorded = {"splits": splits, **parameters, "image_size": list(parameters["image_size"])}
+    if "train_images" not in parameters or "val_images" not in parameters:
+        raise ConfigError(f"the study's dataset settings {parameters} need train_images and val_images")
+    splits = {"train": parameters.pop("train_images"), "val": parameters.pop("val_images")}
+    if isinstance(parameters.get("image_size"), int):  # square images
+        parameters["image_size"] = (parameters["image_size"],) * 2
+    recorded = {"splits": splits, **parameters}
+    if "image_size" in parameters:
+        recorded["image_size"] = list(parameters["image_size"])
     record_path = os.path.join(data_dir, DATASET_FILE)
     if os.path.exists(record_path):
         if _read_json(record_path) != recorded:
