@@ -29,6 +29,7 @@ variants:
   fl: []
   ce: [model.classification_loss.gamma=0, model.classification_loss.alpha=0.75]
   blowup: [train.learning_rate=1.0e+12]
+  blowup2: [train.learning_rate=1.0e+13]
 tables:
   - id: 1b
     title: gamma
@@ -38,9 +39,11 @@ tables:
       - {variant: ce, cells: [0], paper: [31.1, 49.4, 33.0]}
       - {variant: fl, cells: [2], paper: [34.0, 52.5, 36.5]}
       - {variant: blowup, cells: [huge lr], paper: [diverges, "-", "-"]}
+      - {variant: blowup2, cells: [huger lr], paper: ["-", "-", "-"]}
     claims:
       - {better: fl, worse: ce, text: "FL beats CE"}
       - {better: fl, worse: blowup, text: "FL beats a diverged run"}
+      - {better: blowup2, worse: blowup, text: "one diverged run beats another"}
   - id: 1e
     title: speed
     columns: [size]
@@ -101,7 +104,7 @@ def test_a_study_runs_resumes_and_reports(study_file, tmp_path, monkeypatch):
 
     monkeypatch.setattr(study_runner, "train", recording)
     results = study_runner.run_study(study, work_dir, log=lambda text: None)
-    assert trained == ["ce", "blowup"]
+    assert trained == ["ce", "blowup", "blowup2"]
     ce_curve = json.load(open(os.path.join(work_dir, "variants", "ce", study_runner.CURVE_FILE)))
     assert ce_curve["iteration"] == [1, 2, 3, 4]  # the killed run's first two iterations kept, none twice
     assert all(np.isfinite(ce_curve["classification_loss"]))
@@ -139,6 +142,7 @@ def test_a_study_runs_resumes_and_reports(study_file, tmp_path, monkeypatch):
     for text_start, worse_ap in (("FL beats a diverged run", 0.0), ("FL beats CE", ce_ap)):  # diverged: AP 0
         verdict = "holds" if fl_ap > worse_ap else "does not hold"  # no repeats: no noise margin
         assert f"- {text_start}: **{verdict}** here" in text
+    assert "- one diverged run beats another: **not decided** here: blowup2 and blowup both diverged" in text
     assert "| 96 | 32.5 |" in text and "ms / image" in text
     assert "1 positive in" in text
     for path in written[1:]:
@@ -201,7 +205,7 @@ def test_quick_keeps_the_first_row_of_each_table_and_the_claims_it_can_judge(stu
 def test_the_shipped_study_files_load_and_the_command_line_reports_a_bad_file_in_one_line(tmp_path):
     for quick in (False, True):
         study = load_study("configs/study/paper.yaml", quick=quick)
-        assert {table.id for table in study.tables} == {"1a", "1b", "1c", "1d", "A", "prior", "1e"}
+        assert {table.id for table in study.tables} == {"1a", "1b", "1c", "1d", "A", "prior", "1e", "schedule"}
         for overrides in study.variants.values():  # every variant's overrides name real settings
             load_config(study.experiment, [*study.overrides, *overrides])
     process = subprocess.run([sys.executable, "bin/study", f"--study={tmp_path}/missing.yaml"], capture_output=True,

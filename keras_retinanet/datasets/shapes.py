@@ -38,7 +38,7 @@ MIN_SHAPE_SIZE = 4  # below this the classes are not recognisable
 
 # Foreground-background imbalance like COCO's, for the paper's ablations (`keras_retinanet.study`): large images
 # with one to three small objects among clutter. With the 16-256 px anchors of configs/study/base.yaml about 1
-# anchor in 900 is positive (the study measures and reports the ratio: on COCO it is rarer still).
+# anchor in 870 is positive (the study measures and reports the ratio).
 IMBALANCE_PRESET = {"image_size": (256, 256), "min_objects": 1, "max_objects": 3, "min_size": 12, "max_size": 32}
 
 

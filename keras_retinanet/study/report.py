@@ -33,13 +33,13 @@ def noise(results, study, size):
 
 
 def claim_verdict(results, study, claim, size, sigma):
-    """One line: does `claim` hold here? A diverged variant counts as AP 0. A difference within 2 sigma of the
-    difference of two runs (2 sqrt(2) sigma) is within noise: that fails an ordering and passes a `similar` claim
-    (which without a noise estimate allows 1 AP)."""
-    aps = []
-    for name in (claim.better, claim.worse):
-        values = variant_ap(results, study, name, size)
-        aps.append(statistics.mean(values) if values else 0.0)
+    """One line: does `claim` hold here? A diverged variant counts as AP 0 (both diverged: not decided). A
+    difference within 2 sigma of the difference of two runs (2 sqrt(2) sigma) is within noise: that fails an
+    ordering and passes a `similar` claim (which without a noise estimate allows 1 AP)."""
+    measured = [variant_ap(results, study, name, size) for name in (claim.better, claim.worse)]
+    if not any(measured):
+        return f"- {claim.text}: **not decided** here: {claim.better} and {claim.worse} both diverged"
+    aps = [statistics.mean(values) if values else 0.0 for values in measured]
     difference = aps[0] - aps[1]
     margin = None if sigma is None else 2 * math.sqrt(2) * sigma
     if claim.similar:
