@@ -7,6 +7,7 @@ import io
 
 import numpy as np
 
+from keras_retinanet.boxes.iou import pairwise_iou
 from keras_retinanet.evaluation.coco_eval import coco_ground_truth, evaluator_classes
 
 BREAKDOWN = ("C75", "C50", "Loc", "Sim", "Oth", "BG", "FN")
@@ -143,13 +144,9 @@ def match_detections(dataset, results, iou_threshold=0.5, score_threshold=0.5):
 
 
 def _iou_matrix(first, second):
-    """IoU of COCO [x, y, w, h] boxes, [len(first), len(second)]."""
+    """IoU of COCO [x, y, w, h] boxes, [len(first), len(second)] (`pairwise_iou` on their corners)."""
     if not len(first) or not len(second):
         return np.zeros((len(first), len(second)))
-    a, b = np.asarray(first, np.float64), np.asarray(second, np.float64)
-    a_max, b_max = a[:, :2] + a[:, 2:], b[:, :2] + b[:, 2:]
-    low = np.maximum(a[:, None, :2], b[None, :, :2])
-    high = np.minimum(a_max[:, None], b_max[None])
-    intersection = np.prod(np.clip(high - low, 0, None), axis=-1)
-    union = np.prod(a[:, 2:], -1)[:, None] + np.prod(b[:, 2:], -1)[None] - intersection
-    return np.where(union > 0, intersection / np.where(union > 0, union, 1.0), 0.0)
+    corners = [np.concatenate([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=1)
+               for boxes in (np.asarray(first, np.float32), np.asarray(second, np.float32))]
+    return pairwise_iou(*corners).numpy()
