@@ -66,8 +66,15 @@ def detections_in_original_pixels(model, images, scales, image_sizes, original_s
 
     Returns `RetinaNet.decode_predictions`' dict, its `xyxy` boxes in original pixels.
     """
-    input_size = tf.shape(images)[1:3]
-    detections = model.decode_predictions(model(images, training=False), input_size, image_sizes, decoder=decoder)
+    predictions = model(images, training=False)
+    return decode_in_original_pixels(model, predictions, tf.shape(images)[1:3], scales, image_sizes, original_sizes,
+                                     decoder=decoder)
+
+
+def decode_in_original_pixels(model, predictions, input_size, scales, image_sizes, original_sizes, decoder=None):
+    """The decoding half of `detections_in_original_pixels`: detections from `model`'s raw `predictions` on a batch
+    of `input_size` [height, width] (a tensor, or Python ints for static shapes), in original pixels."""
+    detections = model.decode_predictions(predictions, input_size, image_sizes, decoder=decoder)
     boxes = detections["boxes"]
     if model.bounding_box_format != "xyxy":
         boxes = keras.utils.bounding_boxes.convert_format(

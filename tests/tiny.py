@@ -43,6 +43,16 @@ TINY_MODEL_YAML = """model:
 """
 
 
+def spread_outputs(model, seed=0):
+    """Random output layers for a barely trained `model`: two iterations leave every score near the prior 0.01;
+    random weights spread scores and boxes, so that top-k and NMS pick clear winners and comparisons of exported
+    models are not decided by float rounding."""
+    rng = np.random.default_rng(seed)
+    for head, scale in ((model.classification_head, 0.06), (model.box_head, 0.02)):
+        kernel, bias = head.output_conv.get_weights()
+        head.output_conv.set_weights([rng.normal(0.0, scale, kernel.shape).astype(np.float32), np.zeros_like(bias)])
+
+
 def split_batch():
     """Four 64 x 64 images and their targets, for splitting into halves: images 0-1 hold four boxes, image 2 one
     and image 3 none, so the halves have different numbers of positive anchors."""

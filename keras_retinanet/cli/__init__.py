@@ -12,7 +12,7 @@ def run_program(main, module_name):
     """absl's `app.run(main)`, with `--help` showing the docstring and flags of `module_name`.
 
     absl documents the flags of the `__main__` module, which for `bin/` wrappers and console scripts is only a shim.
-    Bad input (a config, data or model file error, whose message names the file and value), a strategy that cannot
+    Bad input (a config, data, model file or LiteRT export error, whose message names the file and value), a strategy that cannot
     run with the settings, backups that cannot be read, and a loss that turned NaN or infinite in training (the
     message names the iteration and the loss term) end the program with that message and exit status 1, without a
     traceback (`--traceback` shows it).
@@ -34,6 +34,10 @@ def run_program(main, module_name):
             training = sys.modules.get("keras_retinanet.training")  # loaded by training
             if training is not None:
                 one_line += (training.NonFiniteLossError, training.StrategyError, training.BackupError)
+            for module_name, error_name in (("keras_retinanet.export.litert", "LiteRTExportError"),
+                                            ("keras_retinanet.export.litert_runner", "LiteRTModelError")):
+                if module_name in sys.modules:
+                    one_line += (getattr(sys.modules[module_name], error_name),)
             if isinstance(error, one_line) and not flags.FLAGS.traceback:
                 sys.exit(f"error: {error}")
             raise

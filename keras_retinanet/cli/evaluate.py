@@ -1,4 +1,5 @@
-"""COCO evaluation of a trained model: `bin/evaluate --model_dir=DIR` (or `--model=FILE.keras`).
+"""COCO evaluation of a trained model: `bin/evaluate --model_dir=DIR` (or `--model=FILE.keras`, or an exported
+LiteRT model `--model=NAME.tflite`, each image fitted into its fixed input as `litert_runner.fit_to_input` does).
 
 Prints the standard 12-number COCO table and per-class AP, and writes metrics.json and detections.json into
 --output_dir (default: DIR/eval), with the analysis beside them (--analysis): pr_curves.png (per class and overall
@@ -18,7 +19,8 @@ from keras_retinanet.cli import run_program
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Model directory written by bin/train.")
-flags.DEFINE_string("model", None, "A saved .keras model file (instead of --model_dir).")
+flags.DEFINE_string("model", None, "A saved .keras model file, or a LiteRT .tflite model written by bin/export "
+                    "(instead of --model_dir).")
 flags.DEFINE_string("annotations", None, "Annotations of the split (default: the model's data.val); what they are "
                     "depends on --format (see keras_retinanet.config.SplitConfig).")
 flags.DEFINE_string("images", None, "Image folder of the split (default: the model's data.val).")
@@ -46,12 +48,18 @@ def main(argv):
     from keras_retinanet.config import SplitConfig
     from keras_retinanet.data.coco import to_coco_ground_truth
     from keras_retinanet.data.splits import official_ground_truth, read_split
-    from keras_retinanet.evaluation import evaluate_model, write_evaluation
+    from keras_retinanet.config import DataConfig, from_dict
+    from keras_retinanet.evaluation import evaluate_litert, evaluate_model, write_evaluation
     from keras_retinanet.evaluation.report import write_analysis
+    from keras_retinanet.export.litert_runner import LiteRTDetector
     from keras_retinanet.inference import load_trained_model, model_data_config
 
-    model = load_trained_model(FLAGS.model_dir or FLAGS.model)
-    data_config = model_data_config(model)
+    if FLAGS.model and FLAGS.model.endswith(".tflite"):
+        model = LiteRTDetector(FLAGS.model)
+        data_config = from_dict(DataConfig, model.info["data"], source=f"{FLAGS.model}'s description")
+    else:
+        model = load_trained_model(FLAGS.model_dir or FLAGS.model)
+        data_config = model_data_config(model)
     if FLAGS.annotations:
         split = SplitConfig(FLAGS.annotations, FLAGS.images or "", FLAGS.format or "coco", FLAGS.classes or "")
     else:
@@ -62,8 +70,11 @@ def main(argv):
         data_config = dataclasses.replace(data_config, strict=FLAGS.strict)
     dataset = read_split(split, data_config)
     ground_truth = official_ground_truth(split) or to_coco_ground_truth(dataset)
-    evaluation, results = evaluate_model(model, dataset, data_config, FLAGS.batch_size, ground_truth=ground_truth,
-                                         evaluator=FLAGS.evaluator)
+    if isinstance(model, LiteRTDetector):
+        evaluation, results = evaluate_litert(model, dataset, ground_truth=ground_truth, evaluator=FLAGS.evaluator)
+    else:
+        evaluation, results = evaluate_model(model, dataset, data_config, FLAGS.batch_size,
+                                             ground_truth=ground_truth, evaluator=FLAGS.evaluator)
     print(evaluation.summary)
     print()
     print(evaluation.format_per_class_table())

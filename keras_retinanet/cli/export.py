@@ -1,8 +1,16 @@
-"""SavedModel for TF Serving: `bin/export --model_dir=DIR --output=PATH` (or `--model=FILE.keras`).
+"""Export for serving: `bin/export --model_dir=DIR --output=PATH` (or `--model=FILE.keras`).
 
-The SavedModel takes raw images (signature `serving_default`: a uint8 batch `images`; `image_bytes`: encoded
-`encoded_images`), resizes them as the model was trained, and returns the TF Object Detection API's outputs
-(`detection_boxes`, `detection_scores`, `detection_classes`, `num_detections`); see `keras_retinanet.export`.
+--format=saved_model (the default), for TF Serving: the SavedModel takes raw images (signature `serving_default`:
+a uint8 batch `images`; `image_bytes`: encoded `encoded_images`), resizes them as the model was trained, and returns
+the TF Object Detection API's outputs (`detection_boxes`, `detection_scores`, `detection_classes`,
+`num_detections`); see `keras_retinanet.export.saved_model`.
+
+--format=tflite, for phones and boards: `--output=NAME.tflite` (and `NAME.json` beside it) takes a uint8 image
+[1, H, W, 3] of a fixed --input_size and returns the same four outputs, decoding and NMS inside; --quantization
+float32, float16 (weights) or int8 (calibrated on --num_calibration_images images of --representative_data, by
+default the model's training split); see `keras_retinanet.export.litert`. Run it with
+`keras_retinanet/export/litert_runner.py`, which needs only NumPy and a LiteRT interpreter.
+
 The thresholds default to the model's own inference settings.
 """
 
@@ -13,16 +21,35 @@ from keras_retinanet.cli import run_program
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Model directory written by bin/train.")
 flags.DEFINE_string("model", None, "A saved .keras model file (instead of --model_dir).")
-flags.DEFINE_string("output", None, "The SavedModel directory to write (for TF Serving: MODEL_BASE/<version>).",
-                    required=True)
+flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"],
+                  "saved_model: a SavedModel for TF Serving; tflite: a LiteRT model of a fixed input size.")
+flags.DEFINE_string("output", None, "saved_model: the SavedModel directory to write (for TF Serving: "
+                                    "MODEL_BASE/<version>); tflite: the .tflite file.", required=True)
 flags.DEFINE_float("score_threshold", None, "Detections need a score above this (default: the model's).")
 flags.DEFINE_float("iou_threshold", None, "Class-wise NMS IoU threshold (default: the model's).")
 flags.DEFINE_integer("max_detections", None, "Detections per image (default: the model's).")
-flags.DEFINE_integer("min_size", None, "Shorter side of the resized image (default: as trained).")
-flags.DEFINE_integer("max_size", None, "Cap of the longer side of the resized image (default: as trained).")
-flags.DEFINE_integer("size_divisor", None, "Images are padded to multiples of this (default: as trained).")
-flags.DEFINE_integer("max_image_pixels", None, "The served model refuses larger images, before decoding them "
-                                               "(default: the training data's limit, data.max_image_pixels).")
+flags.DEFINE_integer("min_size", None, "saved_model: shorter side of the resized image (default: as trained).")
+flags.DEFINE_integer("max_size", None, "saved_model: cap of the longer side of the resized image (default: as "
+                                       "trained).")
+flags.DEFINE_integer("size_divisor", None, "saved_model: images are padded to multiples of this (default: as "
+                                           "trained).")
+flags.DEFINE_integer("max_image_pixels", None, "saved_model: the served model refuses larger images, before "
+                                               "decoding them (default: the training data's limit, "
+                                               "data.max_image_pixels).")
+flags.DEFINE_string("input_size", None, "tflite: the model's input, HEIGHTxWIDTH pixels (default: a square of the "
+                                        "training min_size; the model pads it to the size divisor as in training).")
+flags.DEFINE_enum("quantization", "float32", ["float32", "float16", "int8"],
+                  "tflite: float32; float16 (weights stored in float16); int8 (full integer quantisation of the "
+                  "network, calibrated on --representative_data).")
+flags.DEFINE_string("representative_data", None, "tflite int8: annotations of the calibration images (default: the "
+                                                 "model's data.train); what they are depends on "
+                                                 "--representative_format.")
+flags.DEFINE_enum("representative_format", None, ["coco", "voc", "csv", "tfrecord"],
+                  "Format of --representative_data (default: the model's data.train.format, or coco).")
+flags.DEFINE_string("representative_images", None, "Image folder of --representative_data.")
+flags.DEFINE_string("representative_classes", None, "Class file of --representative_data.")
+flags.DEFINE_integer("num_calibration_images", 100, "tflite int8: images to calibrate on, spread evenly over "
+                                                    "--representative_data.", lower_bound=1)
 
 
 def main(argv):
@@ -30,23 +57,80 @@ def main(argv):
     if (FLAGS.model_dir is None) == (FLAGS.model is None):
         raise app.UsageError("give exactly one of --model_dir and --model")
 
-    from keras_retinanet.export import export_saved_model
     from keras_retinanet.inference import load_trained_model
 
     model = load_trained_model(FLAGS.model_dir or FLAGS.model)
+    if FLAGS.format == "tflite":
+        export_tflite(model)
+        return
+    resize_flags = ("min_size", "max_size", "size_divisor", "max_image_pixels")
+    from keras_retinanet.export import export_saved_model
+
     export_saved_model(
         model,
         FLAGS.output,
-        min_size=FLAGS.min_size,
-        max_size=FLAGS.max_size,
-        size_divisor=FLAGS.size_divisor,
         score_threshold=FLAGS.score_threshold,
         iou_threshold=FLAGS.iou_threshold,
         max_detections=FLAGS.max_detections,
-        max_image_pixels=FLAGS.max_image_pixels,
+        **{name: FLAGS[name].value for name in resize_flags},
     )
     print(f"wrote the SavedModel to {FLAGS.output}: signatures serving_default (images, uint8 [B, H, W, 3]) and "
           "image_bytes (encoded_images, string [B]); label map in assets/")
+
+
+def export_tflite(model):
+    """The LiteRT model of `model` per the flags."""
+    from keras_retinanet.export.litert import export_litert, sidecar_path
+
+    for name in ("min_size", "max_size", "size_divisor", "max_image_pixels"):
+        if FLAGS[name].present:
+            raise app.UsageError(f"--{name} is for --format=saved_model; a LiteRT model has a fixed --input_size")
+    representative = None
+    if FLAGS.quantization == "int8":
+        representative = representative_dataset(model)
+    elif any(FLAGS[name].present for name in ("representative_data", "representative_format",
+                                              "representative_images", "representative_classes")):
+        raise app.UsageError("--representative_data and its options are for --quantization=int8")
+    info = export_litert(
+        model,
+        FLAGS.output,
+        input_size=parse_input_size(FLAGS.input_size) if FLAGS.input_size else None,
+        quantization=FLAGS.quantization,
+        representative_data=representative,
+        num_calibration_images=FLAGS.num_calibration_images,
+        score_threshold=FLAGS.score_threshold,
+        iou_threshold=FLAGS.iou_threshold,
+        max_detections=FLAGS.max_detections,
+    )
+    height, width = info["input_size"]
+    print(f"wrote the {FLAGS.quantization} LiteRT model to {FLAGS.output} and its description to "
+          f"{sidecar_path(FLAGS.output)}: input images uint8 [1, {height}, {width}, 3]")
+
+
+def parse_input_size(text):
+    """(height, width) from "HEIGHTxWIDTH"; a usage error naming the value otherwise."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(part.strip().isdigit() and int(part) > 0 for part in parts):
+        raise app.UsageError(f"--input_size must be HEIGHTxWIDTH in pixels, e.g. 320x320, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def representative_dataset(model):
+    """The calibration dataset: the flags' split, or the model's training split."""
+    from keras_retinanet.config import SplitConfig
+    from keras_retinanet.data.splits import read_split
+    from keras_retinanet.inference import model_data_config
+
+    data_config = model_data_config(model)
+    if FLAGS.representative_data:
+        split = SplitConfig(FLAGS.representative_data, FLAGS.representative_images or "",
+                            FLAGS.representative_format or "coco", FLAGS.representative_classes or "")
+    else:
+        split = data_config.train
+        split = SplitConfig(split.annotations, FLAGS.representative_images or split.images,
+                            FLAGS.representative_format or split.format,
+                            split.classes if FLAGS.representative_classes is None else FLAGS.representative_classes)
+    return read_split(split, data_config)
 
 
 def run():

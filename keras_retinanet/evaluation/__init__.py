@@ -10,7 +10,7 @@ from keras_retinanet.evaluation.coco_eval import (
     evaluate_coco,
     write_evaluation,
 )
-from keras_retinanet.evaluation.detector import evaluate_model
+from keras_retinanet.evaluation.detector import evaluate_litert, evaluate_model
 
-__all__ = ["EVALUATORS", "METRIC_NAMES", "evaluate_model", "CocoEvaluation", "detections_to_coco_results",
+__all__ = ["EVALUATORS", "METRIC_NAMES", "evaluate_litert", "evaluate_model", "CocoEvaluation", "detections_to_coco_results",
            "evaluate_coco", "write_evaluation"]

@@ -1,6 +1,9 @@
-"""COCO evaluation of a trained detector on a dataset of any format."""
+"""COCO evaluation of a trained detector, a Keras model or an exported LiteRT model, on a dataset of any format."""
+
+import numpy as np
 
 from keras_retinanet.data.coco import to_coco_ground_truth
+from keras_retinanet.data.pipeline import load_images
 from keras_retinanet.data.policy import DataError
 from keras_retinanet.evaluation.coco_eval import detections_to_coco_results, evaluate_coco
 from keras_retinanet.inference import detect
@@ -15,27 +18,51 @@ def evaluate_model(model, dataset, data_config, batch_size, ground_truth=None, e
     name; detections of model classes the dataset lacks (e.g. torchvision's background and unused COCO ids) are
     left out.
     """
-    image_ids = [record.image_id for record in dataset.records]
+    metadata = model.metadata or {}
+    label_map = dict(zip(metadata["category_ids"], metadata["class_names"])) if "category_ids" in metadata else None
     detections = detect(model, dataset, data_config, batch_size)
+    return _evaluate(detections, dataset, label_map, ground_truth, evaluator)
+
+
+def evaluate_litert(detector, dataset, ground_truth=None, evaluator="pycocotools"):
+    """`evaluate_model` for an exported LiteRT model (a `LiteRTDetector`): each image fitted into the model's fixed
+    input (`LiteRTDetector.detect_image`), detections mapped back to the image."""
+    labels = {category_id: label for label, category_id in enumerate(detector.label_map)}
+    per_image = [detector.detect_image(image) for image in load_images(dataset)]
+    size = max([len(found["scores"]) for found in per_image], default=0)
+    detections = {
+        "boxes": np.zeros((len(per_image), size, 4), np.float32),
+        "scores": np.zeros((len(per_image), size), np.float32),
+        "classes": np.full((len(per_image), size), -1, np.int64),
+        "num_detections": np.array([len(found["scores"]) for found in per_image], np.int64),
+    }
+    for row, found in enumerate(per_image):
+        count = len(found["scores"])
+        detections["boxes"][row, :count] = found["boxes"]
+        detections["scores"][row, :count] = found["scores"]
+        detections["classes"][row, :count] = [labels[i] for i in found["category_ids"]]
+    return _evaluate(detections, dataset, detector.label_map, ground_truth, evaluator)
+
+
+def _evaluate(detections, dataset, label_map, ground_truth, evaluator):
+    image_ids = [record.image_id for record in dataset.records]
     known = set(dataset.category_ids)
-    results = detections_to_coco_results(image_ids, detections, result_category_ids(model, dataset))
+    results = detections_to_coco_results(image_ids, detections, result_category_ids(label_map, dataset))
     results = [result for result in results if result["category_id"] in known]
     if ground_truth is None:
         ground_truth = to_coco_ground_truth(dataset)
     return evaluate_coco(ground_truth, results, image_ids=image_ids, evaluator=evaluator), results
 
 
-def result_category_ids(model, dataset):
-    """The category id of each of `model`'s labels: from the label map stored with the model, checked against
-    `dataset`'s; a model without one is taken to have `dataset`'s classes."""
-    metadata = model.metadata or {}
-    if "category_ids" not in metadata:
+def result_category_ids(label_map, dataset):
+    """The category id of each of a model's labels, from its `label_map` ({category id: name}, in label order),
+    checked against `dataset`'s; a model without one (None) is taken to have `dataset`'s classes."""
+    if label_map is None:
         return dataset.category_ids
-    model_classes = dict(zip(metadata["category_ids"], metadata["class_names"]))
-    differing = {i: name for i, name in dataset.label_map().items() if model_classes.get(i) != name}
+    differing = {i: name for i, name in dataset.label_map().items() if label_map.get(i) != name}
     if differing:
         raise DataError(
             f"{dataset.source}: classes {differing} (category id: name) are not classes of the model, whose classes "
-            f"are {model_classes}; give the evaluation split the training split's class file"
+            f"are {label_map}; give the evaluation split the training split's class file"
         )
-    return metadata["category_ids"]
+    return list(label_map)

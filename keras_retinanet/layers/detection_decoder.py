@@ -18,9 +18,13 @@ class DetectionDecoder(keras.layers.Layer):
         pre_nms_top_k: candidates kept per level before NMS (paper: 1000).
         iou_threshold: NMS threshold (paper: 0.5).
         max_detections: detections kept per image (paper: 100).
+        per_image_nms: False: one batched NMS (`tf.image.non_max_suppression_padded`, compiles with XLA); True (static
+            batch sizes): image by image with NonMaxSuppressionV5, the NMS LiteRT runs natively (its int8 models keep it in
+            float). Both are greedy and give the same detections.
     """
 
-    def __init__(self, score_threshold=0.05, pre_nms_top_k=1000, iou_threshold=0.5, max_detections=100, **kwargs):
+    def __init__(self, score_threshold=0.05, pre_nms_top_k=1000, iou_threshold=0.5, max_detections=100,
+                 per_image_nms=False, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if not 0.0 <= score_threshold < 1.0 or not 0.0 < iou_threshold <= 1.0:
@@ -37,6 +41,7 @@ class DetectionDecoder(keras.layers.Layer):
         self.pre_nms_top_k = int(pre_nms_top_k)
         self.iou_threshold = float(iou_threshold)
         self.max_detections = int(max_detections)
+        self.per_image_nms = bool(per_image_nms)
 
     def call(self, class_logits, boxes, level_anchor_counts, image_size):
         """Detections from `class_logits` [B, N, K] and `boxes` [B, N, 4] (`xyxy`, decoded).
@@ -57,16 +62,22 @@ class DetectionDecoder(keras.layers.Layer):
             self.score_threshold,
         )
 
-        # Class-wise NMS in one batched call: boxes of different classes are shifted apart so they never overlap.
+        # Class-wise NMS in one call: boxes of different classes are shifted apart so they never overlap.
         shift = tf.cast(classes, tf.float32)[..., None] * (tf.reduce_max(boxes) + 1.0)
-        selected, num_detections = tf.image.non_max_suppression_padded(
-            boxes + shift,
-            scores,
-            max_output_size=self.max_detections,
-            iou_threshold=self.iou_threshold,
-            score_threshold=0.0,
-            pad_to_max_output_size=True,
-        )
+        if self.per_image_nms:
+            if boxes.shape[0] is None:
+                raise ValueError("per_image_nms needs a static batch size")
+            per_image = [self._image_nms(*pair) for pair in zip(tf.unstack(boxes + shift), tf.unstack(scores))]
+            selected, num_detections = (tf.stack(values) for values in zip(*per_image))
+        else:
+            selected, num_detections = tf.image.non_max_suppression_padded(
+                boxes + shift,
+                scores,
+                max_output_size=self.max_detections,
+                iou_threshold=self.iou_threshold,
+                score_threshold=0.0,
+                pad_to_max_output_size=True,
+            )
         keep = tf.range(self.max_detections)[None, :] < num_detections[:, None]
         return {
             "boxes": tf.where(keep[..., None], tf.gather(boxes, selected, batch_dims=1), 0.0),
@@ -75,10 +86,26 @@ class DetectionDecoder(keras.layers.Layer):
             "num_detections": num_detections,
         }
 
+    def _image_nms(self, boxes, scores):
+        """NMS of one image's candidates with the op LiteRT runs natively (NON_MAX_SUPPRESSION_V5), giving what
+        `non_max_suppression_padded` gives: a box of zero area (IoU 0 with anything) suppresses nothing and is
+        never suppressed, but LiteRT's kernel selects such a box again and again, so those join after NMS."""
+        flat = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) <= 0.0
+        selected, _, num_selected = tf.raw_ops.NonMaxSuppressionV5(
+            boxes=boxes, scores=tf.where(flat, 0.0, scores), max_output_size=self.max_detections,
+            iou_threshold=self.iou_threshold, score_threshold=0.0, soft_nms_sigma=0.0, pad_to_max_output_size=True,
+        )
+        kept = tf.range(self.max_detections) < num_selected
+        indices = tf.concat([selected, tf.range(tf.shape(scores)[0])], axis=0)
+        ranked = tf.concat([tf.where(kept, tf.gather(scores, selected), 0.0), tf.where(flat, scores, 0.0)], axis=0)
+        best, order = tf.math.top_k(ranked, k=self.max_detections)
+        return tf.gather(indices, order), tf.reduce_sum(tf.cast(best > 0.0, tf.int32))
+
     def get_config(self):
         config = super().get_config()
         config.update(
             {
+                "per_image_nms": self.per_image_nms,
                 "score_threshold": self.score_threshold,
                 "pre_nms_top_k": self.pre_nms_top_k,
                 "iou_threshold": self.iou_threshold,

@@ -63,16 +63,10 @@ def export_saved_model(model, output_dir, min_size=None, max_size=None, size_div
     max_image_pixels = data_config.max_image_pixels if max_image_pixels is None else max_image_pixels
     if max_image_pixels < 1:
         raise ValueError(f"max_image_pixels must be positive, got {max_image_pixels}")
-    decoder = model.decoder
-    decoder = DetectionDecoder(
-        score_threshold=decoder.score_threshold if score_threshold is None else score_threshold,
-        pre_nms_top_k=decoder.pre_nms_top_k,
-        iou_threshold=decoder.iou_threshold if iou_threshold is None else iou_threshold,
-        max_detections=decoder.max_detections if max_detections is None else max_detections,
-    )
-    label_map = _label_map(model)
+    decoder = export_decoder(model, score_threshold, iou_threshold, max_detections)
+    labels = label_map(model)
     detector = _ServingDetector(
-        model, float(min_size), float(max_size), int(size_divisor), resize_rule, decoder, list(label_map),
+        model, float(min_size), float(max_size), int(size_divisor), resize_rule, decoder, list(labels),
         int(max_image_pixels),
     )
 
@@ -87,7 +81,7 @@ def export_saved_model(model, output_dir, min_size=None, max_size=None, size_div
         input_signature=[tf.TensorSpec([None], tf.string, name="encoded_images")],
     )
     with tempfile.TemporaryDirectory() as staging:
-        json_path, pbtxt_path = _write_label_maps(staging, label_map)
+        json_path, pbtxt_path = _write_label_maps(staging, labels)
         # ExportArchive.track keeps only variables and lookup tables; the archive's root object is what the
         # SavedModel saves, so assets attached to it are copied into assets/ (and revive as `.asset_path`).
         archive._tf_trackable.label_map_json = tf.saved_model.Asset(json_path)
@@ -174,18 +168,35 @@ class _ServingDetector:
         detections = detections_in_original_pixels(
             self.model, model_inputs, scales, image_sizes, original_sizes, decoder=self.decoder
         )
-        limits = tf.tile(tf.cast(original_sizes, tf.float32), [1, 2])[:, None, :]  # (h, w, h, w)
-        valid = detections["classes"] >= 0
-        return {
-            "detection_boxes": tf.gather(detections["boxes"], [1, 0, 3, 2], axis=-1) / limits,
-            "detection_scores": detections["scores"],
-            "detection_classes": tf.where(valid, tf.gather(self.category_ids, tf.maximum(detections["classes"], 0)),
-                                          -1.0),
-            "num_detections": tf.cast(detections["num_detections"], tf.float32),
-        }
+        return object_detection_outputs(detections, original_sizes, self.category_ids)
 
 
-def _label_map(model):
+def object_detection_outputs(detections, original_sizes, category_ids):
+    """The Object Detection API's outputs from `detections` (`xyxy` boxes in pixels of images of `original_sizes`
+    [B, 2]) and the dataset's `category_ids` [K] (float32) of the model's labels."""
+    limits = tf.tile(tf.cast(original_sizes, tf.float32), [1, 2])[:, None, :]  # (h, w, h, w)
+    valid = detections["classes"] >= 0
+    return {
+        "detection_boxes": tf.gather(detections["boxes"], [1, 0, 3, 2], axis=-1) / limits,
+        "detection_scores": detections["scores"],
+        "detection_classes": tf.where(valid, tf.gather(category_ids, tf.maximum(detections["classes"], 0)), -1.0),
+        "num_detections": tf.cast(detections["num_detections"], tf.float32),
+    }
+
+
+def export_decoder(model, score_threshold=None, iou_threshold=None, max_detections=None, per_image_nms=False):
+    """A `DetectionDecoder` with the model's settings, except those given."""
+    decoder = model.decoder
+    return DetectionDecoder(
+        score_threshold=decoder.score_threshold if score_threshold is None else score_threshold,
+        pre_nms_top_k=decoder.pre_nms_top_k,
+        iou_threshold=decoder.iou_threshold if iou_threshold is None else iou_threshold,
+        max_detections=decoder.max_detections if max_detections is None else max_detections,
+        per_image_nms=per_image_nms,
+    )
+
+
+def label_map(model):
     """{category_id: class name} from the metadata bin/train stores in the model, in label order."""
     category_ids = model.metadata.get("category_ids")
     class_names = model.metadata.get("class_names")

@@ -1,0 +1,7 @@
+"""Exported detectors with preprocessing, decoding and NMS inside: a SavedModel for TF Serving (`saved_model`) and
+a LiteRT (TFLite) model for phones and boards (`litert`, run by the stand-alone `litert_runner`)."""
+
+from keras_retinanet.export.litert import export_litert
+from keras_retinanet.export.saved_model import export_saved_model
+
+__all__ = ["export_litert", "export_saved_model"]

@@ -1,0 +1,248 @@
+"""LiteRT (TFLite) export for phones and boards: a fixed-size uint8 image in, the SavedModel's four outputs out.
+
+The `.tflite` model's one signature, `serving_default`, takes `images`, uint8 [1, H, W, 3] (RGB) of the size chosen
+at export, pads it as in training (to multiples of the size divisor, with the training padding pixel), runs the
+network and decodes with the model's own detection path (`keras_retinanet.inference.decode_in_original_pixels`:
+per-level top-k, score threshold, class-wise NMS), all in TensorFlow ops that LiteRT runs natively. Its outputs are
+the SavedModel's: `detection_boxes` [1, D, 4] (ymin, xmin, ymax, xmax) normalised by the input size,
+`detection_scores` [1, D], `detection_classes` [1, D] (dataset category ids, -1 for padding) and `num_detections`
+[1]. LiteRT's built-in detection post-processing op is not used: it has no per-level top-k and does not clip boxes
+to the image before NMS, so it would not give the detections of `bin/predict` and the SavedModel.
+
+Beside `NAME.tflite` goes `NAME.json` (`SIDECAR_SUFFIX`): the input size, label map, quantisation and the data
+settings, which `keras_retinanet.export.litert_runner` and `bin/evaluate` read.
+
+Quantisation (`QUANTIZATIONS`): "float32"; "float16" (weights stored in float16, computed in float32); "int8" (full
+integer post-training quantisation of the network, calibrated on images of a representative dataset; the decoding
+and NMS stay in float32, as box coordinates and scores need more than 8 bits).
+"""
+
+import json
+import math
+import os
+import re
+import tempfile
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tensorflow.lite.tools import flatbuffer_utils
+
+from keras_retinanet.config import DataConfig, to_dict
+from keras_retinanet.data.pipeline import load_images, pad_to_multiple, padding_pixel
+from keras_retinanet.export.litert_runner import SIGNATURE, fit_to_input
+from keras_retinanet.export.saved_model import export_decoder, label_map, object_detection_outputs
+from keras_retinanet.inference import decode_in_original_pixels, model_data_config
+
+QUANTIZATIONS = ("float32", "float16", "int8")
+SIDECAR_SUFFIX = ".json"
+
+
+class LiteRTExportError(ValueError):
+    """A model or setting that cannot become a LiteRT model; the message names the cause (e.g. the ops)."""
+
+
+def default_input_size(data_config):
+    """The export's default input size: a square of the training `min_size` (the model pads it as in training)."""
+    return data_config.min_size, data_config.min_size
+
+
+def sidecar_path(tflite_path):
+    """`NAME.json` beside `NAME.tflite`."""
+    return os.path.splitext(tflite_path)[0] + SIDECAR_SUFFIX
+
+
+def export_litert(model, output_path, input_size=None, quantization="float32", representative_data=None,
+                  num_calibration_images=100, score_threshold=None, iou_threshold=None, max_detections=None):
+    """Writes `model` (a `RetinaNet` with `class_names` and `category_ids` in its metadata) as a LiteRT model.
+
+    Args:
+        output_path: the `.tflite` file; its sidecar `NAME.json` goes beside it.
+        input_size: (height, width) of the model's input; default: `default_input_size` of the training data.
+        quantization: one of `QUANTIZATIONS`.
+        representative_data: for "int8": a `DetectionDataset` whose images calibrate the quantisation.
+        num_calibration_images: images taken from `representative_data`, spread evenly over it.
+        score_threshold, iou_threshold, max_detections: default: the model's decoder settings.
+
+    Returns the sidecar's contents.
+    """
+    if quantization not in QUANTIZATIONS:
+        raise LiteRTExportError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
+    if not output_path.endswith(".tflite"):
+        raise LiteRTExportError(f"the LiteRT model's file name must end in .tflite, got {output_path}")
+    if quantization == "int8" and representative_data is None:
+        raise LiteRTExportError("int8 quantisation needs a representative dataset to calibrate on")
+    if quantization == "int8" and num_calibration_images < 1:
+        raise LiteRTExportError(f"num_calibration_images must be at least 1, got {num_calibration_images}")
+    data_config = model_data_config(model) if (model.metadata or {}).get("config") else DataConfig()
+    input_size = tuple(int(side) for side in (input_size or default_input_size(data_config)))
+    if len(input_size) != 2 or min(input_size) < 1:
+        raise LiteRTExportError(f"input_size must be (height, width), both positive, got {input_size}")
+    decoder = export_decoder(model, score_threshold, iou_threshold, max_detections, per_image_nms=True)
+    labels = label_map(model)
+    detect, network, postprocess = _detection_functions(model, input_size, data_config, decoder, list(labels))
+    if quantization == "float32":
+        flatbuffer = convert_to_litert(model, detect)
+    elif quantization == "float16":
+        flatbuffer = convert_to_litert(model, detect, float16=True)
+    else:  # the network in int8, decoding and NMS in float32 (the quantiser would take them to int8 too)
+        images = calibration_images(representative_data, input_size, data_config.resize_rule,
+                                    num_calibration_images)
+        flatbuffer = join_models(convert_to_litert(model, network, calibration=images),
+                                 convert_to_litert(model, postprocess))
+
+    info = {
+        "format": "keras_retinanet LiteRT detector",
+        "input_size": list(input_size),
+        "input_dtype": "uint8",
+        "quantization": quantization,
+        "label_map": {str(i): name for i, name in labels.items()},
+        "padding_pixel": [float(v) for v in padding_pixel(data_config.resize_rule).numpy()],
+        "score_threshold": decoder.score_threshold,
+        "iou_threshold": decoder.iou_threshold,
+        "max_detections": decoder.max_detections,
+        "data": to_dict(data_config),
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    with open(output_path, "wb") as stream:
+        stream.write(flatbuffer)
+    with open(sidecar_path(output_path), "w", encoding="utf-8") as stream:
+        json.dump(info, stream, indent=1, ensure_ascii=False)
+    return info
+
+
+def _detection_functions(model, input_size, data_config, decoder, category_ids):
+    """The exported graph, shapes all static, as a whole and in its two halves: (detect, network, postprocess).
+
+    `detect`: uint8 images [1, H, W, 3] -> the Object Detection API's outputs; `network`: the images -> the raw
+    `class_logits` and `box_deltas`; `postprocess`: those -> the outputs (decoding, class-wise NMS)."""
+    height, width = input_size
+    divisor = data_config.size_divisor
+    padded_size = (math.ceil(height / divisor) * divisor, math.ceil(width / divisor) * divisor)
+    category_ids = tf.constant(category_ids, tf.float32)
+    image_spec = tf.TensorSpec([1, height, width, 3], tf.uint8, name="images")
+
+    def network(images):
+        padded = pad_to_multiple(tf.cast(images[0], tf.float32), divisor, data_config.resize_rule)
+        predictions = model(tf.ensure_shape(padded, [*padded_size, 3])[None], training=False)
+        return {name: tf.cast(predictions[name], tf.float32) for name in ("class_logits", "box_deltas")}
+
+    def postprocess(class_logits, box_deltas):
+        sizes = tf.constant([input_size], tf.int32)
+        predictions = {"class_logits": class_logits, "box_deltas": box_deltas}
+        detections = decode_in_original_pixels(model, predictions, padded_size, tf.ones([1, 2]), sizes, sizes,
+                                               decoder=decoder)
+        return object_detection_outputs(detections, sizes, category_ids)
+
+    network_function = tf.function(network, input_signature=[image_spec])
+    outputs = network_function.get_concrete_function().structured_outputs
+    prediction_specs = [
+        tf.TensorSpec(outputs[name].shape, tf.float32, name=name) for name in ("class_logits", "box_deltas")
+    ]
+    return (
+        tf.function(lambda images: postprocess(**network(images)), input_signature=[image_spec]),
+        network_function,
+        tf.function(postprocess, input_signature=prediction_specs),
+    )
+
+
+def calibration_images(dataset, input_size, resize_rule, count):
+    """A function yielding up to `count` images of `dataset` (spread evenly over it), each fitted into
+    `input_size` as `fit_to_input` does for users, as the converter's representative dataset wants them."""
+    if not dataset.records:
+        raise LiteRTExportError(f"{dataset.source}: the representative dataset has no images")
+    subset = dataset.shard(0, max(1, len(dataset.records) // count))
+    pixel = padding_pixel(resize_rule).numpy()
+
+    def images():
+        for index, image in enumerate(load_images(subset)):
+            if index == count:
+                return
+            yield {"images": fit_to_input(image, input_size, pixel)[0][None]}
+
+    return images
+
+
+def convert_to_litert(model, function, float16=False, calibration=None):
+    """The LiteRT flatbuffer of `function` (a `tf.function` over `model` with a static input signature): float32,
+    float16 weights, or full integer quantisation calibrated on the images `calibration()` yields."""
+    with tempfile.TemporaryDirectory() as staging:
+        archive = keras.export.ExportArchive()  # a SavedModel: the converter freezes its variables
+        archive.track(model)
+        archive.add_endpoint(SIGNATURE, function)
+        archive.write_out(staging, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(staging, signature_keys=[SIGNATURE])
+        if float16:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        if calibration is not None:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = calibration
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        return _converted(converter)
+
+
+def join_models(first, second):
+    """One LiteRT flatbuffer running `first` then `second` (flatbuffers of one subgraph and one signature each),
+    `second`'s inputs being `first`'s outputs of the same names: its signature takes `first`'s inputs and gives
+    `second`'s outputs."""
+    joined = flatbuffer_utils.convert_bytearray_to_object(bytearray(first))
+    tail = flatbuffer_utils.convert_bytearray_to_object(bytearray(second))
+    for part in (joined, tail):
+        if len(part.subgraphs) != 1 or len(part.signatureDefs) != 1:
+            raise LiteRTExportError("joining LiteRT models needs one subgraph and one signature in each")
+    main, appended = joined.subgraphs[0], tail.subgraphs[0]
+    first_outputs = {_name(entry.name): entry.tensorIndex for entry in joined.signatureDefs[0].outputs}
+    second_inputs = {_name(entry.name): entry.tensorIndex for entry in tail.signatureDefs[0].inputs}
+    unlinked = sorted(set(second_inputs) - set(first_outputs))
+    if unlinked:
+        raise LiteRTExportError(f"joining LiteRT models: inputs {unlinked} of the second are not outputs of the first "
+                                f"({sorted(first_outputs)})")
+    linked = {index: first_outputs[name] for name, index in second_inputs.items()}
+    tensor_offset, buffer_offset = len(main.tensors), len(joined.buffers)
+
+    def tensor(index):
+        return index if index < 0 else linked.get(index, index + tensor_offset)  # -1: an optional input left out
+
+    codes = [(code.builtinCode, code.deprecatedBuiltinCode, code.customCode, code.version)
+             for code in joined.operatorCodes]
+    for tensor_info in appended.tensors:
+        tensor_info.buffer += buffer_offset
+    joined.buffers.extend(tail.buffers)
+    main.tensors.extend(appended.tensors)  # the appended inputs stay, unused
+    for operator in appended.operators or []:
+        code = tail.operatorCodes[operator.opcodeIndex]
+        key = (code.builtinCode, code.deprecatedBuiltinCode, code.customCode, code.version)
+        if key not in codes:
+            codes.append(key)
+            joined.operatorCodes.append(code)
+        operator.opcodeIndex = codes.index(key)
+        operator.inputs = [tensor(index) for index in operator.inputs]
+        operator.outputs = [tensor(index) for index in operator.outputs]
+        main.operators.append(operator)
+    main.outputs = [tensor(index) for index in appended.outputs]
+    joined.signatureDefs[0].outputs = tail.signatureDefs[0].outputs
+    for entry in joined.signatureDefs[0].outputs:
+        entry.tensorIndex = tensor(entry.tensorIndex)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(joined))
+
+
+def _name(name):
+    return name.decode() if isinstance(name, bytes) else name
+
+
+_UNSUPPORTED_OP = re.compile(r"'tf\.(\w+)' op is neither a custom op nor a flex op")
+
+
+def _converted(converter):
+    """`converter.convert()`; a `LiteRTExportError` naming the TensorFlow ops LiteRT cannot run."""
+    try:
+        return converter.convert()
+    except Exception as error:  # the converter raises ConverterError, or ValueError / RuntimeError from MLIR
+        ops = sorted(set(_UNSUPPORTED_OP.findall(str(error))))
+        if ops:
+            raise LiteRTExportError(
+                f"the model uses TensorFlow ops that LiteRT's built-in ops cannot run: {', '.join(ops)}"
+            ) from error
+        cause = " ".join(str(error).split())[:600]
+        raise LiteRTExportError(f"the LiteRT converter failed ({type(error).__name__}: {cause})") from error

@@ -1,0 +1,340 @@
+"""The LiteRT export: float32 gives the SavedModel's detections in a process without keras_retinanet, float16 and
+int8 models hold what they claim, bin/evaluate scores them, and bad inputs get errors that name the problem."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from keras_retinanet.config import load_config
+from keras_retinanet.datasets import generate_shapes_dataset
+from keras_retinanet.export import export_litert, export_saved_model
+from keras_retinanet.export.litert import LiteRTExportError, convert_to_litert, join_models
+from keras_retinanet.export.litert_runner import LiteRTDetector, LiteRTModelError, fit_to_input
+from keras_retinanet.layers import DetectionDecoder
+from keras_retinanet.training import train
+
+from tiny import TINY_MODEL_YAML, spread_outputs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNNER = os.path.join(ROOT, "keras_retinanet", "export", "litert_runner.py")
+MIN_SIZE = 96  # the training size: the default input is 96 x 96
+MAX_DETECTIONS = 40
+
+TINY_CONFIG = TINY_MODEL_YAML + f"""  decoder: {{score_threshold: 0.3, pre_nms_top_k: 100, max_detections: {MAX_DETECTIONS}}}
+data:
+  train: {{annotations: DATA/annotations/instances_train.json, images: DATA/train}}
+  val: {{annotations: DATA/annotations/instances_val.json, images: DATA/val}}
+  min_size: {MIN_SIZE}
+  max_size: 160
+  max_boxes: 8
+train: {{batch_size: 4, iterations: 2, warmup_iterations: 1, lr_steps: [2], checkpoint_every: 2, eval_every: 2}}
+"""
+
+# Runs with `python -I -S`: no site-packages .pth files (so no editable install of keras_retinanet), no PYTHONPATH;
+# only the folder holding the LiteRT interpreter and NumPy is put back on sys.path, and keras_retinanet is blocked.
+FRESH_PROCESS_SCRIPT = """
+import importlib.abc, importlib.util, sys
+sys.path.append(sys.argv[1])
+
+class Blocked(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "keras_retinanet":
+            raise ImportError("keras_retinanet is blocked in this process")
+
+sys.meta_path.insert(0, Blocked())
+import numpy as np
+spec = importlib.util.spec_from_file_location("litert_runner", sys.argv[2])
+runner = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(runner)
+images = np.load(sys.argv[3])
+outputs = {}
+for model_path in sys.argv[5:]:
+    detector = runner.LiteRTDetector(model_path, num_threads=1)
+    for name in [name for name in images.files if images[name].shape[:2] == detector.input_size]:
+        for key, value in detector.detect(images[name]).items():
+            outputs[f"{model_path}/{name}/{key}"] = value
+assert not any(name.split(".")[0] in ("keras_retinanet", "keras") for name in sys.modules)
+outputs["tensorflow_imported"] = np.array("tensorflow" in sys.modules)
+np.savez(sys.argv[4], **outputs)
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained by `train` (two iterations, output layers then spread), with category ids that are not
+    label + 1, saved in a model directory."""
+    root = tmp_path_factory.mktemp("litert")
+    data = root / "data"
+    generate_shapes_dataset(str(data), splits={"train": 8, "val": 6}, image_size=(MIN_SIZE, MIN_SIZE), min_size=16,
+                            max_size=40, max_objects=3)
+    for split in ("train", "val"):
+        path = data / "annotations" / f"instances_{split}.json"
+        annotations = json.loads(path.read_text())
+        for item in annotations["categories"]:
+            item["id"] = 10 * item["id"] + 3
+        for item in annotations["annotations"]:
+            item["category_id"] = 10 * item["category_id"] + 3
+        path.write_text(json.dumps(annotations))
+    config_path = root / "tiny.yaml"
+    config_path.write_text(TINY_CONFIG.replace("DATA", str(data)))
+    model_dir = root / "model"
+    model = train(load_config(str(config_path)), str(model_dir), verbose=0)
+    spread_outputs(model)
+    model.save(str(model_dir / "model.keras"))
+    return {"root": root, "data": data, "model": model, "model_dir": model_dir}
+
+
+def run_cli(program, *args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "bin", program), *args], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "PYTHONPATH": ROOT}, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def exported(trained):
+    """The float32 model at the default input size (API) and at 96 x 130 (bin/export: padded to 96 x 160 inside),
+    float16 and int8 models (bin/export, int8 calibrated on the training split), and the SavedModel."""
+    root = trained["root"]
+    paths = {"float32": str(root / "float32.tflite"), "float32_wide": str(root / "float32_wide.tflite"),
+             "float16": str(root / "float16.tflite"), "int8": str(root / "int8.tflite")}
+    export_litert(trained["model"], paths["float32"])
+    for name, args in (("float32_wide", ["--input_size=96x130"]), ("float16", ["--quantization=float16"]),
+                       ("int8", ["--quantization=int8", "--num_calibration_images=6"])):
+        result = run_cli("export", f"--model_dir={trained['model_dir']}", "--format=tflite", f"--output={paths[name]}",
+                         *args)
+        assert result.returncode == 0, result.stderr[-4000:]
+        assert f"uint8 [1, 96, {130 if name == 'float32_wide' else 96}, 3]" in result.stdout
+    saved_model = str(root / "saved_model")
+    export_saved_model(trained["model"], saved_model)
+    return {"paths": paths, "saved_model": saved_model}
+
+
+@pytest.fixture(scope="module")
+def test_images(trained):
+    """Validation pictures at the two input sizes (96 x 130: resized from 96 x 96)."""
+    images = {}
+    for index, source in enumerate(sorted((trained["data"] / "val").iterdir())[:3]):
+        picture = Image.open(source).convert("RGB")
+        images[f"square_{index}"] = np.asarray(picture)
+        images[f"wide_{index}"] = np.asarray(picture.resize((130, 96), Image.BILINEAR))
+    return images
+
+
+def matched(reference, candidate, score_tolerance=1e-4, box_tolerance=1e-3):
+    """Detections of `reference` (the SavedModel's, one image) without a partner in `candidate` (LiteRT's, cut to
+    its count) of the same class, score within `score_tolerance` and box within `box_tolerance` (normalised), left
+    out those whose score is within `score_tolerance` of the last kept (a near tie at the cut)."""
+    count = int(reference["num_detections"])
+    free = list(range(len(candidate["detection_scores"])))
+    missing = []
+    for i in range(count):
+        partners = [
+            j for j in free
+            if candidate["detection_classes"][j] == reference["detection_classes"][i]
+            and abs(candidate["detection_scores"][j] - reference["detection_scores"][i]) <= score_tolerance
+            and np.abs(candidate["detection_boxes"][j] - reference["detection_boxes"][i]).max() <= box_tolerance
+        ]
+        if partners:
+            free.remove(partners[0])
+        elif reference["detection_scores"][i] - reference["detection_scores"][count - 1] > score_tolerance:
+            missing.append(i)
+    return missing, len(free)
+
+
+def test_float32_gives_the_saved_models_detections_in_a_process_without_keras_retinanet(exported, test_images,
+                                                                                        tmp_path):
+    np.savez(tmp_path / "images.npz", **test_images)
+    site_packages = os.path.dirname(os.path.dirname(np.__file__))
+    models = [exported["paths"]["float32"], exported["paths"]["float32_wide"]]
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", FRESH_PROCESS_SCRIPT, site_packages, RUNNER, str(tmp_path / "images.npz"),
+         str(tmp_path / "outputs.npz"), *models],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    outputs = np.load(tmp_path / "outputs.npz")
+    assert not outputs["tensorflow_imported"], "the LiteRT interpreter should run without TensorFlow"
+    serve = tf.saved_model.load(exported["saved_model"]).signatures["serving_default"]
+    compared = 0
+    for model_path, prefix in zip(models, ("square", "wide")):
+        for name in [name for name in test_images if name.startswith(prefix)]:
+            reference = {key: value.numpy()[0] for key, value in serve(images=test_images[name][None]).items()}
+            candidate = {key: outputs[f"{model_path}/{name}/{key}"]
+                         for key in ("detection_boxes", "detection_scores", "detection_classes")}
+            assert len(candidate["detection_scores"]) == int(reference["num_detections"]) > 5
+            missing, extra = matched(reference, candidate)
+            assert not missing and not extra, (model_path, name, missing, extra)
+            compared += len(candidate["detection_scores"])
+    assert compared > 50
+
+
+def test_float16_and_int8_models_hold_what_they_claim(exported, test_images):
+    """float16: weights stored in float16, about half the float32 file; int8: every convolution in int8, decoding
+    and NMS in float32; both find most of float32's detections."""
+    sizes = {name: os.path.getsize(path) for name, path in exported["paths"].items()}
+    assert 0.4 < sizes["float16"] / sizes["float32"] < 0.6
+    assert sizes["int8"] / sizes["float32"] < 0.5
+    detectors = {name: LiteRTDetector(exported["paths"][name]) for name in ("float32", "float16", "int8")}
+    tensors = detectors["float16"].interpreter.get_tensor_details()
+    assert sum(t["dtype"] == np.float16 for t in tensors) >= 10
+    int8 = detectors["int8"].interpreter
+    details = int8.get_tensor_details()
+    operators = {}
+    for operator in int8._get_ops_details():
+        inputs = [details[i]["dtype"] for i in operator["inputs"] if i >= 0]
+        operators.setdefault(operator["op_name"], set()).add(np.dtype(inputs[0]).name)
+    assert operators["CONV_2D"] == {"int8"}
+    for name in ("LOGISTIC", "TOPK_V2", "EXP", "NON_MAX_SUPPRESSION_V5"):
+        assert operators[name] == {"float32"}, (name, operators[name])
+    for name in ("float16", "int8"):
+        found = total = 0
+        for image_name in [image_name for image_name in test_images if image_name.startswith("square")]:
+            reference = detectors["float32"].detect(test_images[image_name])
+            candidate = detectors[name].detect(test_images[image_name])
+            top = {**{key: value[:10] for key, value in reference.items()}, "num_detections": 10}
+            missing, _ = matched(top, candidate, score_tolerance=0.05, box_tolerance=0.05)
+            found += 10 - len(missing)
+            total += 10
+        assert found / total >= 0.8, (name, found, total)
+
+
+def test_evaluate_scores_a_litert_model_as_the_keras_model(trained, exported, tmp_path):
+    """On images of the input size, bin/evaluate finds the float32 LiteRT model's detections to be the Keras
+    model's (the random output layers score zero AP, so the detections themselves are compared)."""
+    detections = {}
+    for name, model in (("keras", str(trained["model_dir"] / "model.keras")),
+                        ("litert", exported["paths"]["float32"])):
+        result = run_cli("evaluate", f"--model={model}", f"--output_dir={tmp_path / name}", "--noanalysis")
+        assert result.returncode == 0, result.stderr[-4000:]
+        assert "Average Precision" in result.stdout
+        detections[name] = json.loads((tmp_path / name / "detections.json").read_text())
+    assert len(detections["keras"]) > 100 and abs(len(detections["litert"]) - len(detections["keras"])) <= 2
+    unmatched = list(detections["litert"])
+    for expected in detections["keras"]:
+        for candidate in unmatched:
+            if (candidate["image_id"], candidate["category_id"]) == (expected["image_id"], expected["category_id"]) \
+                    and abs(candidate["score"] - expected["score"]) <= 1e-4 \
+                    and np.abs(np.subtract(candidate["bbox"], expected["bbox"])).max() <= 0.1:
+                unmatched.remove(candidate)
+                break
+    assert len(unmatched) <= 2, unmatched[:5]  # near ties at the cut of max_detections may differ
+
+
+def test_images_of_another_size_are_fitted_and_their_boxes_mapped_back(exported, test_images):
+    """detect_image fits any image into the input (aspect ratio kept, padded) and returns boxes in its pixels: a
+    picture twice the input size gives, at half the scale, the detections of the picture itself."""
+    detector = LiteRTDetector(exported["paths"]["float32"])
+    picture = test_images["square_0"]
+    doubled = np.repeat(np.repeat(picture, 2, axis=0), 2, axis=1)
+    fitted, scale = fit_to_input(doubled, detector.input_size, detector.info["padding_pixel"])
+    assert scale == 0.5 and fitted.shape == (96, 96, 3)
+    np.testing.assert_allclose(fitted.astype(int), picture.astype(int), atol=1)  # the 2x2 blocks average back
+    direct = detector.detect_image(picture)
+    large = detector.detect_image(doubled)
+    assert len(large["scores"]) > 5
+    count = min(5, len(direct["scores"]))
+    np.testing.assert_allclose(large["boxes"][:count] / 2, direct["boxes"][:count], atol=1.5)
+    tall, scale = fit_to_input(np.zeros((50, 20, 3), np.uint8) + 200, (96, 96), (10.0, 20.0, 30.0))
+    assert scale == 96 / 50 and (tall[:, :38] == 200).all() and (tall[:, 38:] == [10, 20, 30]).all()
+
+
+def test_the_interpreter_input_is_checked_with_errors_naming_the_problem(exported):
+    detector = LiteRTDetector(exported["paths"]["float32_wide"])
+    with pytest.raises(ValueError, match=r"takes images of 96 x 130 pixels .* got shape \[96, 96, 3\]"):
+        detector.detect(np.zeros((96, 96, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"takes uint8 images \(RGB, 0-255\), got float32"):
+        detector.detect(np.zeros((96, 130, 3), np.float32))
+    with pytest.raises(ValueError, match=r"got shape \[96, 130, 4\]"):
+        detector.detect(np.zeros((96, 130, 4), np.uint8))
+
+
+def test_missing_or_broken_models_are_refused_naming_the_file(exported, tmp_path):
+    with pytest.raises(LiteRTModelError, match="no LiteRT model at .*absent.tflite"):
+        LiteRTDetector(str(tmp_path / "absent.tflite"))
+    copy = tmp_path / "copy.tflite"
+    shutil.copy(exported["paths"]["float32"], copy)
+    with pytest.raises(LiteRTModelError, match=r"copy.tflite: its description .*copy.json.* cannot be read"):
+        LiteRTDetector(str(copy))
+    shutil.copy(os.path.splitext(exported["paths"]["float32"])[0] + ".json", tmp_path / "copy.json")
+    copy.write_bytes(b"not a flatbuffer" * 10)
+    with pytest.raises(LiteRTModelError, match=r"copy.tflite: not a LiteRT detector the interpreter can load"):
+        LiteRTDetector(str(copy))
+    result = run_cli("evaluate", f"--model={copy}", f"--output_dir={tmp_path / 'eval'}")
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "copy.tflite: not a LiteRT detector" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unreadable_representative_data_is_one_line_naming_the_file(trained, tmp_path):
+    broken = tmp_path / "calibration.csv"
+    broken.write_text("image.jpg,10,10,oops,20,cat\n")
+    for args, named in (([f"--representative_data={tmp_path / 'absent.json'}"], "absent.json"),
+                        ([f"--representative_data={broken}", "--representative_format=csv",
+                          f"--representative_images={tmp_path}"], "calibration.csv")):
+        result = run_cli("export", f"--model_dir={trained['model_dir']}", "--format=tflite", "--quantization=int8",
+                         f"--output={tmp_path / 'int8.tflite'}", *args)
+        assert result.returncode == 1, result.stderr[-2000:]
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: ") and named in last and "Traceback" not in result.stderr
+        assert not (tmp_path / "int8.tflite").exists()
+    result = run_cli("export", f"--model_dir={trained['model_dir']}", "--format=tflite", "--input_size=96",
+                     f"--output={tmp_path / 'x.tflite'}")
+    assert result.returncode != 0 and "--input_size must be HEIGHTxWIDTH" in result.stderr
+
+
+def test_an_op_litert_cannot_run_is_named(trained):
+    """The detectron resize (ScaleAndTranslate) has no LiteRT kernel: a graph holding it is refused by name."""
+    model = trained["model"]
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 32, 32, 3], tf.float32, name="images")])
+    def resize_then_detect(images):
+        resized = tf.raw_ops.ScaleAndTranslate(images=images, size=[64, 64], scale=[2.0, 2.0],
+                                               translation=[0.0, 0.0], kernel_type="triangle", antialias=False)
+        return model(resized, training=False)
+
+    with pytest.raises(LiteRTExportError, match="LiteRT's built-in ops cannot run: ScaleAndTranslate"):
+        convert_to_litert(model, resize_then_detect)
+
+
+def test_join_models_refuses_models_it_cannot_join(exported):
+    with open(exported["paths"]["float32"], "rb") as stream:
+        flatbuffer = stream.read()
+    with pytest.raises(LiteRTExportError, match=r"inputs \['images'\] of the second are not outputs of the first"):
+        join_models(flatbuffer, flatbuffer)
+
+
+def test_per_image_nms_gives_the_batched_nms_detections_in_tensorflow_and_litert():
+    """The decoder's per-image NMS (what LiteRT runs) equals its batched NMS, boxes of zero area included: those
+    suppress nothing and are never suppressed, where LiteRT's own kernel would select them again and again."""
+    rng = np.random.default_rng(0)
+    counts, num_classes = (300, 80), 3
+    logits = rng.normal(-1.0, 1.5, (1, sum(counts), num_classes)).astype(np.float32)
+    corners = rng.uniform(0, 100, (1, sum(counts), 2)).astype(np.float32)
+    boxes = np.concatenate([corners, corners + rng.uniform(2, 30, corners.shape)], axis=-1).astype(np.float32)
+    boxes[0, ::7, 0] = boxes[0, ::7, 2] = 120.0  # beyond the image's right edge: zero width once clipped
+    boxes[0, 1::11] = boxes[0, 2::11]  # exact duplicates
+    batched = DetectionDecoder(score_threshold=0.2, pre_nms_top_k=150, max_detections=60)
+    per_image = DetectionDecoder(score_threshold=0.2, pre_nms_top_k=150, max_detections=60, per_image_nms=True)
+    expected = batched(logits, boxes, level_anchor_counts=counts, image_size=(100, 110))
+    expected = {key: value.numpy() for key, value in expected.items()}
+    assert expected["num_detections"][0] == 60 and (expected["boxes"][0, :, 0] == 110.0).sum() > 3
+
+    @tf.function(input_signature=[tf.TensorSpec(logits.shape, tf.float32, name="logits"),
+                                  tf.TensorSpec(boxes.shape, tf.float32, name="boxes")])
+    def decode(class_logits, candidate_boxes):
+        return per_image(class_logits, candidate_boxes, level_anchor_counts=counts, image_size=(100, 110))
+
+    module = tf.Module()
+    module.decode = decode
+    litert = tf.lite.Interpreter(model_content=convert_to_litert(module, decode)).get_signature_runner()
+    for outputs in ({key: value.numpy() for key, value in decode(logits, boxes).items()},
+                    litert(logits=logits, boxes=boxes)):
+        assert outputs["num_detections"][0] == expected["num_detections"][0]
+        np.testing.assert_array_equal(outputs["classes"], expected["classes"])
+        np.testing.assert_allclose(outputs["scores"], expected["scores"], atol=1e-6)
+        np.testing.assert_allclose(outputs["boxes"], expected["boxes"], atol=1e-4)
