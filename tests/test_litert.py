@@ -98,18 +98,18 @@ def run_cli(program, *args):
 
 @pytest.fixture(scope="module")
 def exported(trained):
-    """The float32 model at the default input size (API) and at 96 x 130 (bin/export: padded to 96 x 160 inside),
-    float16 and int8 models (bin/export, int8 calibrated on the training split), and the SavedModel."""
+    """The float32 model at the default input size and at 96 x 130 (padded to 96 x 160 inside), the float16 model,
+    the int8 model (bin/export, calibrated on the model's training split by default), and the SavedModel."""
     root = trained["root"]
     paths = {"float32": str(root / "float32.tflite"), "float32_wide": str(root / "float32_wide.tflite"),
              "float16": str(root / "float16.tflite"), "int8": str(root / "int8.tflite")}
     export_litert(trained["model"], paths["float32"])
-    for name, args in (("float32_wide", ["--input_size=96x130"]), ("float16", ["--quantization=float16"]),
-                       ("int8", ["--quantization=int8", "--num_calibration_images=6"])):
-        result = run_cli("export", f"--model_dir={trained['model_dir']}", "--format=tflite", f"--output={paths[name]}",
-                         *args)
-        assert result.returncode == 0, result.stderr[-4000:]
-        assert f"uint8 [1, 96, {130 if name == 'float32_wide' else 96}, 3]" in result.stdout
+    export_litert(trained["model"], paths["float32_wide"], input_size=(96, 130))
+    export_litert(trained["model"], paths["float16"], quantization="float16")
+    result = run_cli("export", f"--model_dir={trained['model_dir']}", "--format=tflite", f"--output={paths['int8']}",
+                     "--quantization=int8", "--num_calibration_images=6")
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "wrote the int8 LiteRT model" in result.stdout and "uint8 [1, 96, 96, 3]" in result.stdout
     saved_model = str(root / "saved_model")
     export_saved_model(trained["model"], saved_model)
     return {"paths": paths, "saved_model": saved_model}
@@ -338,3 +338,12 @@ def test_per_image_nms_gives_the_batched_nms_detections_in_tensorflow_and_litert
         np.testing.assert_array_equal(outputs["classes"], expected["classes"])
         np.testing.assert_allclose(outputs["scores"], expected["scores"], atol=1e-6)
         np.testing.assert_allclose(outputs["boxes"], expected["boxes"], atol=1e-4)
+
+
+def test_the_benchmark_times_exported_files(exported):
+    from keras_retinanet.benchmark.ours import litert_files
+
+    timed = litert_files([exported["paths"]["int8"], exported["paths"]["float32_wide"]], threads=1, repeats=2)
+    for path, result in timed.items():
+        assert 0 < result["seconds"] < 5
+        assert result["megabytes"] == os.path.getsize(path) / 1e6

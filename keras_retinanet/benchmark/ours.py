@@ -1,4 +1,5 @@
-"""Our detector's paths: network forward, predict, decoding, train step, SavedModel serving, input pipeline."""
+"""Our detector's paths: network forward, predict, decoding, train step, SavedModel serving, LiteRT models, input
+pipeline."""
 
 import os
 import statistics
@@ -92,6 +93,56 @@ def serving(setting):
         pixels = tf.constant(images.astype(np.uint8))
         seconds = median_seconds(lambda: serve(images=pixels)["num_detections"].numpy(), setting.repeats)
     return {"seconds": seconds, "predict_seconds": predict_seconds}
+
+
+def litert(setting, quantizations, threads):
+    """Our detector exported to LiteRT (bin/export --format=tflite) in each of `quantizations`, run on a uint8
+    image of the setting's size by LiteRT's interpreter (XNNPACK) with `threads` threads, beside float32
+    `predict_on_batch` in the same process. int8 calibrates on 8 generated photos (timing does not depend on it)."""
+    import numpy as np
+
+    from keras_retinanet.data.splits import read_split
+    from keras_retinanet.export.litert import export_litert
+
+    model = _detector(setting, "float32")
+    model.metadata = {"class_names": [f"class {i}" for i in range(setting.num_classes)],
+                      "category_ids": list(range(1, setting.num_classes + 1))}
+    images = random_images(1, setting.image_size).round()
+    result = {"predict_seconds": median_seconds(lambda: model.predict_on_batch(images), setting.repeats)}
+    with tempfile.TemporaryDirectory() as folder:
+        calibration = None
+        if "int8" in quantizations:
+            calibration = read_split(synthetic_photos(os.path.join(folder, "photos"), count=8), _data_config())
+        for quantization in quantizations:
+            path = os.path.join(folder, f"{quantization}.tflite")
+            export_litert(model, path, input_size=(setting.image_size, setting.image_size),
+                          quantization=quantization, representative_data=calibration, num_calibration_images=8)
+            result[quantization] = time_litert(path, threads, setting.repeats, images[0].astype(np.uint8))
+    return result
+
+
+def litert_files(paths, threads, repeats):
+    """Exported LiteRT models (`paths`) run by the interpreter with `threads` threads on a random uint8 image of
+    their input size: {path: {"seconds", "megabytes"}}."""
+    import numpy as np
+
+    from keras_retinanet.export.litert_runner import LiteRTDetector
+
+    results = {}
+    for path in paths:
+        height, width = LiteRTDetector(path).input_size
+        image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        results[path] = time_litert(path, threads, repeats, image)
+    return results
+
+
+def time_litert(path, threads, repeats, image):
+    """Median seconds of the LiteRT model at `path` on `image` with `threads` threads, and its size in MB."""
+    from keras_retinanet.export.litert_runner import LiteRTDetector
+
+    detector = LiteRTDetector(path, num_threads=threads)
+    return {"seconds": median_seconds(lambda: detector.detect(image), repeats),
+            "megabytes": os.path.getsize(path) / 1e6}
 
 
 def _data_config(min_size=800, max_size=1333):

@@ -7,7 +7,8 @@ when installed (`pip install -e ".[torch]"` for torchvision, `".[keras_hub]"` fo
 images and boxes, ResNet-50, the same image size. The output is a Markdown table (the README's Speed section);
 --json also writes it as data, --render prints the table of such a file again.
 
-The input pipeline is timed on --data_annotations (any format bin/train reads), or on generated JPEG photos. The
+The litert path exports our detector to LiteRT (float32, float16, int8) and times LiteRT's interpreter on it, and
+on any exported --litert_models. The input pipeline is timed on --data_annotations (any format bin/train reads), or on generated JPEG photos. The
 onednn path lists the oneDNN kernels that ran our forward and their share of its time: whether the convolutions used
 AMX where the CPU has it, and which passes over memory (reorders, batch norms) were not fused into them.
 """
@@ -24,7 +25,8 @@ from absl import flags  # noqa: E402
 
 from keras_retinanet.cli import run_program  # noqa: E402
 
-PATHS = ("forward", "predict", "train", "train_xla", "serving", "pipeline", "labelling", "onednn")
+PATHS = ("forward", "predict", "train", "train_xla", "serving", "litert", "pipeline", "labelling", "onednn")
+QUANTIZATIONS = ("float32", "float16", "int8")
 DTYPES = ("float32", "bfloat16")
 
 FLAGS = flags.FLAGS
@@ -42,13 +44,17 @@ flags.DEFINE_string("data_images", "", "Image folder of --data_annotations.")
 flags.DEFINE_enum("data_format", "csv", ["coco", "voc", "csv", "tfrecord"], "Format of --data_annotations.")
 flags.DEFINE_integer("pipeline_batches", 20, "Batches of 2 timed through the input pipeline.")
 flags.DEFINE_integer("fit_steps", 4, "fit steps timed with the pipeline and with the same batches cached.")
+flags.DEFINE_list("litert_quantizations", list(QUANTIZATIONS), "LiteRT models the litert path exports and times.")
+flags.DEFINE_list("litert_models", [], "Exported .tflite models the litert path times too (e.g. the demo's).")
+flags.DEFINE_integer("litert_threads", None, "Interpreter threads (default: the cores this process may use).")
 flags.DEFINE_string("json", "", "Also write the report to this JSON file.")
 flags.DEFINE_string("render", "", "Print the table of a report written by --json, and time nothing.")
 
 
 def _check_flags():
     for name, values, allowed in (("paths", FLAGS.paths, PATHS), ("dtypes", FLAGS.dtypes, DTYPES),
-                                  ("peers", FLAGS.peers, ("torchvision", "keras_hub"))):
+                                  ("peers", FLAGS.peers, ("torchvision", "keras_hub")),
+                                  ("litert_quantizations", FLAGS.litert_quantizations, QUANTIZATIONS)):
         unknown = sorted(set(values) - set(allowed))
         if unknown:
             raise ValueError(f"--{name}: unknown {', '.join(unknown)}; choose from {', '.join(allowed)}")
@@ -136,6 +142,8 @@ def _rows(setting, floor, peers, split):
             note = f"{served['seconds'] / served['predict_seconds']:.2f} x predict in the same process"
         rows.append(row(f"SavedModel serving_default, float32, uint8 batch {setting.batch_size}",
                         _seconds(served), note=note))
+    if "litert" in FLAGS.paths:
+        rows += _litert_rows(setting, floor_seconds("float32", 1))
     if "pipeline" in FLAGS.paths:
         source = FLAGS.data_annotations or "generated JPEG photos 1024 x 768"
         piped = _measure("input pipeline", ours.input_pipeline, split, FLAGS.pipeline_batches)
@@ -153,6 +161,34 @@ def _rows(setting, floor, peers, split):
             rows.append(row(f"anchor labelling of a batch of {setting.train_batch_size} in the model (XLA)",
                             labelled["in_model_seconds"],
                             note=f"{labelled['tf_data_seconds']:.3f} s in tf.data (per image, parallel)"))
+    return rows
+
+
+def _litert_rows(setting, float32_floor):
+    """Rows of the litert path: our detector's LiteRT models, and the --litert_models files."""
+    from keras_retinanet.benchmark import ours
+    from keras_retinanet.benchmark.report import row
+
+    threads = FLAGS.litert_threads or len(os.sched_getaffinity(0))
+    rows = []
+    if FLAGS.litert_quantizations:
+        timed = _measure("our LiteRT models", ours.litert, setting, FLAGS.litert_quantizations, threads)
+        for quantization in FLAGS.litert_quantizations:
+            result = timed.get(quantization, timed)
+            note = ""
+            if "error" not in result:
+                note = (f"{result['megabytes']:.1f} MB; {result['seconds'] / timed['predict_seconds']:.2f} x our "
+                        "float32 predict in the same process" + ("; floor: float32's" if quantization == "int8"
+                                                                  else ""))
+            rows.append(row(f"LiteRT interpreter (XNNPACK, {threads} threads), {quantization}, uint8 image",
+                            _seconds(result), floor=float32_floor, note=note))
+    if FLAGS.litert_models:
+        timed = _measure("LiteRT model files", ours.litert_files, FLAGS.litert_models, threads, setting.repeats)
+        for path in FLAGS.litert_models:
+            result = timed.get(path, timed)
+            note = f"{result['megabytes']:.1f} MB" if "error" not in result else ""
+            rows.append(row(f"LiteRT interpreter ({threads} threads), {os.path.basename(path)}", _seconds(result),
+                            note=note))
     return rows
 
 

@@ -24,7 +24,6 @@ import re
 import tempfile
 
 import keras
-import numpy as np
 import tensorflow as tf
 from tensorflow.lite.tools import flatbuffer_utils
 
