@@ -12,14 +12,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from keras_retinanet.config import load_config
-from keras_retinanet.datasets import generate_shapes_dataset
 from keras_retinanet.export import export_saved_model
 from keras_retinanet.layers import DetectionDecoder
 from keras_retinanet.inference import detect, load_trained_model, model_data_config
-from keras_retinanet.training import train
 
-from tiny import TINY_MODEL_YAML, spread_outputs
+from tiny import TINY_MODEL_YAML, trained_for_export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -86,23 +83,7 @@ def encode(image, format="PNG", **options):
 def exported(tmp_path_factory):
     """A tiny model trained by `train` (two iterations), exported with bin/export and its defaults."""
     root = tmp_path_factory.mktemp("export")
-    data = root / "data"
-    generate_shapes_dataset(str(data), splits={"train": 8}, image_size=(96, 96), min_size=16, max_size=40,
-                            max_objects=3)
-    # Category ids that are not label + 1, so that the exported detection_classes must map labels to ids.
-    annotations_path = data / "annotations" / "instances_train.json"
-    annotations = json.loads(annotations_path.read_text())
-    for item in annotations["categories"]:
-        item["id"] = 10 * item["id"] + 3
-    for item in annotations["annotations"]:
-        item["category_id"] = 10 * item["category_id"] + 3
-    annotations_path.write_text(json.dumps(annotations))
-    config_path = root / "tiny.yaml"
-    config_path.write_text(TINY_CONFIG.replace("DATA", str(data)))
-    model_dir = root / "model"
-    model = train(load_config(str(config_path)), str(model_dir), verbose=0)
-    spread_outputs(model)
-    model.save(str(model_dir / "model.keras"))
+    model, data, model_dir = trained_for_export(root, TINY_CONFIG, {"train": 8})
 
     export_dir = root / "saved_model"
     result = subprocess.run(

@@ -12,15 +12,12 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from keras_retinanet.config import load_config
-from keras_retinanet.datasets import generate_shapes_dataset
 from keras_retinanet.export import export_litert, export_saved_model
 from keras_retinanet.export.litert import LiteRTExportError, convert_to_litert, join_models
 from keras_retinanet.export.litert_runner import LiteRTDetector, LiteRTModelError, fit_to_input
 from keras_retinanet.layers import DetectionDecoder
-from keras_retinanet.training import train
 
-from tiny import TINY_MODEL_YAML, spread_outputs
+from tiny import TINY_MODEL_YAML, trained_for_export
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = os.path.join(ROOT, "keras_retinanet", "export", "litert_runner.py")
@@ -71,23 +68,7 @@ def trained(tmp_path_factory):
     """A tiny model trained by `train` (two iterations, output layers then spread), with category ids that are not
     label + 1, saved in a model directory."""
     root = tmp_path_factory.mktemp("litert")
-    data = root / "data"
-    generate_shapes_dataset(str(data), splits={"train": 8, "val": 6}, image_size=(MIN_SIZE, MIN_SIZE), min_size=16,
-                            max_size=40, max_objects=3)
-    for split in ("train", "val"):
-        path = data / "annotations" / f"instances_{split}.json"
-        annotations = json.loads(path.read_text())
-        for item in annotations["categories"]:
-            item["id"] = 10 * item["id"] + 3
-        for item in annotations["annotations"]:
-            item["category_id"] = 10 * item["category_id"] + 3
-        path.write_text(json.dumps(annotations))
-    config_path = root / "tiny.yaml"
-    config_path.write_text(TINY_CONFIG.replace("DATA", str(data)))
-    model_dir = root / "model"
-    model = train(load_config(str(config_path)), str(model_dir), verbose=0)
-    spread_outputs(model)
-    model.save(str(model_dir / "model.keras"))
+    model, data, model_dir = trained_for_export(root, TINY_CONFIG, {"train": 8, "val": 6})
     return {"root": root, "data": data, "model": model, "model_dir": model_dir}
 
 

@@ -53,6 +53,36 @@ def spread_outputs(model, seed=0):
         head.output_conv.set_weights([rng.normal(0.0, scale, kernel.shape).astype(np.float32), np.zeros_like(bias)])
 
 
+def trained_for_export(root, config_yaml, splits):
+    """A tiny model trained by `train` for two iterations on generated 96 x 96 shapes in root/data (`splits`: {name:
+    image count}) whose category ids are not label + 1 (exports must map labels to ids), its output layers then
+    spread (`spread_outputs`) and saved in root/model. `config_yaml` names the data folder DATA. Returns (model,
+    data folder, model folder)."""
+    import json
+
+    from keras_retinanet.config import load_config
+    from keras_retinanet.datasets import generate_shapes_dataset
+    from keras_retinanet.training import train
+
+    data = root / "data"
+    generate_shapes_dataset(str(data), splits=splits, image_size=(96, 96), min_size=16, max_size=40, max_objects=3)
+    for split in splits:
+        path = data / "annotations" / f"instances_{split}.json"
+        annotations = json.loads(path.read_text())
+        for item in annotations["categories"]:
+            item["id"] = 10 * item["id"] + 3
+        for item in annotations["annotations"]:
+            item["category_id"] = 10 * item["category_id"] + 3
+        path.write_text(json.dumps(annotations))
+    config_path = root / "tiny.yaml"
+    config_path.write_text(config_yaml.replace("DATA", str(data)))
+    model_dir = root / "model"
+    model = train(load_config(str(config_path)), str(model_dir), verbose=0)
+    spread_outputs(model)
+    model.save(str(model_dir / "model.keras"))
+    return model, data, model_dir
+
+
 def split_batch():
     """Four 64 x 64 images and their targets, for splitting into halves: images 0-1 hold four boxes, image 2 one
     and image 3 none, so the halves have different numbers of positive anchors."""
