@@ -328,3 +328,16 @@ def test_the_benchmark_times_exported_files(exported):
     for path, result in timed.items():
         assert 0 < result["seconds"] < 5
         assert result["megabytes"] == os.path.getsize(path) / 1e6
+
+
+def test_int8_of_a_model_without_training_config_asks_for_calibration_images(tmp_path):
+    from tiny import tiny_retinanet
+
+    model = tiny_retinanet(num_classes=2)
+    model.metadata = {"category_ids": [1, 2], "class_names": ["cat", "dog"]}
+    model(np.zeros((1, 64, 64, 3), np.float32))
+    model.save(str(tmp_path / "converted.keras"))
+    result = run_cli("export", f"--model={tmp_path / 'converted.keras'}", "--format=tflite", "--quantization=int8",
+                     f"--output={tmp_path / 'int8.tflite'}")
+    assert result.returncode != 0 and "give the calibration images with --representative_data" in result.stderr
+    assert not (tmp_path / "int8.tflite").exists()

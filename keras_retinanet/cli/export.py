@@ -117,14 +117,18 @@ def parse_input_size(text):
 
 def representative_dataset(model):
     """The calibration dataset: the flags' split, or the model's training split."""
-    from keras_retinanet.config import SplitConfig
+    from keras_retinanet.config import DataConfig, SplitConfig
     from keras_retinanet.data.splits import read_split
     from keras_retinanet.inference import model_data_config
 
-    data_config = model_data_config(model)
+    trained_here = bool((model.metadata or {}).get("config"))
+    data_config = model_data_config(model) if trained_here else DataConfig()
     if FLAGS.representative_data:
         split = SplitConfig(FLAGS.representative_data, FLAGS.representative_images or "",
                             FLAGS.representative_format or "coco", FLAGS.representative_classes or "")
+    elif not trained_here:
+        raise app.UsageError("this model carries no training config (it was not trained by bin/train): give the "
+                             "calibration images with --representative_data")
     else:
         split = data_config.train
         split = SplitConfig(split.annotations, FLAGS.representative_images or split.images,
