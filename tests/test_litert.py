@@ -341,3 +341,34 @@ def test_int8_of_a_model_without_training_config_asks_for_calibration_images(tmp
                      f"--output={tmp_path / 'int8.tflite'}")
     assert result.returncode != 0 and "give the calibration images with --representative_data" in result.stderr
     assert not (tmp_path / "int8.tflite").exists()
+
+
+def test_the_runner_command_line_reads_a_turned_camera_jpeg_as_the_pipeline_does(exported, test_images, tmp_path):
+    """`python litert_runner.py MODEL photo.jpg`, run from a copy beside the model, on a JPEG of an odd size whose
+    EXIF orientation turns it a quarter: its detections are those of `detect_image` on the upright pixels that the
+    training pipeline decodes (`load_images`)."""
+    from keras_retinanet.data.pipeline import load_images
+
+    picture = Image.fromarray(test_images["square_1"]).resize((131, 77), Image.BILINEAR)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned: shown 90 degrees clockwise
+    picture.rotate(90, expand=True).save(tmp_path / "photo.jpg", quality=92, exif=exif.tobytes())
+    for name in ("float32.tflite", "float32.json"):
+        shutil.copy(os.path.join(os.path.dirname(exported["paths"]["float32"]), name), tmp_path / name)
+    shutil.copy(RUNNER, tmp_path / "litert_runner.py")
+    result = subprocess.run([sys.executable, "litert_runner.py", "float32.tflite", "photo.jpg"], capture_output=True,
+                            text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = json.loads(result.stdout)["detections"]
+    upright = next(load_images([str(tmp_path / "photo.jpg")]))
+    assert upright.shape == (77, 131, 3)
+    expected = LiteRTDetector(exported["paths"]["float32"]).detect_image(upright)
+    assert len(printed) == len(expected["scores"]) > 5
+    np.testing.assert_allclose([d["box"] for d in printed], expected["boxes"], atol=0.01)
+    np.testing.assert_allclose([d["score"] for d in printed], expected["scores"], atol=1e-5)
+    assert [d["category_id"] for d in printed] == expected["category_ids"].tolist()
+    assert {d["name"] for d in printed} <= {"circle", "square", "triangle", "cross"}
+    result = subprocess.run([sys.executable, "litert_runner.py", "float32.tflite", "absent.jpg"], capture_output=True,
+                            text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "absent.jpg" in result.stderr and "Traceback" not in result.stderr
