@@ -24,7 +24,8 @@ RUNNER = os.path.join(ROOT, "keras_retinanet", "export", "litert_runner.py")
 MIN_SIZE = 96  # the training size: the default input is 96 x 96
 MAX_DETECTIONS = 40
 
-TINY_CONFIG = TINY_MODEL_YAML + f"""  decoder: {{score_threshold: 0.3, pre_nms_top_k: 100, max_detections: {MAX_DETECTIONS}}}
+TINY_CONFIG = TINY_MODEL_YAML + f"""  decoder:
+    {{score_threshold: 0.3, pre_nms_top_k: 100, max_detections: {MAX_DETECTIONS}}}
 data:
   train: {{annotations: DATA/annotations/instances_train.json, images: DATA/train}}
   val: {{annotations: DATA/annotations/instances_val.json, images: DATA/val}}

@@ -8,9 +8,10 @@ images and boxes, ResNet-50, the same image size. The output is a Markdown table
 --json also writes it as data, --render prints the table of such a file again.
 
 The litert path exports our detector to LiteRT (float32, float16, int8) and times LiteRT's interpreter on it, and
-on any exported --litert_models. The input pipeline is timed on --data_annotations (any format bin/train reads), or on generated JPEG photos. The
-onednn path lists the oneDNN kernels that ran our forward and their share of its time: whether the convolutions used
-AMX where the CPU has it, and which passes over memory (reorders, batch norms) were not fused into them.
+on any exported --litert_models. The input pipeline is timed on --data_annotations (any format bin/train reads), or
+on generated JPEG photos. The onednn path lists the oneDNN kernels that ran our forward and their share of its
+time: whether the convolutions used AMX where the CPU has it, and which passes over memory (reorders, batch norms)
+were not fused into them.
 """
 
 import datetime

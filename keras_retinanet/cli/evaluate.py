@@ -45,10 +45,9 @@ def main(argv):
     if output_dir is None:
         raise app.UsageError("--output_dir is required with --model")
 
-    from keras_retinanet.config import SplitConfig
+    from keras_retinanet.config import DataConfig, SplitConfig, from_dict
     from keras_retinanet.data.coco import to_coco_ground_truth
     from keras_retinanet.data.splits import official_ground_truth, read_split
-    from keras_retinanet.config import DataConfig, from_dict
     from keras_retinanet.evaluation import evaluate_litert, evaluate_model, write_evaluation
     from keras_retinanet.evaluation.report import write_analysis
     from keras_retinanet.export.litert_runner import LiteRTDetector

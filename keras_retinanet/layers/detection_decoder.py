@@ -18,9 +18,9 @@ class DetectionDecoder(keras.layers.Layer):
         pre_nms_top_k: candidates kept per level before NMS (paper: 1000).
         iou_threshold: NMS threshold (paper: 0.5).
         max_detections: detections kept per image (paper: 100).
-        per_image_nms: False: one batched NMS (`tf.image.non_max_suppression_padded`, compiles with XLA); True (static
-            batch sizes): image by image with NonMaxSuppressionV5, the NMS LiteRT runs natively (its int8 models keep it in
-            float). Both are greedy and give the same detections.
+        per_image_nms: False: one batched NMS (`tf.image.non_max_suppression_padded`, compiles with XLA); True
+            (static batch sizes): image by image with NonMaxSuppressionV5, the NMS LiteRT runs natively. Both are
+            greedy and give the same detections.
     """
 
     def __init__(self, score_threshold=0.05, pre_nms_top_k=1000, iou_threshold=0.5, max_detections=100,
