@@ -132,7 +132,7 @@ class LiteRTDetector:
 
 def main(argv):
     if len(argv) < 3:
-        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+        print("usage: python litert_runner.py NAME.tflite IMAGE [IMAGE ...]", file=sys.stderr)
         return 2
     from PIL import Image, ImageOps
 
