@@ -8,7 +8,7 @@ import io
 import numpy as np
 
 from keras_retinanet.boxes.iou import pairwise_iou
-from keras_retinanet.evaluation.coco_eval import coco_ground_truth, evaluator_classes
+from keras_retinanet.evaluation.coco_eval import coco_ground_truth, empty_results, evaluator_classes
 
 BREAKDOWN = ("C75", "C50", "Loc", "Sim", "Oth", "BG", "FN")
 RECALL_POINTS = 101
@@ -76,15 +76,8 @@ def _precision(coco_class, cocoeval_class, dataset, detections, category_id, ima
     """(precision [len(iou_thresholds), 101] with -1 as 0, the largest recall reached at each threshold) of one
     category's `detections` (all areas, 100 detections an image)."""
     with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = coco_class()
-        coco_gt.dataset = dataset
-        coco_gt.createIndex()
-        if detections:
-            coco_dt = coco_gt.loadRes(detections)
-        else:
-            coco_dt = coco_class()
-            coco_dt.dataset = {"images": dataset["images"], "categories": dataset["categories"], "annotations": []}
-            coco_dt.createIndex()
+        coco_gt = coco_ground_truth(dataset, coco_class)
+        coco_dt = coco_gt.loadRes(detections) if detections else empty_results(coco_gt)
         evaluation = cocoeval_class(coco_gt, coco_dt, iouType="bbox")
         params = evaluation.params
         params.catIds, params.imgIds = [category_id], image_ids

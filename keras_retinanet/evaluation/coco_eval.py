@@ -101,6 +101,14 @@ class CocoEvaluation:
     precision: np.ndarray = None
     category_names: tuple = ()
 
+    def precision_curves(self, iou_index):
+        """Precision at the 101 recall points of IoU threshold `iou_index` (0: 0.5, 5: 0.75): ({category name:
+        curve} of the categories with ground truth, their mean curve, or None without any)."""
+        precision = self.precision[iou_index]  # [101, K]
+        valid = (precision > -1).all(axis=0)
+        curves = {name: precision[:, k] for k, name in enumerate(self.category_names) if valid[k]}
+        return curves, precision[:, valid].mean(axis=1) if valid.any() else None
+
     def format_per_class_table(self):
         """An aligned two-column text table of `per_class_ap` ("n/a" for categories without ground truth)."""
         width = max([len("class")] + [len(name) for name in self.per_class_ap])
@@ -140,7 +148,7 @@ def evaluate_coco(ground_truth, results, image_ids=None, evaluator="pycocotools"
 
     with contextlib.redirect_stdout(io.StringIO()):
         # loadRes adds keys to the dicts it gets, and raises on an empty list.
-        coco_dt = coco_gt.loadRes([dict(result) for result in results]) if results else _empty_results(coco_gt)
+        coco_dt = coco_gt.loadRes([dict(result) for result in results]) if results else empty_results(coco_gt)
         evaluator = cocoeval_class(coco_gt, coco_dt, iouType="bbox")
         if image_ids is not None:
             unknown = sorted(set(image_ids) - set(coco_gt.imgs))
@@ -216,7 +224,7 @@ def _check_results(coco_gt, results):
         raise ValueError(f"results refer to category ids not in the ground truth: {unknown_categories}")
 
 
-def _empty_results(coco_gt):
+def empty_results(coco_gt):
     """A result set without detections (what loadRes would build from an empty list, if it accepted one)."""
     coco_dt = type(coco_gt)()
     coco_dt.dataset = {

@@ -30,16 +30,12 @@ def pr_curves(evaluation, path):
     `CocoEvaluation` (all areas, 100 detections an image)."""
     figure, panels = plt.subplots(1, 2, figsize=(11, 4.5))
     for panel, (iou_index, iou) in zip(panels, ((0, 0.5), (5, 0.75))):
-        precision = evaluation.precision[iou_index]  # [101, K]
-        valid = (precision > -1).all(axis=0)
-        labelled = valid.sum() <= MAX_LABELLED_CLASSES
-        for k, name in enumerate(evaluation.category_names):
-            if valid[k]:
-                ap = precision[:, k].mean()
-                panel.plot(RECALL, precision[:, k], linewidth=1.2 if labelled else 0.6, alpha=0.9 if labelled else 0.4,
-                           label=f"{name} [{ap:.3f}]" if labelled else None)
-        if valid.any():
-            overall = precision[:, valid].mean(axis=1)
+        curves, overall = evaluation.precision_curves(iou_index)
+        labelled = len(curves) <= MAX_LABELLED_CLASSES
+        for name, curve in curves.items():
+            panel.plot(RECALL, curve, linewidth=1.2 if labelled else 0.6, alpha=0.9 if labelled else 0.4,
+                       label=f"{name} [{curve.mean():.3f}]" if labelled else None)
+        if overall is not None:
             panel.plot(RECALL, overall, color="black", linewidth=2.5, label=f"overall [{overall.mean():.3f}]")
         panel.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=f"IoU {iou}")
         panel.legend(loc="lower left", fontsize="small")

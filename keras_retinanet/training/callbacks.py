@@ -64,11 +64,9 @@ def write_pr_curves(evaluation, step):
     recall = np.linspace(1.0, 0.0, 101)  # the plugin orders points by rising threshold, so falling recall
     zeros = np.zeros(101)
     for iou_index, iou_name in ((0, "iou50"), (5, "iou75")):
-        precision = evaluation.precision[iou_index]  # [101 recall points, K]
-        valid = (precision > -1).all(axis=0)
-        curves = {name: precision[:, k] for k, name in enumerate(evaluation.category_names) if valid[k]}
-        if valid.any():
-            curves["overall"] = precision[:, valid].mean(axis=1)
+        curves, overall = evaluation.precision_curves(iou_index)
+        if overall is not None:
+            curves["overall"] = overall
         for name, values in curves.items():
             summary = pr_curve_summary.raw_data_pb(f"pr_{iou_name}/{name}", zeros, zeros, zeros, zeros,
                                                    values[::-1], recall, num_thresholds=101)
