@@ -148,11 +148,17 @@ def pad_to_multiple(image, divisor=SIZE_DIVISOR, resize_rule="detectron"):
     return _centred_padding(image, divisor, resize_rule) + padding_pixel(resize_rule)
 
 
+def padded_size(size, divisor=SIZE_DIVISOR):
+    """`size` (a side, a (height, width) tensor, or Python ints) rounded up to multiples of `divisor`, as
+    `pad_to_multiple` pads."""
+    return (size + divisor - 1) // divisor * divisor
+
+
 def _centred_padding(image, divisor, resize_rule):
     """`pad_to_multiple(...) - padding_pixel(...)`: what batches carry, so that `padded_batch`'s zeros pad with
     the padding pixel too once it is added back."""
     size = tf.shape(image)[:2]
-    padded = (size + divisor - 1) // divisor * divisor
+    padded = padded_size(size, divisor)
     paddings = [[0, padded[0] - size[0]], [0, padded[1] - size[1]], [0, 0]]
     if _pads_with_black(resize_rule):  # nothing to take off: saves a pass over the image
         return tf.pad(image, paddings)

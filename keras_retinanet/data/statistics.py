@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_retinanet.boxes.iou import pairwise_iou
-from keras_retinanet.data.pipeline import resized_size
+from keras_retinanet.data.pipeline import padded_size, resized_size
 
 # Bin edges of the box size histogram: sqrt(area) in pixels of the resized input.
 SIZE_BIN_EDGES = (16, 32, 64, 128, 256, 512)
@@ -66,8 +66,7 @@ class InputGeometry:
 
     def padded_size(self, height, width):
         """(height, width) rounded up to multiples of `data.size_divisor`, as `pad_to_multiple` pads."""
-        divisor = self.data.size_divisor
-        return tuple(-(-side // divisor) * divisor for side in (height, width))
+        return tuple(padded_size(side, self.data.size_divisor) for side in (height, width))
 
     def anchors(self, padded_size):
         """[N, 4] `xyxy` anchors (numpy) of a padded input size (height, width); cached per size."""

@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from keras_retinanet.benchmark.timing import median_seconds
 from keras_retinanet.boxes import AnchorLabeler, AnchorTarget, GroundTruth
-from keras_retinanet.data.pipeline import resized_size, training_dataset
+from keras_retinanet.data.pipeline import training_dataset
+from keras_retinanet.data.statistics import InputGeometry
 from keras_retinanet.models.factory import build_anchor_generator, build_matcher
 
 
@@ -21,23 +22,16 @@ def _unaugmented_batches(dataset, data_config, batch_size):
 def anchor_balance(dataset, experiment):
     """{"positive", "negative", "ignored"} anchor counts over every image of `dataset` once, labelled as the loss
     sees them: resized by `experiment`'s data settings, padded to a multiple of `data.size_divisor` (a training
-    batch of mixed sizes pads to its largest), with its anchors and matcher."""
-    data = experiment.data
-    anchor_generator = build_anchor_generator(experiment.model.anchors)
-    labeler = AnchorLabeler(build_matcher(experiment.model.matcher),
-                            ignore_region_threshold=experiment.model.ignore_region_threshold)
-    anchors_by_size, counts = {}, np.zeros(3, np.int64)
+    batch of mixed sizes pads to its largest), with its anchors and matcher (`InputGeometry`)."""
+    geometry = InputGeometry(experiment.data, build_anchor_generator(experiment.model.anchors),
+                             build_matcher(experiment.model.matcher))
+    labeler = AnchorLabeler(geometry.matcher, ignore_region_threshold=experiment.model.ignore_region_threshold)
+    counts = np.zeros(3, np.int64)
     for record in dataset.records:
-        height, width = (int(round(float(side))) for side in resized_size(
-            (record.height, record.width), data.min_size, data.max_size, data.resize_rule))
-        padded = tuple(-(-side // data.size_divisor) * data.size_divisor for side in (height, width))
-        if padded not in anchors_by_size:
-            anchors_by_size[padded] = anchor_generator(padded)
-        scale = np.array([width / record.width, height / record.height] * 2, np.float32)
-        boxes = np.concatenate([record.boxes, record.ignore_boxes]) * scale
+        anchors = geometry.anchors(geometry.padded_size(*geometry.resized_size(record.height, record.width)))
+        boxes = geometry.scale_boxes(np.concatenate([record.boxes, record.ignore_boxes]), record.height, record.width)
         labels = np.concatenate([record.labels, np.full(len(record.ignore_boxes), GroundTruth.IGNORE_REGION)])
-        targets = labeler(anchors_by_size[padded], boxes.reshape(-1, 4), labels.astype(np.int32))
-        classes = targets["class_targets"].numpy()
+        classes = labeler(anchors, boxes, labels.astype(np.int32))["class_targets"].numpy()
         counts += [(classes >= 0).sum(), (classes == AnchorTarget.BACKGROUND).sum(),
                    (classes == AnchorTarget.IGNORED).sum()]
     return dict(zip(("positive", "negative", "ignored"), counts.tolist()))
@@ -46,7 +40,8 @@ def anchor_balance(dataset, experiment):
 def loss_distribution(model, dataset, data_config, gammas, max_images, batch_size=8):
     """Figure 4's data: {gamma: (positive anchors' losses, negative anchors' losses)}, each sorted ascending and
     normalised to sum to one, of the focal loss (no alpha) with each gamma on `model`'s predictions over
-    `max_images` images drawn as training draws them (shuffled, so some may come twice), without augmentation. An anchor's loss sums its classes; ignored anchors are left out."""
+    `max_images` images drawn as training draws them (shuffled, so some may come twice), without augmentation. An
+    anchor's loss sums its classes; ignored anchors are left out."""
     from keras_retinanet.losses import FocalLoss
 
     losses = {gamma: ([], []) for gamma in gammas}
