@@ -14,7 +14,7 @@ from PIL import Image
 
 from keras_retinanet.export import export_litert, export_saved_model
 from keras_retinanet.export.litert import LiteRTExportError, convert_to_litert, join_models
-from keras_retinanet.export.litert_runner import LiteRTDetector, LiteRTModelError, fit_to_input
+from keras_retinanet.export.litert_runner import LiteRTDetector, LiteRTModelError, description_path, fit_to_input
 from keras_retinanet.layers import DetectionDecoder
 
 from tiny import TINY_MODEL_YAML, trained_for_export
@@ -243,7 +243,7 @@ def test_missing_or_broken_models_are_refused_naming_the_file(exported, tmp_path
     shutil.copy(exported["paths"]["float32"], copy)
     with pytest.raises(LiteRTModelError, match=r"copy.tflite: its description .*copy.json.* cannot be read"):
         LiteRTDetector(str(copy))
-    shutil.copy(os.path.splitext(exported["paths"]["float32"])[0] + ".json", tmp_path / "copy.json")
+    shutil.copy(description_path(exported["paths"]["float32"]), tmp_path / "copy.json")
     copy.write_bytes(b"not a flatbuffer" * 10)
     with pytest.raises(LiteRTModelError, match=r"copy.tflite: not a LiteRT detector the interpreter can load"):
         LiteRTDetector(str(copy))

@@ -35,6 +35,14 @@ def floor(setting):
     }
 
 
+def _exportable_detector(setting):
+    """The float32 detector with the label map the exports need."""
+    model = _detector(setting, "float32")
+    model.metadata = {"class_names": [f"class {i}" for i in range(setting.num_classes)],
+                      "category_ids": list(range(1, setting.num_classes + 1))}
+    return model
+
+
 def forward(setting, dtype):
     """The network alone (backbone, FPN, heads) on a batch."""
     import tensorflow as tf
@@ -81,9 +89,7 @@ def serving(setting):
 
     from keras_retinanet.export import export_saved_model
 
-    model = _detector(setting, "float32")
-    model.metadata = {"class_names": [f"class {i}" for i in range(setting.num_classes)],
-                      "category_ids": list(range(1, setting.num_classes + 1))}
+    model = _exportable_detector(setting)
     images = random_images(setting.batch_size, setting.image_size).round()
     predict_seconds = median_seconds(lambda: model.predict_on_batch(images), setting.repeats)
     with tempfile.TemporaryDirectory() as folder:
@@ -104,9 +110,7 @@ def litert(setting, quantizations, threads):
     from keras_retinanet.data.splits import read_split
     from keras_retinanet.export.litert import export_litert
 
-    model = _detector(setting, "float32")
-    model.metadata = {"class_names": [f"class {i}" for i in range(setting.num_classes)],
-                      "category_ids": list(range(1, setting.num_classes + 1))}
+    model = _exportable_detector(setting)
     images = random_images(1, setting.image_size).round()
     result = {"predict_seconds": median_seconds(lambda: model.predict_on_batch(images), setting.repeats)}
     with tempfile.TemporaryDirectory() as folder:
@@ -124,23 +128,19 @@ def litert(setting, quantizations, threads):
 def litert_files(paths, threads, repeats):
     """Exported LiteRT models (`paths`) run by the interpreter with `threads` threads on a random uint8 image of
     their input size: {path: {"seconds", "megabytes"}}."""
+    return {path: time_litert(path, threads, repeats) for path in paths}
+
+
+def time_litert(path, threads, repeats, image=None):
+    """Median seconds of the LiteRT model at `path` on `image` (default: random uint8 pixels of its input size)
+    with `threads` threads, and its size in MB."""
     import numpy as np
 
     from keras_retinanet.export.litert_runner import LiteRTDetector
 
-    results = {}
-    for path in paths:
-        height, width = LiteRTDetector(path).input_size
-        image = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
-        results[path] = time_litert(path, threads, repeats, image)
-    return results
-
-
-def time_litert(path, threads, repeats, image):
-    """Median seconds of the LiteRT model at `path` on `image` with `threads` threads, and its size in MB."""
-    from keras_retinanet.export.litert_runner import LiteRTDetector
-
     detector = LiteRTDetector(path, num_threads=threads)
+    if image is None:
+        image = np.random.default_rng(0).integers(0, 256, (*detector.input_size, 3), dtype=np.uint8)
     return {"seconds": median_seconds(lambda: detector.detect(image), repeats),
             "megabytes": os.path.getsize(path) / 1e6}
 

@@ -12,10 +12,10 @@ def run_program(main, module_name):
     """absl's `app.run(main)`, with `--help` showing the docstring and flags of `module_name`.
 
     absl documents the flags of the `__main__` module, which for `bin/` wrappers and console scripts is only a shim.
-    Bad input (a config, data, model file or LiteRT export error, whose message names the file and value), a strategy that cannot
-    run with the settings, backups that cannot be read, and a loss that turned NaN or infinite in training (the
-    message names the iteration and the loss term) end the program with that message and exit status 1, without a
-    traceback (`--traceback` shows it).
+    Bad input (a config, data, model file or LiteRT export error, whose message names the file and value), a
+    strategy that cannot run with the settings, backups that cannot be read, and a loss that turned NaN or infinite
+    in training (the message names the iteration and the loss term) end the program with that message and exit
+    status 1, without a traceback (`--traceback` shows it).
     """
     module = sys.modules[module_name]
     sys.modules["__main__"].__doc__ = module.__doc__

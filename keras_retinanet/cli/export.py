@@ -36,6 +36,7 @@ flags.DEFINE_integer("size_divisor", None, "saved_model: images are padded to mu
 flags.DEFINE_integer("max_image_pixels", None, "saved_model: the served model refuses larger images, before "
                                                "decoding them (default: the training data's limit, "
                                                "data.max_image_pixels).")
+SAVED_MODEL_FLAGS = ("min_size", "max_size", "size_divisor", "max_image_pixels")  # resizing: not for tflite
 flags.DEFINE_string("input_size", None, "tflite: the model's input, HEIGHTxWIDTH pixels (default: a square of the "
                                         "training min_size; the model pads it to the size divisor as in training).")
 flags.DEFINE_enum("quantization", "float32", ["float32", "float16", "int8"],
@@ -63,7 +64,6 @@ def main(argv):
     if FLAGS.format == "tflite":
         export_tflite(model)
         return
-    resize_flags = ("min_size", "max_size", "size_divisor", "max_image_pixels")
     from keras_retinanet.export import export_saved_model
 
     export_saved_model(
@@ -72,7 +72,7 @@ def main(argv):
         score_threshold=FLAGS.score_threshold,
         iou_threshold=FLAGS.iou_threshold,
         max_detections=FLAGS.max_detections,
-        **{name: FLAGS[name].value for name in resize_flags},
+        **{name: FLAGS[name].value for name in SAVED_MODEL_FLAGS},
     )
     print(f"wrote the SavedModel to {FLAGS.output}: signatures serving_default (images, uint8 [B, H, W, 3]) and "
           "image_bytes (encoded_images, string [B]); label map in assets/")
@@ -80,9 +80,10 @@ def main(argv):
 
 def export_tflite(model):
     """The LiteRT model of `model` per the flags."""
-    from keras_retinanet.export.litert import export_litert, sidecar_path
+    from keras_retinanet.export.litert import export_litert
+    from keras_retinanet.export.litert_runner import description_path
 
-    for name in ("min_size", "max_size", "size_divisor", "max_image_pixels"):
+    for name in SAVED_MODEL_FLAGS:
         if FLAGS[name].present:
             raise app.UsageError(f"--{name} is for --format=saved_model; a LiteRT model has a fixed --input_size")
     representative = None
@@ -104,7 +105,7 @@ def export_tflite(model):
     )
     height, width = info["input_size"]
     print(f"wrote the {FLAGS.quantization} LiteRT model to {FLAGS.output} and its description to "
-          f"{sidecar_path(FLAGS.output)}: input images uint8 [1, {height}, {width}, 3]")
+          f"{description_path(FLAGS.output)}: input images uint8 [1, {height}, {width}, 3]")
 
 
 def parse_input_size(text):

@@ -9,7 +9,7 @@ the SavedModel's: `detection_boxes` [1, D, 4] (ymin, xmin, ymax, xmax) normalise
 [1]. LiteRT's built-in detection post-processing op is not used: it has no per-level top-k and does not clip boxes
 to the image before NMS, so it would not give the detections of `bin/predict` and the SavedModel.
 
-Beside `NAME.tflite` goes `NAME.json` (`SIDECAR_SUFFIX`): the input size, label map, quantisation and the data
+Beside `NAME.tflite` goes `NAME.json` (`litert_runner.description_path`): the input size, label map, quantisation and the data
 settings, which `keras_retinanet.export.litert_runner` and `bin/evaluate` read.
 
 Quantisation (`QUANTIZATIONS`): "float32"; "float16" (weights stored in float16, computed in float32); "int8" (full
@@ -18,7 +18,6 @@ and NMS stay in float32, as box coordinates and scores need more than 8 bits).
 """
 
 import json
-import math
 import os
 import re
 import tempfile
@@ -28,13 +27,12 @@ import tensorflow as tf
 from tensorflow.lite.tools import flatbuffer_utils
 
 from keras_retinanet.config import DataConfig, to_dict
-from keras_retinanet.data.pipeline import load_images, pad_to_multiple, padding_pixel
-from keras_retinanet.export.litert_runner import SIGNATURE, fit_to_input
+from keras_retinanet.data.pipeline import load_images, pad_to_multiple, padded_size, padding_pixel
+from keras_retinanet.export.litert_runner import SIGNATURE, description_path, fit_to_input
 from keras_retinanet.export.saved_model import export_decoder, label_map, object_detection_outputs
 from keras_retinanet.inference import decode_in_original_pixels, model_data_config
 
 QUANTIZATIONS = ("float32", "float16", "int8")
-SIDECAR_SUFFIX = ".json"
 
 
 class LiteRTExportError(ValueError):
@@ -46,24 +44,19 @@ def default_input_size(data_config):
     return data_config.min_size, data_config.min_size
 
 
-def sidecar_path(tflite_path):
-    """`NAME.json` beside `NAME.tflite`."""
-    return os.path.splitext(tflite_path)[0] + SIDECAR_SUFFIX
-
-
 def export_litert(model, output_path, input_size=None, quantization="float32", representative_data=None,
                   num_calibration_images=100, score_threshold=None, iou_threshold=None, max_detections=None):
     """Writes `model` (a `RetinaNet` with `class_names` and `category_ids` in its metadata) as a LiteRT model.
 
     Args:
-        output_path: the `.tflite` file; its sidecar `NAME.json` goes beside it.
+        output_path: the `.tflite` file; its description `NAME.json` goes beside it.
         input_size: (height, width) of the model's input; default: `default_input_size` of the training data.
         quantization: one of `QUANTIZATIONS`.
         representative_data: for "int8": a `DetectionDataset` whose images calibrate the quantisation.
         num_calibration_images: images taken from `representative_data`, spread evenly over it.
         score_threshold, iou_threshold, max_detections: default: the model's decoder settings.
 
-    Returns the sidecar's contents.
+    Returns the description's contents.
     """
     if quantization not in QUANTIZATIONS:
         raise LiteRTExportError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}")
@@ -105,7 +98,7 @@ def export_litert(model, output_path, input_size=None, quantization="float32", r
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
     with open(output_path, "wb") as stream:
         stream.write(flatbuffer)
-    with open(sidecar_path(output_path), "w", encoding="utf-8") as stream:
+    with open(description_path(output_path), "w", encoding="utf-8") as stream:
         json.dump(info, stream, indent=1, ensure_ascii=False)
     return info
 
@@ -117,19 +110,19 @@ def _detection_functions(model, input_size, data_config, decoder, category_ids):
     `class_logits` and `box_deltas`; `postprocess`: those -> the outputs (decoding, class-wise NMS)."""
     height, width = input_size
     divisor = data_config.size_divisor
-    padded_size = (math.ceil(height / divisor) * divisor, math.ceil(width / divisor) * divisor)
+    padded = (padded_size(height, divisor), padded_size(width, divisor))
     category_ids = tf.constant(category_ids, tf.float32)
     image_spec = tf.TensorSpec([1, height, width, 3], tf.uint8, name="images")
 
     def network(images):
-        padded = pad_to_multiple(tf.cast(images[0], tf.float32), divisor, data_config.resize_rule)
-        predictions = model(tf.ensure_shape(padded, [*padded_size, 3])[None], training=False)
+        image = pad_to_multiple(tf.cast(images[0], tf.float32), divisor, data_config.resize_rule)
+        predictions = model(tf.ensure_shape(image, [*padded, 3])[None], training=False)
         return {name: tf.cast(predictions[name], tf.float32) for name in ("class_logits", "box_deltas")}
 
     def postprocess(class_logits, box_deltas):
         sizes = tf.constant([input_size], tf.int32)
         predictions = {"class_logits": class_logits, "box_deltas": box_deltas}
-        detections = decode_in_original_pixels(model, predictions, padded_size, tf.ones([1, 2]), sizes, sizes,
+        detections = decode_in_original_pixels(model, predictions, padded, tf.ones([1, 2]), sizes, sizes,
                                                decoder=decoder)
         return object_detection_outputs(detections, sizes, category_ids)
 

@@ -21,6 +21,11 @@ import numpy as np
 SIGNATURE = "serving_default"
 
 
+def description_path(model_path):
+    """`NAME.json`, the description the export writes beside `NAME.tflite`."""
+    return os.path.splitext(model_path)[0] + ".json"
+
+
 class LiteRTModelError(ValueError):
     """A LiteRT model or its description that is missing or cannot be read; the message names the file."""
 
@@ -78,7 +83,7 @@ class LiteRTDetector:
 
     def __init__(self, model_path, num_threads=None):
         self.model_path = model_path
-        info_path = os.path.splitext(model_path)[0] + ".json"
+        info_path = description_path(model_path)
         if not os.path.isfile(model_path):
             raise LiteRTModelError(f"no LiteRT model at {model_path}")
         try:
