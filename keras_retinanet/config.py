@@ -2,9 +2,11 @@
 
 An experiment file has three sections, `model`, `data` and `train`, each a dataclass below; each section of `model`
 holds the constructor arguments of one component, under the same names. A file may start from another with
-`base: other.yaml` (a path relative to it): its settings are laid over the base file's. Unknown keys and values of
-the wrong type are errors that name the key (and the file); nothing is guessed. Setting names of earlier releases
-(`RENAMED`) are still read.
+`base: other.yaml` (a path relative to it): its settings are laid over the base file's. Unknown keys, values of the
+wrong type or out of range (each field's `ranged` interval: the limits of the component that takes it) and settings
+that do not go together (`RELATIONS`) are errors found as the file is read, before anything trains, in one line that
+names the file and the dotted key; nothing is guessed, and nothing of a file that is no config is quoted. Setting
+names of earlier releases (`RENAMED`) are still read.
 """
 
 import dataclasses
@@ -12,6 +14,7 @@ import functools
 import math
 import os
 import re
+import reprlib
 import types
 import typing
 from typing import Optional
@@ -23,6 +26,47 @@ class ConfigError(ValueError):
     """An experiment setting that is unknown, of the wrong type or out of range."""
 
 
+def shown(value):
+    """`repr(value)` for an error message: nesting and length bounded (`reprlib`), cut as `cut` does."""
+    return cut(reprlib.repr(value))
+
+
+def cut(text, limit=40):
+    """`text`, or its first `limit` characters and "..." if longer: what error messages quote of what users wrote."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """The numbers a setting may take, written in interval notation (`parse`)."""
+
+    text: str
+    low: float
+    high: float
+    low_open: bool
+    high_open: bool
+
+    @classmethod
+    def parse(cls, text):
+        """"[0, 1)" holds 0 and not 1; "inf" leaves an end open: "(0, inf)" is every positive number."""
+        opening, low, high, closing = re.fullmatch(r"([\[(])(-inf|[-0-9.e]+), (inf|[-0-9.e]+)([\])])", text).groups()
+        return cls(text, float(low), float(high), opening == "(", closing == ")")
+
+    def __contains__(self, value):
+        above = self.low < value if self.low_open else self.low <= value
+        return above and (value < self.high if self.high_open else value <= self.high)
+
+
+INT32_MAX = 2**31 - 1
+COUNT = f"[1, {INT32_MAX}]"  # sizes and counts: TensorFlow holds them as int32
+
+
+def ranged(default, interval):
+    """A field with `default` whose numbers (a tuple's: each item) must lie in `interval` (see `Interval`): the
+    limits of the component that takes the setting, checked as the config is read (`from_dict`)."""
+    return dataclasses.field(default=default, metadata={"range": Interval.parse(interval)})
+
+
 @dataclasses.dataclass
 class BackboneConfig:
     """`keras_retinanet.backbones.ResNetBackbone` arguments (see there)."""
@@ -30,20 +74,20 @@ class BackboneConfig:
     depth: int = 50
     stride_in_1x1: bool = True
     normalization: str = "frozen_bn"
-    bn_epsilon: float = 1.001e-5
-    frozen_stages: int = 2
+    bn_epsilon: float = ranged(1.001e-5, "[0, inf)")
+    frozen_stages: int = ranged(2, "[0, 5]")
     preprocessing: Optional[str] = "caffe"
     weights: Optional[str] = "imagenet"
-    width_multiplier: float = 1.0
+    width_multiplier: float = ranged(1.0, "(0, inf)")
 
 
 @dataclasses.dataclass
 class AnchorConfig:
     """`keras_retinanet.layers.AnchorGenerator` arguments; `sizes` None means the paper's 32 ... 512."""
 
-    sizes: Optional[tuple[float, ...]] = None
-    scales: tuple[float, ...] = (1.0, 2 ** (1 / 3), 2 ** (2 / 3))
-    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    sizes: Optional[tuple[float, ...]] = ranged(None, "(0, inf)")
+    scales: tuple[float, ...] = ranged((1.0, 2 ** (1 / 3), 2 ** (2 / 3)), "(0, inf)")
+    aspect_ratios: tuple[float, ...] = ranged((0.5, 1.0, 2.0), "(0, inf)")
     mode: str = "paper"
 
 
@@ -51,7 +95,7 @@ class AnchorConfig:
 class PyramidConfig:
     """`keras_retinanet.layers.FeaturePyramid` arguments."""
 
-    filters: int = 256
+    filters: int = ranged(256, COUNT)
     p6_input: str = "c5"
 
 
@@ -59,18 +103,18 @@ class PyramidConfig:
 class HeadConfig:
     """`keras_retinanet.layers.RetinaNetHead` arguments of both subnets (`prior_probability`: the class subnet's)."""
 
-    filters: int = 256
-    num_convs: int = 4
+    filters: int = ranged(256, COUNT)
+    num_convs: int = ranged(4, "[0, inf)")
     normalization: Optional[str] = None
-    prior_probability: float = 0.01
+    prior_probability: float = ranged(0.01, "(0, 1)")
 
 
 @dataclasses.dataclass
 class MatcherConfig:
     """`keras_retinanet.boxes.Matcher` arguments."""
 
-    positive_threshold: float = 0.5
-    negative_threshold: float = 0.4
+    positive_threshold: float = ranged(0.5, "[0, 1]")
+    negative_threshold: float = ranged(0.4, "[0, 1]")
     allow_low_quality_matches: bool = True
 
 
@@ -90,12 +134,12 @@ class ClassificationLossConfig:
     keeps its 0.25 under every type unless set: the paper's FL* and OHEM have none (`alpha: null`)."""
 
     type: str = "focal"
-    alpha: Optional[float] = 0.25
-    gamma: float = 2.0
-    beta: float = 1.0
-    batch_size_per_image: int = 128
-    positive_fraction: Optional[float] = None
-    nms_iou_threshold: float = 0.7
+    alpha: Optional[float] = ranged(0.25, "[0, 1]")
+    gamma: float = ranged(2.0, "[0, inf)")
+    beta: float = ranged(1.0, "(-inf, inf)")
+    batch_size_per_image: int = ranged(128, COUNT)
+    positive_fraction: Optional[float] = ranged(None, "(0, 1]")
+    nms_iou_threshold: float = ranged(0.7, "(0, 1]")
 
     def arguments(self):
         """The constructor arguments of the loss `type` names."""
@@ -117,17 +161,17 @@ class BoxLossConfig:
     """The box loss: `type` one of `keras_retinanet.losses.BOX_LOSSES`; `beta` of `SmoothL1Loss`."""
 
     type: str = "smooth_l1"
-    beta: float = 0.11
+    beta: float = ranged(0.11, "[0, inf)")
 
 
 @dataclasses.dataclass
 class DecoderConfig:
     """`keras_retinanet.layers.DetectionDecoder` arguments: inference."""
 
-    score_threshold: float = 0.05
-    pre_nms_top_k: int = 1000
-    iou_threshold: float = 0.5
-    max_detections: int = 100
+    score_threshold: float = ranged(0.05, "[0, 1)")
+    pre_nms_top_k: int = ranged(1000, COUNT)
+    iou_threshold: float = ranged(0.5, "(0, 1]")
+    max_detections: int = ranged(100, COUNT)
 
 
 @dataclasses.dataclass
@@ -142,8 +186,8 @@ class ModelConfig:
     matcher: MatcherConfig = dataclasses.field(default_factory=MatcherConfig)
     classification_loss: ClassificationLossConfig = dataclasses.field(default_factory=ClassificationLossConfig)
     box_loss: BoxLossConfig = dataclasses.field(default_factory=BoxLossConfig)
-    box_loss_weight: float = 1.0
-    ignore_region_threshold: float = 0.5
+    box_loss_weight: float = ranged(1.0, "[0, inf)")
+    ignore_region_threshold: float = ranged(0.5, "(0, 1]")
     decoder: DecoderConfig = dataclasses.field(default_factory=DecoderConfig)
 
 
@@ -180,18 +224,18 @@ class DataConfig:
 
     train: SplitConfig = dataclasses.field(default_factory=SplitConfig)
     val: SplitConfig = dataclasses.field(default_factory=SplitConfig)
-    min_size: int = 800
-    max_size: int = 1333
+    min_size: int = ranged(800, COUNT)
+    max_size: int = ranged(1333, COUNT)
     horizontal_flip: bool = True
-    scale_jitter: tuple[float, float] = (1.0, 1.0)
-    max_boxes: int = 100
-    seed: int = 0
+    scale_jitter: tuple[float, float] = ranged((1.0, 1.0), "(0, inf)")
+    max_boxes: int = ranged(100, COUNT)
+    seed: int = ranged(0, f"[0, {2**32 - 1}]")
     cache_images: bool = False
-    size_divisor: int = 128
+    size_divisor: int = ranged(128, COUNT)
     resize_rule: str = "detectron"
     strict: bool = False
     verify_images: bool = True
-    max_image_pixels: int = 50_000_000
+    max_image_pixels: int = ranged(50_000_000, "[1, inf)")
 
 
 @dataclasses.dataclass
@@ -214,19 +258,19 @@ class TrainConfig:
     oneDNN: a mixed_bfloat16 step took twice as long with `jit_compile` as without (ResNet-50, 640 px, bin/benchmark).
     """
 
-    batch_size: int = 16
-    iterations: int = 90000
-    learning_rate: float = 0.01
-    lr_steps: tuple[int, ...] = (60000, 80000)
-    lr_decay: float = 0.1
-    warmup_iterations: int = 500
-    warmup_factor: float = 1.0 / 3
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    checkpoint_every: int = 5000
-    eval_every: int = 10000
+    batch_size: int = ranged(16, COUNT)
+    iterations: int = ranged(90000, "[1, inf)")
+    learning_rate: float = ranged(0.01, "(0, inf)")
+    lr_steps: tuple[int, ...] = ranged((60000, 80000), "[1, inf)")
+    lr_decay: float = ranged(0.1, "(0, 1]")
+    warmup_iterations: int = ranged(500, "[0, inf)")
+    warmup_factor: float = ranged(1.0 / 3, "[0, 1]")
+    momentum: float = ranged(0.9, "[0, 1]")
+    weight_decay: float = ranged(1e-4, "[0, inf)")
+    checkpoint_every: int = ranged(5000, "[1, inf)")
+    eval_every: int = ranged(10000, "[1, inf)")
     jit_compile: bool = False
-    clip_norm: Optional[float] = None
+    clip_norm: Optional[float] = ranged(None, "(0, inf)")
     dtype_policy: str = "float32"
     deterministic: bool = False
 
@@ -267,11 +311,76 @@ def choices():
     }
 
 
-POSITIVE = {
-    "data.min_size", "data.max_size", "data.max_boxes", "data.max_image_pixels", "data.size_divisor",
-    "train.batch_size", "train.iterations", "train.checkpoint_every", "train.eval_every", "train.learning_rate",
-    "model.pyramid.filters", "model.heads.filters", "model.decoder.max_detections", "model.decoder.pre_nms_top_k",
-    "model.classification_loss.batch_size_per_image",
+@dataclasses.dataclass(frozen=True)
+class Relation:
+    """A limit that joins settings of one section (`keys`), or a tuple's length: `holds(section)` must be true, as
+    `text` says."""
+
+    keys: tuple
+    text: str
+    holds: typing.Callable
+
+
+def _pyramid_levels():
+    from keras_retinanet.layers import FeaturePyramid
+
+    return FeaturePyramid.max_level - FeaturePyramid.min_level + 1
+
+
+def _takes_imagenet_weights(backbone):
+    """Whether keras.applications' ResNet weights fit `backbone` (a `BackboneConfig`), by the loader's own checks."""
+    from keras_retinanet.backbones.keras_applications import _check_backbone
+
+    try:
+        _check_backbone(backbone)
+    except ValueError:
+        return False
+    return backbone.bn_epsilon == BackboneConfig.bn_epsilon  # keras.applications' epsilon
+
+
+# The relations of each section, checked once it is read (`from_dict`); the ranges of single settings are their
+# fields' (`ranged`), the allowed values of named choices `choices()`'s.
+RELATIONS = {
+    BackboneConfig: (
+        Relation(("weights", "depth", "width_multiplier", "stride_in_1x1", "preprocessing", "bn_epsilon"),
+                 "the ImageNet weights are keras.applications' ResNet-50, 101 and 152: they need width_multiplier 1, "
+                 "stride_in_1x1 true, preprocessing 'caffe' and bn_epsilon 1.001e-05 (or set weights: null)",
+                 lambda backbone: backbone.weights != "imagenet" or _takes_imagenet_weights(backbone)),
+    ),
+    AnchorConfig: (
+        Relation(("sizes",), "needs one size per pyramid level, P3 to P7 (or null: the paper's 32 to 512)",
+                 lambda anchors: anchors.sizes is None or len(anchors.sizes) == _pyramid_levels()),
+        Relation(("scales",), "must not be empty", lambda anchors: len(anchors.scales) > 0),
+        Relation(("aspect_ratios",), "must not be empty", lambda anchors: len(anchors.aspect_ratios) > 0),
+    ),
+    HeadConfig: (
+        Relation(("normalization", "filters"), "group_norm splits the filters into 32 groups: make filters a multiple "
+                 "of 32", lambda heads: heads.normalization != "group_norm" or heads.filters % 32 == 0),
+    ),
+    MatcherConfig: (
+        Relation(("negative_threshold", "positive_threshold"), "the negative threshold must not exceed the positive one",
+                 lambda matcher: matcher.negative_threshold <= matcher.positive_threshold),
+    ),
+    ClassificationLossConfig: (
+        Relation(("type", "gamma"), "FL* divides by gamma: it must be above 0",
+                 lambda loss: loss.type != "focal_star" or loss.gamma > 0),
+    ),
+    BoxLossConfig: (
+        Relation(("type", "beta"), "beta is smooth_l1's: it does not apply to the other types",
+                 lambda loss: loss.type == "smooth_l1" or loss.beta == BoxLossConfig.beta),
+    ),
+    DataConfig: (
+        Relation(("min_size", "max_size"), "the shorter side cannot be longer than the longer side",
+                 lambda data: data.min_size <= data.max_size),
+        Relation(("scale_jitter",), "is [lowest, highest] factor: the first must not exceed the second",
+                 lambda data: data.scale_jitter[0] <= data.scale_jitter[1]),
+    ),
+    TrainConfig: (
+        Relation(("eval_every", "checkpoint_every"), "evaluation runs at the end of a checkpoint interval: eval_every "
+                 "must be a multiple of checkpoint_every",
+                 lambda train: train.eval_every % train.checkpoint_every == 0),
+        Relation(("lr_steps",), "must increase", lambda train: list(train.lr_steps) == sorted(set(train.lr_steps))),
+    ),
 }
 
 # Setting names of earlier releases, per section: old key -> its key in the section now (dotted below it). Files,
@@ -300,25 +409,48 @@ def load_config(path=None, overrides=()):
     return from_dict(ExperimentConfig, data, source=path or "<defaults>")
 
 
+def read_yaml(path, what="config file"):
+    """The YAML in file `path`, None if empty; a ConfigError naming the file where it cannot be read or parsed
+    (never quoting the file: it may be anything)."""
+    try:
+        with open(path, encoding="utf-8") as stream:
+            return yaml.safe_load(stream)
+    except OSError as error:
+        raise ConfigError(f"cannot read {what} {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(error)}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to read") from None
+
+
+def _yaml_problem(error):
+    """What YAML found wrong, on one line: the problem and its place, none of the text around it."""
+    mark = getattr(error, "problem_mark", None)
+    if mark is None:
+        return " ".join(str(error).split())
+    return f"{error.problem} (line {mark.line + 1}, column {mark.column + 1})"
+
+
 def _read_with_bases(path, chain):
     """The settings of YAML file `path`, laid over those of its `base` file (recursively)."""
     path = os.path.normpath(path)
     if os.path.realpath(path) in map(os.path.realpath, chain):
         raise ConfigError(f"{path}: 'base' files form a cycle: {' -> '.join([*chain, path])}")
     try:
-        with open(path, encoding="utf-8") as stream:
-            data = yaml.safe_load(stream) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    except OSError as error:
-        raise ConfigError(f"{chain[-1] if chain else path}: cannot read config file {path}: {error.strerror}") from None
+        data = read_yaml(path)
+    except ConfigError as error:
+        raise ConfigError(f"{chain[-1]}: {error}" if chain else str(error)) from None
+    data = {} if data is None else data
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {data!r}")
+        what = f"{chain[-1]}: its base file {path} is" if chain else f"{path}:"
+        raise ConfigError(f"{what} not a YAML mapping of sections (the top level is a {type(data).__name__})")
     base = data.pop("base", None)
     if base is None:
         return data
-    if not isinstance(base, str):
-        raise ConfigError(f"{path}: 'base' must be the path of another config file, got {base!r}")
+    if not isinstance(base, str) or "\0" in base:
+        raise ConfigError(f"{path}: 'base' must be the path of another config file, got {shown(base)}")
     return _merged(_read_with_bases(os.path.join(os.path.dirname(path), base), (*chain, path)), data)
 
 
@@ -333,16 +465,17 @@ def _merged(base, update):
 
 
 def from_dict(cls, data, source="<dict>", prefix=""):
-    """Builds dataclass `cls` from a nested dict, checking every key and type."""
+    """Builds dataclass `cls` from a nested dict, checking every key, type, range (`ranged`) and relation
+    (`RELATIONS`); a ConfigError names the file (`source`) and the dotted key."""
     if not isinstance(data, dict):
         where = f"'{prefix.rstrip('.')}'" if prefix else "the top level"
-        raise ConfigError(f"{source}: {where} must be a mapping, got {data!r}")
+        raise ConfigError(f"{source}: {where} must be a mapping, got {shown(data)}")
     data = _renamed_keys_moved(data, prefix, source)
     fields = {field.name: field for field in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:
             known = ", ".join(sorted(fields))
-            raise ConfigError(f"{source}: unknown key '{prefix}{key}' (known keys here: {known})")
+            raise ConfigError(f"{source}: unknown key '{prefix}{cut(str(key))}' (known keys here: {known})")
     values = {}
     for name, field in fields.items():
         if name not in data:
@@ -352,13 +485,19 @@ def from_dict(cls, data, source="<dict>", prefix=""):
         if dataclasses.is_dataclass(field_type):
             values[name] = from_dict(field_type, data[name], source, key + ".")
         else:
-            values[name] = _convert(data[name], field_type, key, source)
+            values[name] = _convert(data[name], field_type, key, source, field.metadata.get("range"))
         allowed = choices().get(key)
         if allowed is not None and values[name] not in allowed:
-            raise ConfigError(f"{source}: '{key}' must be one of {allowed}, got {values[name]!r}")
-        if key in POSITIVE and values[name] <= 0:
-            raise ConfigError(f"{source}: '{key}' must be positive, got {values[name]!r}")
-    return cls(**values)
+            raise ConfigError(f"{source}: '{key}' must be one of {allowed}, got {shown(values[name])}")
+    try:
+        section = cls(**values)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
+    for relation in RELATIONS.get(cls, ()):
+        if not relation.holds(section):
+            settings = ", ".join(f"'{prefix}{key}' = {shown(getattr(section, key))}" for key in relation.keys)
+            raise ConfigError(f"{source}: {settings}: {relation.text}")
+    return section
 
 
 def _renamed_keys_moved(data, prefix, source):
@@ -401,57 +540,63 @@ def _plain(value):
 def _apply_override(data, override):
     key, separator, text = override.partition("=")
     if not separator or not key:
-        raise ConfigError(f"override {override!r} is not of the form dotted.key=value")
+        raise ConfigError(f"override {shown(override)} is not of the form dotted.key=value")
     *parents, leaf = key.split(".")
     node = data
     for parent in parents:
         node = node.setdefault(parent, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"override {override!r}: '{parent}' is not a section")
+            raise ConfigError(f"override {shown(override)}: '{parent}' is not a section")
     try:
         node[leaf] = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ConfigError(f"override {override!r}: cannot parse the value: {error}") from None
+        raise ConfigError(f"override {shown(override)}: cannot parse the value: {_yaml_problem(error)}") from None
+    except RecursionError:
+        raise ConfigError(f"override {shown(override)}: the value is nested too deeply to read") from None
 
 
-def _convert(value, field_type, key, source):
-    """`value` as `field_type` (int, float, bool, str, Optional[...] or tuple[...]), or a ConfigError."""
+def _convert(value, field_type, key, source, interval=None):
+    """`value` as `field_type` (int, float, bool, str, Optional[...] or tuple[...]), its numbers in `interval` (if
+    given), or a ConfigError."""
     origin = typing.get_origin(field_type)
     arguments = typing.get_args(field_type)
     if origin in (typing.Union, types.UnionType) and type(None) in arguments:
         if value is None:
             return None
         (field_type,) = [argument for argument in arguments if argument is not type(None)]
-        return _convert(value, field_type, key, source)
+        return _convert(value, field_type, key, source, interval)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: '{key}' must be a list, got {value!r}")
+            raise ConfigError(f"{source}: '{key}' must be a list, got {shown(value)}")
         if len(arguments) == 2 and arguments[1] is Ellipsis:
             item_types = [arguments[0]] * len(value)
         else:
             if len(value) != len(arguments):
-                raise ConfigError(f"{source}: '{key}' must have {len(arguments)} items, got {value!r}")
+                raise ConfigError(f"{source}: '{key}' must have {len(arguments)} items, got {shown(value)}")
             item_types = arguments
-        return tuple(_convert(item, item_type, f"{key}[{i}]", source)
+        return tuple(_convert(item, item_type, f"{key}[{i}]", source, interval)
                      for i, (item, item_type) in enumerate(zip(value, item_types)))
     if field_type is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{source}: '{key}' must be true or false, got {value!r}")
+            raise ConfigError(f"{source}: '{key}' must be true or false, got {shown(value)}")
+        return value
+    if field_type is str:
+        if not isinstance(value, str) or "\0" in value:
+            raise ConfigError(f"{source}: '{key}' must be a string without NUL characters, got {shown(value)}")
         return value
     if field_type is int:
         number = _integral(value)
         if number is None:
-            raise ConfigError(f"{source}: '{key}' must be an integer, got {value!r}")
-        return number
-    if field_type is float:
+            raise ConfigError(f"{source}: '{key}' must be an integer, got {shown(value)}")
+    elif field_type is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}")
-        return float(value)
-    if field_type is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config field type {field_type} for '{key}'")
+            raise ConfigError(f"{source}: '{key}' must be a number, got {shown(value)}")
+        number = float(value)
+    else:
+        raise TypeError(f"unsupported config field type {field_type} for '{key}'")
+    if interval is not None and number not in interval:
+        raise ConfigError(f"{source}: '{key}' must be in {interval.text}, got {shown(value)}")
+    return number
 
 
 def _integral(value):

@@ -64,8 +64,8 @@ def test_unknown_key_is_named(tmp_path):
         ("data:\n  resize_rule: opencv\n", r"'data.resize_rule' must be one of \('detectron', 'torchvision'\)"),
         ("model:\n  heads: {normalization: batch_norm}\n", "'model.heads.normalization' must be one of"),
         ("model: 3\n", "'model' must be a mapping"),
-        ("data:\n  size_divisor: 0\n", "'data.size_divisor' must be positive, got 0"),
-        ("- 1\n", "top level must be a mapping"),
+        ("data:\n  size_divisor: 0\n", r"'data.size_divisor' must be in \[1, 2147483647\], got 0"),
+        ("- 1\n", r"experiment.yaml: not a YAML mapping of sections \(the top level is a list\)"),
     ],
 )
 def test_wrong_types_are_named(tmp_path, text, message):

@@ -7,6 +7,8 @@ Several machines: run the same command on every worker with --strategy=multi_wor
 srun in a Slurm job), DIR on a filesystem they all see; train.batch_size is the global batch.
 """
 
+import os
+
 from absl import flags
 
 from keras_retinanet.cli import run_program
@@ -37,11 +39,15 @@ def main(argv):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
 
-    from keras_retinanet.config import load_config
+    from keras_retinanet.config import ConfigError, load_config, shown
     from keras_retinanet.training import train
     from keras_retinanet.training.strategies import is_chief
 
     config = load_config(FLAGS.config, FLAGS.set)
+    weights = config.model.backbone.weights
+    if weights not in (None, "imagenet") and not os.path.isfile(weights):  # else an error once the model is built
+        raise ConfigError(f"{FLAGS.config}: 'model.backbone.weights' must be null, imagenet or a weights file, got "
+                          f"{shown(weights)}, which is no file")
     model = train(config, FLAGS.model_dir, strategy=FLAGS.strategy, verbose=FLAGS.verbose,
                   communication=FLAGS.communication, restart=FLAGS.restart)
     if is_chief(model.distribute_strategy):
