@@ -7,50 +7,170 @@ original images. They cannot drift apart.
 """
 
 import functools
+import json
 import os
 import weakref
+import zipfile
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_retinanet.config import ExperimentConfig, from_dict
+from keras_retinanet.config import ExperimentConfig, from_dict, shown
 from keras_retinanet.data.pipeline import inference_dataset, to_original_coordinates
+from keras_retinanet.models import RetinaNet
 
 MODEL_FILE = "model.keras"
+# Bounds on what a model file declares it holds, checked before anything is read or built from it:
+MAX_MODEL_BYTES = 2 * 2**30  # all members: a ResNet-152 RetinaNet with its optimizer state holds well under 1 GiB
+MAX_MODEL_JSON_BYTES = 16 * 2**20  # config.json, metadata.json: a RetinaNet's are tens of kilobytes
+MAX_ZIP_DIRECTORY_BYTES = 2**20  # the list of members, which zipfile reads whole: a .keras file lists three
+LAMBDA_CAUSE = "it holds a Lambda layer with Python code, which safe loading does not run"
 
 
 class ModelError(ValueError):
     """A model file that is missing or cannot be loaded safely; the message names the file and the cause."""
 
 
+def one_line(error, limit=400):
+    """The message of `error` on one line, cut after `limit` characters: a cause to quote in an error of ours."""
+    return " ".join(str(error).split())[:limit]
+
+
+_model_files = weakref.WeakKeyDictionary()  # model -> the file it was loaded from, for errors found later
+
+
+def open_bounded_zip(path):
+    """`path` opened as a `zipfile.ZipFile` whose declared contents are bounded (`MAX_MODEL_BYTES` in all,
+    `MAX_MODEL_JSON_BYTES` per JSON member, `MAX_ZIP_DIRECTORY_BYTES` of member list) and honest; a `ModelError`
+    naming the file otherwise.
+
+    Members must be stored uncompressed, as Keras and torch write them: zipfile never returns more than a member's
+    declared size, but inflates a compressed one past it before cutting, so a compressed member could be a bomb
+    whatever it declares; a stored one cannot."""
+    try:
+        with open(path, "rb") as file:
+            end_record = zipfile._EndRecData(file)  # the end record zipfile itself will use, ZIP64 included
+    except OSError as error:
+        raise ModelError(f"{path}: cannot be read ({error.strerror})") from None
+    if end_record is None:
+        raise ModelError(f"{path}: not a zip archive")
+    if end_record[zipfile._ECD_SIZE] > MAX_ZIP_DIRECTORY_BYTES:
+        raise ModelError(f"{path}: its list of members declares {end_record[zipfile._ECD_SIZE]} bytes, more than "
+                         f"the {MAX_ZIP_DIRECTORY_BYTES} a model file may have")
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise ModelError(f"{path}: not a readable zip archive ({error})") from None
+    total = 0
+    for member in archive.infolist():
+        name = shown(member.filename)
+        limit = MAX_MODEL_JSON_BYTES if member.filename.endswith(".json") else MAX_MODEL_BYTES
+        total += member.file_size
+        if member.file_size > limit or total > MAX_MODEL_BYTES:
+            archive.close()
+            raise ModelError(f"{path}: member {name} declares {member.file_size} bytes, which takes the file over "
+                             f"its limit ({limit} bytes for it, {MAX_MODEL_BYTES} in all)")
+        if member.compress_type != zipfile.ZIP_STORED or member.compress_size != member.file_size:
+            archive.close()
+            raise ModelError(f"{path}: member {name} is compressed (or declares two sizes); model files store "
+                             "their members as they are")
+    return archive
+
+
+def _model_config(path):
+    """The config.json of the .keras file `path`, read within the bounds of `open_bounded_zip`."""
+    with open_bounded_zip(path) as archive:
+        try:
+            return json.loads(archive.read("config.json"))
+        except KeyError:
+            raise ModelError(f"{path}: not a Keras model (no config.json)") from None
+        except (zipfile.BadZipFile, ValueError, RecursionError) as error:
+            raise ModelError(f"{path}: its config.json cannot be read ({type(error).__name__})") from None
+
+
+def _cause_to_refuse(config):
+    """Why the model that `config` (a config.json) describes is refused before Keras builds anything of it, or
+    None: a Lambda layer anywhere in it, or a model that is not a RetinaNet."""
+    unvisited = [config]
+    while unvisited:
+        item = unvisited.pop()
+        if isinstance(item, dict):
+            if item.get("class_name") == "Lambda":
+                return LAMBDA_CAUSE
+            unvisited.extend(item.values())
+        elif isinstance(item, list):
+            unvisited.extend(item)
+    class_name = config.get("class_name") if isinstance(config, dict) else None
+    if class_name != RetinaNet.__name__:
+        return (f"not a RetinaNet detector, which bin/train and bin/convert_torchvision write: its model is a "
+                f"{shown(class_name)}")
+    return None
+
+
 def load_trained_model(path):
     """A `RetinaNet` from a `.keras` file or a model directory written by `train`, loaded with `safe_mode=True`
-    (no Python code in the file is run); a `ModelError` naming the file and the cause if it cannot be."""
+    (no Python code in the file is run); a `ModelError` naming the file and the cause if it cannot be.
+
+    The zip's declared sizes are checked (`open_bounded_zip`) and its model must be a RetinaNet before Keras reads
+    or builds anything; the metadata `bin/train` stores (class names, category ids, config) is checked after."""
     if os.path.isdir(path):
         path = os.path.join(path, MODEL_FILE)
     if not os.path.isfile(path):
         raise ModelError(f"no trained model at {path}")
+    if not path.endswith(".keras"):  # Keras would read .h5 files with h5py, outside these checks
+        raise ModelError(f"{path}: cannot be loaded (not a .keras file, which bin/train and bin/convert_torchvision "
+                         "write)")
+    if zipfile.is_zipfile(path):  # Keras refuses other files itself, without reading them
+        cause = _cause_to_refuse(_model_config(path))
+        if cause:
+            raise ModelError(f"{path}: cannot be loaded ({cause})")
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        model = keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # Keras' messages vary by cause; ours names the file and keeps the cause
-        cause = " ".join(str(error).split())
+        cause = one_line(error, limit=None)
         if "Exception encountered:" in cause:  # "X could not be deserialized properly. ... Exception encountered: "
             cause = cause.rsplit("Exception encountered:", 1)[1].strip()
         if "`Lambda` layer" in cause:
-            cause = "it holds a Lambda layer with Python code, which safe loading does not run"
+            cause = LAMBDA_CAUSE
         raise ModelError(f"{path}: cannot be loaded ({type(error).__name__}: {cause[:400]})") from error
+    if not isinstance(model, RetinaNet):  # a config naming RetinaNet that Keras resolved to another class
+        raise ModelError(f"{path}: cannot be loaded (not a RetinaNet detector: its model is a "
+                         f"{type(model).__name__})")
+    _model_files[model] = path
+    _check_label_metadata(model, path)
+    if "config" in model.metadata:
+        model_data_config(model)  # a stored config that does not parse is named now, not at its first use
+    return model
+
+
+def _check_label_metadata(model, path):
+    """A `ModelError` unless `model.metadata` has `class_names` (strings) and `category_ids` (distinct integers),
+    one per class, as `bin/train` and `bin/convert_torchvision` store them."""
+    num_classes = model.num_classes
+    for key, wanted, is_valid in (
+        ("class_names", f"{num_classes} strings", lambda names: all(isinstance(name, str) for name in names)),
+        ("category_ids", f"{num_classes} distinct integers",
+         lambda ids: all(type(i) is int for i in ids) and len(set(ids)) == len(ids)),
+    ):
+        values = model.metadata.get(key)
+        if not (isinstance(values, list) and len(values) == num_classes and is_valid(values)):
+            got = f"a list of {len(values)}" if isinstance(values, list) else shown(values)
+            raise ModelError(f"{path}: its metadata's {key} must be a list of {wanted}, one per class, got {got}")
 
 
 def model_data_config(model):
-    """The `DataConfig` a model was trained with, from the metadata `train` stores in it."""
+    """The `DataConfig` a model was trained with, from the metadata `train` stores in it; a `ModelError` (naming the
+    file it was loaded from) if it has none."""
+    name = _model_files.get(model, "the model")
     config = model.metadata.get("config")
-    if config is None:
-        raise ValueError(
-            "this model carries no experiment config (it was not trained with bin/train), so its input size and "
-            "data splits are unknown"
+    if not isinstance(config, dict):
+        raise ModelError(
+            f"{name}: carries no experiment config (it was not trained with bin/train), so its input size and data "
+            "splits are unknown" if config is None else f"{name}: its stored config must be a mapping, got "
+            f"{shown(config)}"
         )
-    return from_dict(ExperimentConfig, config, source="the model's stored config").data
+    return from_dict(ExperimentConfig, config, source=f"{name}'s stored config").data
 
 
 def detections_in_original_pixels(model, images, scales, image_sizes, original_sizes, decoder=None):

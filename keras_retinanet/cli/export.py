@@ -14,6 +14,8 @@ default the model's training split); see `keras_retinanet.export.litert`. Run it
 The thresholds default to the model's own inference settings.
 """
 
+import re
+
 from absl import app, flags
 
 from keras_retinanet.cli import run_program
@@ -37,8 +39,11 @@ flags.DEFINE_integer("max_image_pixels", None, "saved_model: the served model re
                                                "decoding them (default: the training data's limit, "
                                                "data.max_image_pixels).")
 SAVED_MODEL_FLAGS = ("min_size", "max_size", "size_divisor", "max_image_pixels")  # resizing: not for tflite
-flags.DEFINE_string("input_size", None, "tflite: the model's input, HEIGHTxWIDTH pixels (default: a square of the "
-                                        "training min_size; the model pads it to the size divisor as in training).")
+MAX_INPUT_SIDE = 8192  # pixels per side of a LiteRT input: its anchors are constants of the exported graph
+flags.DEFINE_string("input_size", None, "tflite: the model's input, HEIGHTxWIDTH pixels, each side at most "
+                                        f"{MAX_INPUT_SIDE} and in all at most the model's data.max_image_pixels "
+                                        "(default: a square of the training min_size; the model pads it to the size "
+                                        "divisor as in training).")
 flags.DEFINE_enum("quantization", "float32", ["float32", "float16", "int8"],
                   "tflite: float32; float16 (weights stored in float16); int8 (full integer quantisation of the "
                   "network, calibrated on --representative_data).")
@@ -57,12 +62,13 @@ def main(argv):
     del argv
     if (FLAGS.model_dir is None) == (FLAGS.model is None):
         raise app.UsageError("give exactly one of --model_dir and --model")
+    input_size = parse_input_size(FLAGS.input_size) if FLAGS.input_size else None
 
     from keras_retinanet.inference import load_trained_model
 
     model = load_trained_model(FLAGS.model_dir or FLAGS.model)
     if FLAGS.format == "tflite":
-        export_tflite(model)
+        export_tflite(model, input_size)
         return
     from keras_retinanet.export import export_saved_model
 
@@ -78,8 +84,9 @@ def main(argv):
           "image_bytes (encoded_images, string [B]); label map in assets/")
 
 
-def export_tflite(model):
-    """The LiteRT model of `model` per the flags."""
+def export_tflite(model, input_size):
+    """The LiteRT model of `model` per the flags, of `input_size` (height, width; None: the export's default)."""
+    from keras_retinanet.config import ConfigError
     from keras_retinanet.export.litert import export_litert
     from keras_retinanet.export.litert_runner import description_path
 
@@ -92,10 +99,14 @@ def export_tflite(model):
     elif any(FLAGS[name].present for name in ("representative_data", "representative_format",
                                               "representative_images", "representative_classes")):
         raise app.UsageError("--representative_data and its options are for --quantization=int8")
+    max_pixels = stored_data_config(model).max_image_pixels
+    if input_size and input_size[0] * input_size[1] > max_pixels:
+        raise ConfigError(f"--input_size={FLAGS.input_size} has {input_size[0] * input_size[1]} pixels, more than the "
+                          f"model's data.max_image_pixels ({max_pixels})")
     info = export_litert(
         model,
         FLAGS.output,
-        input_size=parse_input_size(FLAGS.input_size) if FLAGS.input_size else None,
+        input_size=input_size,
         quantization=FLAGS.quantization,
         representative_data=representative,
         num_calibration_images=FLAGS.num_calibration_images,
@@ -109,21 +120,32 @@ def export_tflite(model):
 
 
 def parse_input_size(text):
-    """(height, width) from "HEIGHTxWIDTH"; a usage error naming the value otherwise."""
-    parts = text.lower().split("x")
-    if len(parts) != 2 or not all(part.strip().isdigit() and int(part) > 0 for part in parts):
-        raise app.UsageError(f"--input_size must be HEIGHTxWIDTH in pixels, e.g. 320x320, got {text!r}")
-    return int(parts[0]), int(parts[1])
+    """(height, width) from "HEIGHTxWIDTH" in ASCII digits, each side 1 to `MAX_INPUT_SIDE`; a `ConfigError` naming
+    the flag and the value otherwise."""
+    from keras_retinanet.config import ConfigError, shown
+
+    match = re.fullmatch(r"([0-9]{1,5})[xX]([0-9]{1,5})", text)
+    if not match or not all(1 <= int(side) <= MAX_INPUT_SIDE for side in match.groups()):
+        raise ConfigError(f"--input_size must be HEIGHTxWIDTH in pixels, each side 1 to {MAX_INPUT_SIDE}, e.g. "
+                          f"320x320, got {shown(text)}")
+    return int(match[1]), int(match[2])
+
+
+def stored_data_config(model):
+    """The data config `model` was trained with, or the defaults for a model without a stored config."""
+    from keras_retinanet.config import DataConfig
+    from keras_retinanet.inference import model_data_config
+
+    return model_data_config(model) if model.metadata.get("config") else DataConfig()
 
 
 def representative_dataset(model):
     """The calibration dataset: the flags' split, or the model's training split."""
-    from keras_retinanet.config import DataConfig, SplitConfig
+    from keras_retinanet.config import SplitConfig
     from keras_retinanet.data.splits import read_split
-    from keras_retinanet.inference import model_data_config
 
-    trained_here = bool((model.metadata or {}).get("config"))
-    data_config = model_data_config(model) if trained_here else DataConfig()
+    trained_here = bool(model.metadata.get("config"))
+    data_config = stored_data_config(model)
     if FLAGS.representative_data:
         split = SplitConfig(FLAGS.representative_data, FLAGS.representative_images or "",
                             FLAGS.representative_format or "coco", FLAGS.representative_classes or "")

@@ -7,18 +7,21 @@ SHA-256 (`raccoon.sha256`, made from that commit).
 
 Files already in place with the right checksum are kept, so a rerun after an interruption fetches only what is
 missing; a file whose checksum differs is an error that names it, and nothing unchecked is written. Offline,
-`--source_dir` copies from a local clone or download instead (checked the same way).
+`--source_dir` copies from a local clone or download instead (checked the same way). Only regular files (links
+followed) are read, and at most `MAX_FILE_BYTES` of each: a larger one is refused by its size before any checksum.
 """
 
 import concurrent.futures
 import hashlib
 import os
+import stat
 import urllib.error
 import urllib.request
 
 COMMIT = "93938849301895fb73909842ba04af9b602f677a"
 URL_TEMPLATE = "https://raw.githubusercontent.com/datitran/raccoon_dataset/{commit}/{path}"
 MANIFEST = os.path.join(os.path.dirname(__file__), "raccoon.sha256")
+MAX_FILE_BYTES = 16 * 2**20  # per file: the pinned photos, annotations and CSVs are web-sized, far below this
 
 
 class DatasetFetchError(RuntimeError):
@@ -39,41 +42,63 @@ def _sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
+def _bounded(data, origin):
+    """`data` (read with a limit of `MAX_FILE_BYTES` + 1) if it is within `MAX_FILE_BYTES`, else an error."""
+    if len(data) > MAX_FILE_BYTES:
+        raise DatasetFetchError(f"{origin}: larger than {MAX_FILE_BYTES} bytes, which no file of the dataset is: not "
+                                "written")
+    return data
+
+
+def _read_local(location):
+    """The bytes of the regular file at `location` (links followed); a `DatasetFetchError` for anything else (a
+    FIFO is opened without blocking, then refused), or one over `MAX_FILE_BYTES`."""
+    try:
+        with open(os.open(location, os.O_RDONLY | os.O_NONBLOCK), "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise DatasetFetchError(f"{location}: not a regular file")
+            return _bounded(file.read(MAX_FILE_BYTES + 1), location)
+    except OSError as error:
+        raise DatasetFetchError(f"{location}: cannot read: {error.strerror}") from None
+
+
 def _read_source(path, source_dir, url_template, timeout):
     if source_dir is not None:
         location = os.path.join(source_dir, path)
-        try:
-            with open(location, "rb") as file:
-                return file.read(), location
-        except OSError as error:
-            raise DatasetFetchError(f"{location}: cannot read: {error.strerror}") from None
+        return _read_local(location), location
     url = url_template.format(commit=COMMIT, path=path)
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.read(), url
+            data = response.read(MAX_FILE_BYTES + 1)
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise DatasetFetchError(f"{url}: cannot download ({reason}); without internet access, give --source_dir="
                                 "a local copy of the dataset") from None
+    return _bounded(data, url), url
 
 
 def _fetch_one(path, digest, output_dir, source_dir, url_template, timeout):
     """Makes `output_dir/path` hold the pinned content; returns True if it had to be written."""
     target = os.path.join(output_dir, path)
-    if os.path.exists(target):
-        with open(target, "rb") as file:
-            if _sha256(file.read()) == digest:
+    if os.path.lexists(target):
+        try:
+            if _sha256(_read_local(target)) == digest:
                 return False
+        except DatasetFetchError:  # not a readable regular file of the dataset's size: replaced below
+            pass
     data, origin = _read_source(path, source_dir, url_template, timeout)
     actual = _sha256(data)
     if actual != digest:
         raise DatasetFetchError(f"{origin}: SHA-256 {actual} is not the pinned {digest} of {path} at commit "
                                 f"{COMMIT}: not written")
-    os.makedirs(os.path.dirname(target), exist_ok=True)
     temporary = f"{target}.partial"
-    with open(temporary, "wb") as file:
-        file.write(data)
-    os.replace(temporary, target)
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(temporary, "wb") as file:
+            file.write(data)
+        os.replace(temporary, target)
+    except OSError as error:
+        raise DatasetFetchError(f"{target}: cannot write: {error.strerror}") from None
     return True
 
 
