@@ -5,6 +5,8 @@ import os
 
 import tensorflow as tf
 
+from keras_retinanet.config import cut, shown
+
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker")
 COMMUNICATIONS = ("auto", "ring", "nccl")
 
@@ -55,21 +57,54 @@ def _multi_worker_strategy(communication):
 
 
 def _cluster_resolver():
+    """The cluster of `TF_CONFIG`, or of Slurm; a StrategyError naming TF_CONFIG and what is wrong in it."""
     if os.environ.get("TF_CONFIG"):
-        try:
-            json.loads(os.environ["TF_CONFIG"])
-        except ValueError as error:
-            raise StrategyError(f"TF_CONFIG is not JSON ({error}): {os.environ['TF_CONFIG'][:200]!r}") from None
-        resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
-        if not resolver.cluster_spec().as_dict() or resolver.task_type is None:
-            raise StrategyError("TF_CONFIG must give a cluster and this process's task, e.g. "
-                                '{"cluster": {"worker": ["host1:port", "host2:port"]}, '
-                                '"task": {"type": "worker", "index": 0}}')
-        return resolver
+        _check_tf_config(os.environ["TF_CONFIG"])
+        return tf.distribute.cluster_resolver.TFConfigClusterResolver()
     if "SLURM_PROCID" in os.environ:
         return tf.distribute.cluster_resolver.SlurmClusterResolver()
     raise StrategyError("--strategy=multi_worker needs the cluster: set TF_CONFIG in every worker's environment, or "
                         "start the workers with srun in a Slurm job")
+
+
+TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}'
+TRAINING_JOBS = ("chief", "worker")  # the tasks that train together under MultiWorkerMirroredStrategy
+
+
+def _check_tf_config(text):
+    """A StrategyError, naming TF_CONFIG and the value, unless `text` is a JSON cluster of chief and worker
+    addresses with this process's task in it (what `TFConfigClusterResolver` would misread or fail on deep inside
+    TensorFlow)."""
+    def fail(problem):
+        raise StrategyError(f"TF_CONFIG {problem}: it must give the cluster and this process's task, e.g. "
+                            f"{TF_CONFIG_EXAMPLE}")
+
+    try:
+        config = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise StrategyError(f"TF_CONFIG is not JSON ({str(error)[:80]}): {cut(text)!r}") from None
+    if not isinstance(config, dict):
+        fail(f"is not a JSON object: {cut(text)!r}")
+    cluster, task = config.get("cluster"), config.get("task")
+    if not isinstance(cluster, dict) or not cluster:
+        fail(f"'cluster' is {shown(cluster)}, not a mapping of jobs to addresses")
+    for job, addresses in cluster.items():
+        if job not in TRAINING_JOBS:
+            fail(f"'cluster' has job {shown(job)}: multi_worker trains with {' and '.join(TRAINING_JOBS)} tasks only")
+        if not isinstance(addresses, list) or not addresses or not all(isinstance(a, str) for a in addresses):
+            fail(f"'cluster.{job}' is {shown(addresses)}, not a list of host:port addresses")
+    if len(cluster.get("chief", [])) > 1:
+        fail(f"'cluster.chief' has {len(cluster['chief'])} addresses: there is one chief at most")
+    if not isinstance(task, dict):
+        fail(f"'task' is {shown(task)}, not a mapping with type and index")
+    task_type, index = task.get("type"), task.get("index")
+    if task_type not in cluster:
+        fail(f"'task.type' is {shown(task_type)}, not a job of the cluster ({', '.join(map(repr, cluster))})")
+    if isinstance(index, bool) or not isinstance(index, int):
+        fail(f"'task.index' is {shown(index)}, not an integer")
+    if not 0 <= index < len(cluster[task_type]):
+        fail(f"'task.index' is {index}, out of range: the cluster has {len(cluster[task_type])} {task_type!r} tasks "
+             f"(0 to {len(cluster[task_type]) - 1})")
 
 
 def is_chief(strategy):
