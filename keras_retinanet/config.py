@@ -412,6 +412,8 @@ def load_config(path=None, overrides=()):
 def read_yaml(path, what="config file"):
     """The YAML in file `path`, None if empty; a ConfigError naming the file where it cannot be read or parsed
     (never quoting the file: it may be anything)."""
+    if "\0" in str(path):
+        raise ConfigError(f"cannot read {what} {shown(path)}: a path holds no NUL character")
     try:
         with open(path, encoding="utf-8") as stream:
             return yaml.safe_load(stream)

@@ -4,6 +4,7 @@ docs/paper_reproduction.md for that."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -174,11 +175,52 @@ def test_a_changed_variant_is_not_mixed_with_its_old_result(study_file, tmp_path
     (("figure_4: {variant: fl,", "figure_4: {variant: f2,"), r"'figure_4.variant' names variant 'f2'"),
     (("timed: true", "timed: true\n    colour: red"), r"unknown key\(s\) colour in 'tables\[1\]'"),
     (("experiment: tiny.yaml\n", ""), "'the top level' lacks experiment"),
+    # Every variant's config is read at load, so that the last variant's bad override stops nothing half-way.
+    (("blowup2: [train.learning_rate=1.0e+13]", "blowup2: [train.learning_rate=-1]"),
+     r"variant 'blowup2': .*tiny.yaml: 'train.learning_rate' must be in \(0, inf\), got -1$"),
+    (("blowup2: [train.learning_rate=1.0e+13]", 'blowup2: ["model.anchors.sizes=[16]"]'),
+     r"variant 'blowup2': .*tiny.yaml: 'model.anchors.sizes' = \(16.0,\): needs one size per pyramid level"),
+    (("blowup2: [train.learning_rate=1.0e+13]", "blowup2: [train.lerning_rate=1]"),
+     r"variant 'blowup2': .*tiny.yaml: unknown key 'train.lerning_rate'"),
+    (("figure_4: {variant: fl, gammas: [0, 2]", "figure_4: {variant: fl, gammas: [0, -2]"),
+     r"'figure_4.gammas' must be a number of at least 0, got -2"),
+    (("eval_size: 96", "eval_size: 0"), r"'tables\[1\].rows\[1\].eval_size' must be an integer of at least 1, got 0"),
+    # A variant's name is its folder under --work_dir: nothing that leads elsewhere.
+    *(((f"  blowup2: [", f"  {name}: ["), rf"variant {re.escape(shown)} cannot be a folder name under --work_dir")
+      for name, shown in (("../../../x", "'../../../x'"), ("a/b", "'a/b'"), ("/tmp/x", "'/tmp/x'"),
+                          ('"a\\0b"', "'a\\x00b'"), (".hidden", "'.hidden'"), ("..", "'..'"),
+                          ("fl@seed1", "'fl@seed1'"), ('"a\\\\b"', "'a\\\\b'"))),
 ])
 def test_study_file_errors_name_the_file_and_key(study_file, edit, message):
     study_file.write_text(STUDY.replace(*edit))
     with pytest.raises(ConfigError, match=f"{study_file}: {message}"):
         load_study(str(study_file))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[" * 200_000, "nested too deeply to read"),
+    ("root:x:0:0:root:/root:/bin/bash\n", r"not a YAML mapping \(the top level is a str\)"),
+    ("variants: {fl: [\n", r"not valid YAML: .*\(line \d+, column \d+\)"),
+])
+def test_study_files_that_are_no_study_are_named(study_file, text, message):
+    study_file.write_text(text)
+    with pytest.raises(ConfigError, match=f"^{study_file}: {message}$"):
+        load_study(str(study_file))
+
+
+def test_a_damaged_result_of_a_finished_variant_is_named_and_kept(study_file, tmp_path, monkeypatch):
+    """Results are written atomically: one that does not read back was damaged from outside, and is not overwritten."""
+    work_dir = tmp_path / "work"
+    monkeypatch.setattr(study_runner, "train", None)  # nothing trains
+    for damaged, message in (('{"variant": "fl", "con', r"not the JSON the study wrote \(Unterminated string"),
+                             ("[]", "not the JSON object the study wrote"),
+                             ('{"variant": "fl"}', r"not a result the study wrote \(it lacks config, diverged, ")):
+        result = work_dir / "variants" / "fl" / study_runner.RESULT_FILE
+        result.parent.mkdir(parents=True, exist_ok=True)
+        result.write_text(damaged)
+        with pytest.raises(ConfigError, match=f"^{result}: {message}.*delete it to"):
+            study_runner.run_study(load_study(str(study_file)), str(work_dir), log=lambda text: None)
+        assert result.read_text() == damaged
 
 
 def test_discussion_sections_must_name_tables(study_file, tmp_path):
@@ -213,3 +255,12 @@ def test_the_shipped_study_files_load_and_the_command_line_reports_a_bad_file_in
     assert process.returncode == 1
     assert process.stderr.strip().splitlines()[-1] == f"error: cannot read study file {tmp_path}/missing.yaml: No " \
                                                      "such file or directory"
+    (tmp_path / "tiny.yaml").write_text(EXPERIMENT)
+    (tmp_path / "study.yaml").write_text(STUDY.replace("  blowup2: [", "  ../../../x: ["))
+    process = subprocess.run([sys.executable, "bin/study", f"--study={tmp_path}/study.yaml",
+                              f"--work_dir={tmp_path}/work"], capture_output=True, text=True)
+    assert process.returncode == 1 and "Traceback" not in process.stderr
+    assert process.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path}/study.yaml: variant '../../../x' cannot be a folder name under --work_dir: name variants "
+        "with letters, digits and _ . + = - (a letter or digit first)")
+    assert not (tmp_path / "work").exists() and not (tmp_path.parent / "x").exists()

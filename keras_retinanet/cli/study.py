@@ -2,9 +2,11 @@
 
 Generates the study's dataset, trains every variant of the study file with the same data, seed, schedule and
 budget, evaluates each with COCO AP (and times inference where a table asks), then writes the report (the paper's
-numbers beside ours, a verdict on each of the paper's claims) and its figures. Rerunning the command resumes: the
-finished variants are read back, a half-trained one continues from its backup. --quick runs the first row of each
-table on smaller images (the study file's `quick` section), for a check in minutes.
+numbers beside ours, a verdict on each of the paper's claims) and its figures. The study file is checked whole
+first (every variant's config with its overrides, the variants' names), so that a mistake in it stops the command
+before anything trains. Rerunning the command resumes: the finished variants are read back, a half-trained one
+continues from its backup. --quick runs the first row of each table on smaller images (the study file's `quick`
+section), for a check in minutes.
 """
 
 import os

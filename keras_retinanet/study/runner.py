@@ -1,6 +1,11 @@
 """Runs a study: the dataset generated once, then each variant trained, evaluated and measured, its result kept in
 `work_dir/variants/<name>/result.json`. A rerun skips the finished variants and resumes a half-trained one from
-its backup."""
+its backup.
+
+The study writes its JSON files (results, curves, the dataset's record) atomically, so one that does not read back
+as what the study wrote (truncated, not JSON, not an object, lacking keys) was damaged from outside: the study stops
+with one line naming it rather than guess, and never overwrites it; deleting it computes it anew (a variant then
+resumes from its backups, which costs no training where it had finished)."""
 
 import dataclasses
 import json
@@ -11,7 +16,7 @@ import time
 import keras
 import numpy as np
 
-from keras_retinanet.config import ConfigError, ExperimentConfig, from_dict, load_config, to_dict
+from keras_retinanet.config import ConfigError, ExperimentConfig, cut, from_dict, load_config, to_dict
 from keras_retinanet.data import read_coco
 from keras_retinanet.datasets import generate_shapes_dataset
 from keras_retinanet.evaluation import evaluate_model
@@ -40,19 +45,19 @@ def run_study(study, work_dir, log=print):
     """Runs (or resumes) `study` (a `Study`) in `work_dir`; returns its `StudyResults`."""
     start = time.monotonic()
     annotations = _dataset(study.dataset, os.path.join(work_dir, "data"), log)
-    base = _variant_config(study, (), annotations)
+    base = _variant_config(study, None, annotations)
     balance = _cached(os.path.join(work_dir, "balance.json"), lambda: analysis.anchor_balance(
         read_coco(annotations["train"], os.path.join(work_dir, "data", "train")), base))
     val_set = read_coco(annotations["val"], os.path.join(work_dir, "data", "val"))
     eval_sizes, timed = _evaluations_wanted(study, base.data.min_size)
     results = {}
-    for number, (name, overrides) in enumerate(study.variants.items(), 1):
+    for number, name in enumerate(study.variants, 1):
         variant_dir = os.path.join(work_dir, "variants", name)
-        config = _variant_config(study, overrides, annotations)
+        config = _variant_config(study, name, annotations)
         results[name] = _cached(os.path.join(variant_dir, RESULT_FILE), lambda: _run_variant(
             name, config, variant_dir, val_set, annotations["val"], eval_sizes[name], timed[name],
             log=lambda text: log(f"[{number}/{len(study.variants)}] {name}: {text}")),
-            check=lambda result: _check_same_config(result, config, variant_dir))
+            check=lambda result: _check_result(result, config, variant_dir))
         log(f"[{number}/{len(study.variants)}] {name}: {_summary(results[name])}")
     figure_4 = {}
     if study.figure_4 and not results[study.figure_4["variant"]]["diverged"]:
@@ -90,10 +95,11 @@ def _dataset(parameters, data_dir, log):
             for split in splits}
 
 
-def _variant_config(study, overrides, annotations):
+def _variant_config(study, name, annotations):
+    """The config of variant `name` (None: the study's experiment) on the generated data."""
     data_dir = os.path.dirname(os.path.dirname(annotations["train"]))
     paths = [f"data.train.annotations={annotations['train']}", f"data.train.images={os.path.join(data_dir, 'train')}"]
-    return load_config(study.experiment, [*paths, *study.overrides, *overrides])
+    return study.config(name, paths)
 
 
 def _evaluations_wanted(study, training_size):
@@ -137,10 +143,15 @@ def _run_variant(name, config, variant_dir, val_set, val_annotations, eval_sizes
     return result
 
 
-def _check_same_config(result, config, variant_dir):
-    """A finished variant's result stands if its config is the one the study gives it now (settings added to the
-    library since take their defaults)."""
-    if from_dict(ExperimentConfig, result.get("config") or {}, source=variant_dir) != config:
+def _check_result(result, config, variant_dir):
+    """A finished variant's result stands if it holds what the study writes and its config is the one the study gives
+    it now (settings added to the library since take their defaults)."""
+    path = os.path.join(variant_dir, RESULT_FILE)
+    missing = sorted({"config", "diverged", "evaluations"} - set(result))
+    if missing or not isinstance(result["evaluations"], dict):
+        raise ConfigError(f"{path}: not a result the study wrote (it lacks {', '.join(missing) or 'evaluations'}): "
+                          "delete it to evaluate the variant anew")
+    if from_dict(ExperimentConfig, result["config"], source=path) != config:
         raise ConfigError(f"{variant_dir} holds a result of another config than the study now gives this variant: "
                           "delete that folder to rerun it, or give another --work_dir")
 
@@ -226,8 +237,16 @@ def _cached(path, compute, check=None):
 
 
 def _read_json(path):
-    with open(path, encoding="utf-8") as file:
-        return json.load(file)
+    """The JSON object the study wrote to `path`; a ConfigError naming the file where it is no such thing."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            value = json.load(file)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ConfigError(f"{path}: not the JSON the study wrote ({cut(str(error), 80)}): delete it to compute it "
+                          "anew") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: not the JSON object the study wrote: delete it to compute it anew")
+    return value
 
 
 def _write_json(path, value):

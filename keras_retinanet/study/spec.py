@@ -23,12 +23,12 @@ quick: {dataset: {...}, set: [...]}   # --quick: these on top, and only the firs
 """
 
 import dataclasses
+import math
 import os
+import re
 from typing import Optional
 
-import yaml
-
-from keras_retinanet.config import ConfigError
+from keras_retinanet.config import ConfigError, cut, load_config, read_yaml, shown
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,20 +78,33 @@ class Study:
     overrides: tuple  # laid under every variant's own
     quick: bool
 
+    def config(self, variant=None, first=()):
+        """The experiment config of `variant` (None: the experiment under the study's overrides only), `first`
+        (the generated data's paths) laid under the overrides; a ConfigError names the study file and the variant."""
+        overrides = [*first, *self.overrides, *(self.variants[variant] if variant is not None else ())]
+        try:
+            return load_config(self.experiment, overrides)
+        except ConfigError as error:
+            raise ConfigError(f"{self.path}: {'the experiment' if variant is None else f'variant {variant!r}'}: "
+                              f"{error}") from None
+
 
 SEED_SUFFIX = "@seed"
+# A variant's name is the name of its folder under --work_dir: no separators, no "..", nothing hidden, no "@" (the
+# repeats' names are "<name>@seed<N>").
+VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]{0,99}")
 
 
 def load_study(path, quick=False):
     """The study in YAML file `path`; with `quick`, its `quick` section applied, each table cut to its first row and
-    no repeats (claims, curves and Figure 4 kept only where their variants still run)."""
-    try:
-        with open(path, encoding="utf-8") as stream:
-            data = yaml.safe_load(stream)
-    except OSError as error:
-        raise ConfigError(f"cannot read study file {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    no repeats (claims, curves and Figure 4 kept only where their variants still run).
+
+    Every variant that will run has its config read (all overrides applied, every setting checked) here, so that a
+    bad override is found before any variant trains; a variant's name must be a plain folder name (`VARIANT_NAME`).
+    """
+    data = read_yaml(path, "study file")
+    if not isinstance(data, dict):  # said without quoting: the file may be anything
+        raise ConfigError(f"{path}: not a YAML mapping (the top level is a {type(data).__name__})")
     where = _Where(path)
     data = where.mapping(data, "the top level", required=("experiment", "dataset", "variants", "tables"),
                          optional=("repeats", "figure_4", "curves", "quick"))
@@ -99,7 +112,7 @@ def load_study(path, quick=False):
     experiment = os.path.join(os.path.dirname(path), where.string(data["experiment"], "experiment"))
     dataset = {**where.mapping(data["dataset"], "dataset"), **where.mapping(quick_section.get("dataset") or {},
                                                                           "quick.dataset")}
-    variants = {where.string(name, "variants"): tuple(where.strings(overrides or [], f"variants.{name}"))
+    variants = {where.variant_name(name): tuple(where.strings(overrides or [], f"variants.{name}"))
                 for name, overrides in where.mapping(data["variants"], "variants").items()}
     tables = tuple(_table(where, item, index, variants) for index, item in enumerate(where.list(data["tables"], "tables")))
     if quick:
@@ -125,13 +138,20 @@ def load_study(path, quick=False):
     if data.get("figure_4"):
         figure_4 = where.mapping(data["figure_4"], "figure_4", required=("variant", "gammas"), optional=("images",))
         where.known(figure_4["variant"], variants, "figure_4.variant")
+        for gamma in where.list(figure_4["gammas"], "figure_4.gammas"):
+            where.number(gamma, "figure_4.gammas")
+        if "images" in figure_4:
+            where.integer(figure_4["images"], "figure_4.images", least=1)
         figure_4 = figure_4 if figure_4["variant"] in used else None
     curves = tuple(name for name in where.strings(data.get("curves") or [], "curves")
                    if where.known(name, variants, "curves") in used)
-    return Study(path=path, experiment=experiment, dataset=dataset,
-                 variants={name: overrides for name, overrides in variants.items() if name in used}, tables=tables,
-                 repeat_groups=repeat_groups, figure_4=figure_4, curves=curves,
-                 overrides=tuple(where.strings(quick_section.get("set") or [], "quick.set")), quick=quick)
+    study = Study(path=path, experiment=experiment, dataset=dataset,
+                  variants={name: overrides for name, overrides in variants.items() if name in used}, tables=tables,
+                  repeat_groups=repeat_groups, figure_4=figure_4, curves=curves,
+                  overrides=tuple(where.strings(quick_section.get("set") or [], "quick.set")), quick=quick)
+    for variant in (None, *study.variants):
+        study.config(variant)
+    return study
 
 
 def _table(where, item, index, variants):
@@ -152,7 +172,7 @@ def _table(where, item, index, variants):
                               "paper_columns")
         eval_size = row.get("eval_size")
         rows.append(Row(where.known(row["variant"], variants, f"{row_key}.variant"), cells, paper,
-                        None if eval_size is None else where.integer(eval_size, f"{row_key}.eval_size")))
+                        None if eval_size is None else where.integer(eval_size, f"{row_key}.eval_size", least=1)))
     if not rows:
         raise ConfigError(f"{where.path}: '{key}.rows' is empty")
     claims = []
@@ -173,7 +193,7 @@ class _Where:
     path: str
 
     def fail(self, key, expected, value):
-        raise ConfigError(f"{self.path}: '{key}' must be {expected}, got {value!r}")
+        raise ConfigError(f"{self.path}: '{cut(str(key))}' must be {expected}, got {shown(value)}")
 
     def mapping(self, value, key, required=(), optional=None):
         if not isinstance(value, dict):
@@ -182,7 +202,7 @@ class _Where:
         if missing:
             raise ConfigError(f"{self.path}: '{key}' lacks {', '.join(missing)}")
         if optional is not None:
-            unknown = sorted(set(value) - set(required) - set(optional))
+            unknown = [cut(str(name)) for name in value if name not in (*required, *optional)]
             if unknown:
                 raise ConfigError(f"{self.path}: unknown key(s) {', '.join(unknown)} in '{key}' (known: "
                                   f"{', '.join([*required, *optional])})")
@@ -201,12 +221,23 @@ class _Where:
     def strings(self, value, key):
         return [self.string(item, key) for item in self.list(value, key)]
 
-    def integer(self, value, key):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            self.fail(key, "a non-negative integer", value)
+    def integer(self, value, key, least=0):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            self.fail(key, f"an integer of at least {least}", value)
         return value
 
+    def number(self, value, key):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+            self.fail(key, "a number of at least 0", value)
+        return value
+
+    def variant_name(self, name):
+        if not isinstance(name, str) or not VARIANT_NAME.fullmatch(name):
+            raise ConfigError(f"{self.path}: variant {shown(name)} cannot be a folder name under --work_dir: name "
+                              "variants with letters, digits and _ . + = - (a letter or digit first)")
+        return name
+
     def known(self, name, variants, key):
-        if name not in variants:
-            raise ConfigError(f"{self.path}: '{key}' names variant {name!r}, which 'variants' does not define")
+        if not isinstance(name, str) or name not in variants:
+            raise ConfigError(f"{self.path}: '{key}' names variant {shown(name)}, which 'variants' does not define")
         return name
