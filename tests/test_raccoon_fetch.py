@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from keras_retinanet.datasets.raccoon import DatasetFetchError, fetch_raccoon, manifest
+from keras_retinanet.datasets.raccoon import MAX_FILE_BYTES, DatasetFetchError, fetch_raccoon, manifest
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 VENDORED = os.path.join(ROOT, "tests", "data", "raccoon")
@@ -69,3 +69,36 @@ def test_unreachable_files_say_what_to_do(tmp_path):
     assert process.returncode == 1
     assert process.stderr.strip().splitlines()[-1].startswith(f"error: {VENDORED}/")  # a photo the copy lacks
     assert "cannot read: No such file or directory" in process.stderr
+
+
+def _sparse_file_over_the_bound(path):
+    with open(path, "wb") as file:
+        file.truncate(MAX_FILE_BYTES + 1)
+
+
+def test_only_regular_files_within_the_size_bound_are_read(tmp_path):
+    """A FIFO (which would block a plain open), a link to /dev/zero (endless) and an oversized file in the local
+    copy are refused naming the file, without hanging or reading more than MAX_FILE_BYTES + 1 bytes; so is an
+    oversized download. In the output folder, such files are replaced by the pinned ones."""
+    files = _vendored_files()
+    photo = "images/raccoon-1.jpg"
+    cases = [(os.mkfifo, "not a regular file"), (lambda path: os.symlink("/dev/zero", path), "not a regular file"),
+             (_sparse_file_over_the_bound, f"larger than {MAX_FILE_BYTES} bytes")]
+    for index, (make, cause) in enumerate(cases):
+        source = tmp_path / f"source{index}"
+        shutil.copytree(VENDORED, source)
+        os.remove(source / photo)
+        make(str(source / photo))
+        with pytest.raises(DatasetFetchError) as raised:
+            fetch_raccoon(str(tmp_path / "out"), source_dir=str(source), files={photo: files[photo]})
+        assert str(raised.value).startswith(f"{source / photo}: {cause}")
+    oversized = str(tmp_path / "source2")
+    with pytest.raises(DatasetFetchError, match=f"^file://{oversized}/{photo}: larger than {MAX_FILE_BYTES} bytes"):
+        fetch_raccoon(str(tmp_path / "out"), url_template=f"file://{oversized}/{{path}}", files={photo: files[photo]})
+    output = tmp_path / "output"
+    (output / "images").mkdir(parents=True)
+    os.mkfifo(output / photo)
+    os.symlink("/dev/zero", output / "images" / "raccoon-63.jpg")
+    assert fetch_raccoon(str(output), source_dir=VENDORED, files=files) == (11, 0)
+    assert (output / photo).read_bytes() == open(os.path.join(VENDORED, photo), "rb").read()
+
