@@ -343,8 +343,8 @@ def _takes_imagenet_weights(backbone):
 RELATIONS = {
     BackboneConfig: (
         Relation(("weights", "depth", "width_multiplier", "stride_in_1x1", "preprocessing", "bn_epsilon"),
-                 "the ImageNet weights are keras.applications' ResNet-50, 101 and 152: they need width_multiplier 1, "
-                 "stride_in_1x1 true, preprocessing 'caffe' and bn_epsilon 1.001e-05 (or set weights: null)",
+                 "ImageNet weights (keras.applications') exist for depth 50, 101 and 152 with width_multiplier 1, "
+                 "stride_in_1x1 true, preprocessing 'caffe' and bn_epsilon 1.001e-05: change these or set weights: null",
                  lambda backbone: backbone.weights != "imagenet" or _takes_imagenet_weights(backbone)),
     ),
     AnchorConfig: (
