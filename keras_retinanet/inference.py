@@ -209,7 +209,8 @@ _detect_functions = weakref.WeakKeyDictionary()  # model -> its traced detection
 
 def detect(model, images, data_config, batch_size):
     """Runs `model` over `images` (image file paths or a `DetectionDataset`), prepared per `data_config`:
-    detections (numpy) in pixels of the upright original images, in order."""
+    detections (numpy) in pixels of the upright original images, in order. A batch holds images of one padded size
+    only, so each image gets the detections it gets alone."""
     run = _detect_functions.get(model)
     if run is None:
         # Traced outside any distribution strategy the model was trained under: under MirroredStrategy, Keras'
@@ -217,8 +218,12 @@ def detect(model, images, data_config, batch_size):
         run = _detect_functions[model] = tf.function(
             functools.partial(detections_in_original_pixels, model), reduce_retracing=True
         )
-    batches = []
-    for batch, info in inference_dataset(images, data_config, batch_size):
+    batches, indices = [], []
+    for batch, info in inference_dataset(images, data_config, batch_size, same_size_batches=True):
         detections = run(batch, info["scale"], info["image_size"], info["original_size"])
         batches.append({key: value.numpy() for key, value in detections.items()})
-    return {key: np.concatenate([batch[key] for batch in batches]) for key in batches[0]} if batches else {}
+        indices.append(info["index"].numpy())
+    if not batches:
+        return {}
+    order = np.argsort(np.concatenate(indices))
+    return {key: np.concatenate([batch[key] for batch in batches])[order] for key in batches[0]}

@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_retinanet.layers import DetectionDecoder
@@ -47,3 +48,21 @@ def test_decoder_compiles_with_xla_and_handles_no_detections():
     detections = compiled(logits, boxes)
     assert detections["num_detections"].numpy().tolist() == [0, 0]
     assert (detections["classes"].numpy() == -1).all()
+
+
+def test_boxes_squeezed_flat_at_the_images_edge_are_dropped_before_the_top_k():
+    """An image of 40 x 30 inside a padded 64 x 64 input: a box lying in the padding, clipped to the image, has no
+    width left; it is dropped before the per-level top-k, so the next best box takes its place."""
+    boxes = np.array([[[35, 5, 60, 20],  # right of the image: zero width once clipped to width 30
+                       [5, 45, 20, 60],  # below it: zero height
+                       [29.995, 5, 31, 20],  # 0.005 wide once clipped: narrower than min_box_size (0.01)
+                       [2, 2, 12, 12], [28, 30, 50, 50]]], np.float32)  # inside; and across the edge: kept, clipped
+    logits = np.full((1, 5, 1), -10.0, np.float32)
+    logits[0, :, 0] = [_logit(p) for p in (0.9, 0.85, 0.8, 0.6, 0.5)]
+    decoder = DetectionDecoder(pre_nms_top_k=2, max_detections=5)
+    detections = decoder(logits, boxes, level_anchor_counts=[5], image_size=np.array([[40, 30]]))
+    assert int(detections["num_detections"][0]) == 2
+    np.testing.assert_allclose(detections["scores"][0, :2], [0.6, 0.5], rtol=1e-5)
+    np.testing.assert_allclose(detections["boxes"][0, :2], [[2, 2, 12, 12], [28, 30, 30, 40]])
+    with pytest.raises(ValueError, match="positive, finite min_box_size, got 0"):
+        DetectionDecoder(min_box_size=0)

@@ -80,13 +80,15 @@ def run_cli(program, *args):
 
 @pytest.fixture(scope="module")
 def exported(trained):
-    """The float32 model at the default input size and at 96 x 130 (padded to 96 x 160 inside), the float16 model,
-    the int8 model (bin/export, calibrated on the model's training split by default), and the SavedModel."""
+    """The float32 model at the default input size, at 96 x 160 and 160 x 96 (padded to 128 x 256 and 256 x 128
+    inside), the float16 model, the int8 model (bin/export, calibrated on the model's training split by default),
+    and the SavedModel."""
     root = trained["root"]
-    paths = {"float32": str(root / "float32.tflite"), "float32_wide": str(root / "float32_wide.tflite"),
-             "float16": str(root / "float16.tflite"), "int8": str(root / "int8.tflite")}
+    paths = {name: str(root / f"{name}.tflite") for name in ("float32", "float32_wide", "float32_tall", "float16",
+                                                             "int8")}
     export_litert(trained["model"], paths["float32"])
-    export_litert(trained["model"], paths["float32_wide"], input_size=(96, 130))
+    export_litert(trained["model"], paths["float32_wide"], input_size=(96, 160))
+    export_litert(trained["model"], paths["float32_tall"], input_size=(160, 96))
     export_litert(trained["model"], paths["float16"], quantization="float16")
     result = run_cli("export", f"--model_dir={trained['model_dir']}", "--format=tflite", f"--output={paths['int8']}",
                      "--quantization=int8", "--num_calibration_images=6")
@@ -99,12 +101,12 @@ def exported(trained):
 
 @pytest.fixture(scope="module")
 def test_images(trained):
-    """Validation pictures at the two input sizes (96 x 130: resized from 96 x 96)."""
+    """Validation pictures at the two input sizes (96 x 160: resized from 96 x 96)."""
     images = {}
     for index, source in enumerate(sorted((trained["data"] / "val").iterdir())[:3]):
         picture = Image.open(source).convert("RGB")
         images[f"square_{index}"] = np.asarray(picture)
-        images[f"wide_{index}"] = np.asarray(picture.resize((130, 96), Image.BILINEAR))
+        images[f"wide_{index}"] = np.asarray(picture.resize((160, 96), Image.BILINEAR))
     return images
 
 
@@ -214,26 +216,29 @@ def test_images_of_another_size_are_fitted_and_their_boxes_mapped_back(exported,
     detector = LiteRTDetector(exported["paths"]["float32"])
     picture = test_images["square_0"]
     doubled = np.repeat(np.repeat(picture, 2, axis=0), 2, axis=1)
-    fitted, scale = fit_to_input(doubled, detector.input_size, detector.info["padding_pixel"])
-    assert scale == 0.5 and fitted.shape == (96, 96, 3)
+    fitted, size = fit_to_input(doubled, detector.input_size, detector.info["padding_pixel"])
+    assert size == (96, 96) and fitted.shape == (96, 96, 3)
     np.testing.assert_allclose(fitted.astype(int), picture.astype(int), atol=1)  # the 2x2 blocks average back
     direct = detector.detect_image(picture)
     large = detector.detect_image(doubled)
     assert len(large["scores"]) > 5
     count = min(5, len(direct["scores"]))
     np.testing.assert_allclose(large["boxes"][:count] / 2, direct["boxes"][:count], atol=1.5)
-    tall, scale = fit_to_input(np.zeros((50, 20, 3), np.uint8) + 200, (96, 96), (10.0, 20.0, 30.0))
-    assert scale == 96 / 50 and (tall[:, :38] == 200).all() and (tall[:, 38:] == [10, 20, 30]).all()
+    tall, size = fit_to_input(np.zeros((50, 20, 3), np.uint8) + 200, (96, 96), (10.0, 20.0, 30.0))
+    assert size == (96, 38) and (tall[:, :38] == 200).all() and (tall[:, 38:] == [10, 20, 30]).all()
 
 
 def test_the_interpreter_input_is_checked_with_errors_naming_the_problem(exported):
     detector = LiteRTDetector(exported["paths"]["float32_wide"])
-    with pytest.raises(ValueError, match=r"takes images of 96 x 130 pixels .* got shape \[96, 96, 3\]"):
+    with pytest.raises(ValueError, match=r"takes images of 96 x 160 pixels .* got shape \[96, 96, 3\]"):
         detector.detect(np.zeros((96, 96, 3), np.uint8))
     with pytest.raises(ValueError, match=r"takes uint8 images \(RGB, 0-255\), got float32"):
-        detector.detect(np.zeros((96, 130, 3), np.float32))
-    with pytest.raises(ValueError, match=r"got shape \[96, 130, 4\]"):
-        detector.detect(np.zeros((96, 130, 4), np.uint8))
+        detector.detect(np.zeros((96, 160, 3), np.float32))
+    with pytest.raises(ValueError, match=r"got shape \[96, 160, 4\]"):
+        detector.detect(np.zeros((96, 160, 4), np.uint8))
+    with pytest.raises(ValueError, match=r"image_size must be \(height, width\) within the input's 96 x 160, got "
+                                         r"\(97, 10\)"):
+        detector.detect(np.zeros((96, 160, 3), np.uint8), (97, 10))
 
 
 def test_missing_or_broken_models_are_refused_naming_the_file(exported, tmp_path):
@@ -286,13 +291,14 @@ def test_an_op_litert_cannot_run_is_named(trained):
 def test_join_models_refuses_models_it_cannot_join(exported):
     with open(exported["paths"]["float32"], "rb") as stream:
         flatbuffer = stream.read()
-    with pytest.raises(LiteRTExportError, match=r"inputs \['images'\] of the second are not outputs of the first"):
+    with pytest.raises(LiteRTExportError, match=r"inputs \['image_size', 'images'\] of the second are not outputs of "
+                                                 r"the first .* share the names of its inputs"):
         join_models(flatbuffer, flatbuffer)
 
 
 def test_per_image_nms_gives_the_batched_nms_detections_in_tensorflow_and_litert():
-    """The decoder's per-image NMS (what LiteRT runs) equals its batched NMS, boxes of zero area included: those
-    suppress nothing and are never suppressed, where LiteRT's own kernel would select them again and again."""
+    """The decoder's per-image NMS (what LiteRT runs) equals its batched NMS; boxes squeezed to zero width at the
+    image's edge (which LiteRT's kernel would select again and again) never reach it."""
     rng = np.random.default_rng(0)
     counts, num_classes = (300, 80), 3
     logits = rng.normal(-1.0, 1.5, (1, sum(counts), num_classes)).astype(np.float32)
@@ -304,7 +310,7 @@ def test_per_image_nms_gives_the_batched_nms_detections_in_tensorflow_and_litert
     per_image = DetectionDecoder(score_threshold=0.2, pre_nms_top_k=150, max_detections=60, per_image_nms=True)
     expected = batched(logits, boxes, level_anchor_counts=counts, image_size=(100, 110))
     expected = {key: value.numpy() for key, value in expected.items()}
-    assert expected["num_detections"][0] == 60 and (expected["boxes"][0, :, 0] == 110.0).sum() > 3
+    assert expected["num_detections"][0] == 60 and (expected["boxes"][0, :, 2] - expected["boxes"][0, :, 0] > 0).all()
 
     @tf.function(input_signature=[tf.TensorSpec(logits.shape, tf.float32, name="logits"),
                                   tf.TensorSpec(boxes.shape, tf.float32, name="boxes")])
@@ -373,3 +379,80 @@ def test_the_runner_command_line_reads_a_turned_camera_jpeg_as_the_pipeline_does
                             text=True, timeout=120, cwd=tmp_path)
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "absent.jpg" in result.stderr and "Traceback" not in result.stderr
+
+
+def pixel_boxes_matched(reference, candidate, score_tolerance=1e-4, box_tolerance=0.05):
+    """Detections (`boxes` xyxy in pixels, `scores`, `category_ids`) of `reference` without a partner in
+    `candidate` of the same class, score and box within the tolerances, and the count of unpartnered candidates;
+    near ties at the cut of max_detections (score within `score_tolerance` of the last) are let go."""
+    free = list(range(len(candidate["scores"])))
+    missing = []
+    for i in range(len(reference["scores"])):
+        partners = [j for j in free if candidate["category_ids"][j] == reference["category_ids"][i]
+                    and abs(candidate["scores"][j] - reference["scores"][i]) <= score_tolerance
+                    and np.abs(candidate["boxes"][j] - reference["boxes"][i]).max() <= box_tolerance]
+        if partners:
+            free.remove(partners[0])
+        elif reference["scores"][i] - reference["scores"][-1] > score_tolerance:
+            missing.append(i)
+    return missing, len(free)
+
+
+@pytest.fixture(scope="module")
+def edge_photos(trained):
+    """PNG photos of aspect 1:18 (9 x 160), 1:4 (160 x 40), 4:1 (40 x 160) and 1:1 (96 x 96) made of validation
+    pictures: sizes that the training resize keeps (the longer side at max_size 160, or the shorter at min_size 96),
+    so that every route sees the same pixels, padded far beyond the image (to 128 x 256 or 256 x 128)."""
+    sources = sorted((trained["data"] / "val").iterdir())
+    folder = trained["root"] / "edge_photos"
+    folder.mkdir()
+    paths = []
+    for index, (height, width) in enumerate(((9, 160), (160, 40), (40, 160), (96, 96))):
+        picture = Image.open(sources[index]).convert("RGB").resize((width, height), Image.BILINEAR)
+        paths.append(str(folder / f"photo_{height}x{width}.png"))
+        picture.save(paths[-1])
+    return paths
+
+
+def test_every_route_gives_the_same_detections_inside_the_image_whatever_its_aspect(trained, exported,
+                                                                                   edge_photos):
+    """bin/predict's path (one image a batch, and all four asked for in one batch), the SavedModel's image_bytes and
+    the LiteRT model (its input square, wide or tall like the photo) give the same detections, all inside the
+    image: none of zero area squeezed at its edge, none in the padding."""
+    from keras_retinanet.inference import detect, model_data_config
+
+    model = trained["model"]
+    data_config = model_data_config(model)
+    category_ids = np.array(model.metadata["category_ids"])
+    serve = tf.saved_model.load(exported["saved_model"]).signatures["image_bytes"]
+    alone = detect(model, edge_photos, data_config, batch_size=1)
+    together = detect(model, edge_photos, data_config, batch_size=4)
+    compared = 0
+    for index, path in enumerate(edge_photos):
+        height, width = Image.open(path).size[::-1]
+        limits = np.float32([width, height, width, height])
+        routes = {}
+        for name, batch in (("alone", alone), ("together", together)):
+            count = int(batch["num_detections"][index])
+            routes[name] = {"boxes": batch["boxes"][index, :count], "scores": batch["scores"][index, :count],
+                            "category_ids": category_ids[batch["classes"][index, :count]]}
+        with open(path, "rb") as stream:
+            served = {key: value.numpy()[0] for key, value in serve(encoded_images=[stream.read()]).items()}
+        count = int(served["num_detections"])
+        routes["saved_model"] = {"boxes": served["detection_boxes"][:count, [1, 0, 3, 2]] * limits,
+                                 "scores": served["detection_scores"][:count],
+                                 "category_ids": served["detection_classes"][:count].astype(np.int64)}
+        # The LiteRT model whose input pads to the canvas the pipeline pads the photo to: more padding would change
+        # what the convolutions see near the image.
+        shape = "float32" if height == width else "float32_tall" if height > width else "float32_wide"
+        routes["litert"] = LiteRTDetector(exported["paths"][shape]).detect_file(path)
+        for name, detections in routes.items():
+            boxes = detections["boxes"]
+            assert len(boxes) > 0, (path, name)
+            assert (boxes[:, 2:] - boxes[:, :2] > 0.005).all(), (path, name, boxes[:5])  # none squeezed flat
+            assert (boxes >= 0).all() and (boxes <= limits + 1e-3).all(), (path, name)
+        for name in ("together", "saved_model", "litert"):
+            missing, extra = pixel_boxes_matched(routes["alone"], routes[name])
+            assert not missing and not extra, (path, name, missing, extra)
+        compared += len(routes["alone"]["scores"])
+    assert compared > 40

@@ -21,8 +21,8 @@ flags.DEFINE_float("draw_threshold", 0.5, "Only detections scoring at least this
                                          "model's score threshold, are in the JSON).")
 flags.DEFINE_integer(
     "batch_size", 1,
-    "Images per batch. A batch pads its images to the largest, which moves the P6/P7 anchors of torchvision-mode "
-    "models (their strides follow the padded size): 1 gives every image the detections it gets on its own.",
+    "Images per batch. A batch holds images of one padded size only, so every image gets the detections it gets "
+    "on its own.",
 )
 
 

@@ -288,27 +288,42 @@ def _augmentation(config):
     return augment
 
 
-def inference_dataset(images, config, batch_size):
-    """Batches of `images` (image file paths, or a `DetectionDataset`), in order, resized and padded as in
-    training (per `config`, a `DataConfig`) without augmentation; EXIF orientation applied.
+def inference_dataset(images, config, batch_size, same_size_batches=False):
+    """Batches of `images` (image file paths, or a `DetectionDataset`), resized and padded as in training (per
+    `config`, a `DataConfig`) without augmentation; EXIF orientation applied.
 
-    Yields `(images, {"scale", "original_size", "image_size"})`: `scale` is (y, x) new / original size of the
-    upright image, `image_size` the resized size inside the padding.
+    Yields `(images, {"index", "scale", "original_size", "image_size"})`: `index` is each image's place in `images`,
+    `scale` (y, x) new / original size of the upright image, `image_size` the resized size inside the padding.
+    Batches come in order and pad their images to the largest; with `same_size_batches`, a batch holds only images
+    of one padded size (in order within each size, batches in the order they fill up), so that no image is padded
+    beyond its own padded size and each gets the detections it gets alone (more padding changes what the
+    network's convolutions see near the image).
     """
-    def load(encoded, orientation):
-        image = decode_image(encoded, orientation)
+    def load(index, encoded_and_orientation):
+        image = decode_image(*encoded_and_orientation)
         original_size = tf.shape(image)[:2]
         image, scale = resize_image(image, config.min_size, config.max_size, config.resize_rule)
         padded = _centred_padding(image, config.size_divisor, config.resize_rule)
-        return padded, {"scale": scale, "original_size": original_size, "image_size": tf.shape(image)[:2]}
+        return padded, {"index": index, "scale": scale, "original_size": original_size,
+                        "image_size": tf.shape(image)[:2]}
 
-    batches = (
-        _encoded_with_orientations(images)
-        .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .padded_batch(
-            batch_size, padded_shapes=([None, None, 3], {"scale": [2], "original_size": [2], "image_size": [2]})
+    def batch(images):
+        return images.padded_batch(
+            batch_size,
+            padded_shapes=([None, None, 3], {"index": [], "scale": [2], "original_size": [2], "image_size": [2]}),
         )
+
+    loaded = _encoded_with_orientations(images).enumerate().map(
+        load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
+    if same_size_batches:
+        def size_key(image, info):
+            shape = tf.shape(image, out_type=tf.int64)
+            return shape[0] * 2**32 + shape[1]
+
+        batches = loaded.group_by_window(size_key, lambda key, images: batch(images), window_size=batch_size)
+    else:
+        batches = batch(loaded)
     return _add_padding_pixel(batches, config.resize_rule).prefetch(tf.data.AUTOTUNE)
 
 

@@ -1,10 +1,12 @@
 """LiteRT (TFLite) export for phones and boards: a fixed-size uint8 image in, the SavedModel's four outputs out.
 
 The `.tflite` model's one signature, `serving_default`, takes `images`, uint8 [1, H, W, 3] (RGB) of the size chosen
-at export, pads it as in training (to multiples of the size divisor, with the training padding pixel), runs the
-network and decodes with the model's own detection path (`keras_retinanet.inference.decode_in_original_pixels`:
-per-level top-k, score threshold, class-wise NMS), all in TensorFlow ops that LiteRT runs natively. Its outputs are
-the SavedModel's: `detection_boxes` [1, D, 4] (ymin, xmin, ymax, xmax) normalised by the input size,
+at export, and `image_size`, int32 [1, 2]: the (height, width) of the image inside that input (an image fitted into
+it is padded at the bottom and right; `litert_runner.fit_to_input` does this). It pads the input as in training (to
+multiples of the size divisor, with the training padding pixel), runs the network and decodes with the model's own
+detection path (`keras_retinanet.inference.decode_in_original_pixels`: boxes clipped to the image, never into the
+padding, per-level top-k, score threshold, class-wise NMS), all in TensorFlow ops that LiteRT runs natively. Its
+outputs are the SavedModel's: `detection_boxes` [1, D, 4] (ymin, xmin, ymax, xmax) normalised by `image_size`,
 `detection_scores` [1, D], `detection_classes` [1, D] (dataset category ids, -1 for padding) and `num_detections`
 [1]. LiteRT's built-in detection post-processing op is not used: it has no per-level top-k and does not clip boxes
 to the image before NMS, so it would not give the detections of `bin/predict` and the SavedModel.
@@ -106,21 +108,25 @@ def export_litert(model, output_path, input_size=None, quantization="float32", r
 def _detection_functions(model, input_size, data_config, decoder, category_ids):
     """The exported graph, shapes all static, as a whole and in its two halves: (detect, network, postprocess).
 
-    `detect`: uint8 images [1, H, W, 3] -> the Object Detection API's outputs; `network`: the images -> the raw
-    `class_logits` and `box_deltas`; `postprocess`: those -> the outputs (decoding, class-wise NMS)."""
+    `detect`: uint8 images [1, H, W, 3] and the image's `image_size` [1, 2] inside them -> the Object Detection
+    API's outputs; `network`: the images -> the raw `class_logits` and `box_deltas`; `postprocess`: those and
+    `image_size` -> the outputs (decoding, class-wise NMS)."""
     height, width = input_size
     divisor = data_config.size_divisor
     padded = (padded_size(height, divisor), padded_size(width, divisor))
     category_ids = tf.constant(category_ids, tf.float32)
     image_spec = tf.TensorSpec([1, height, width, 3], tf.uint8, name="images")
+    size_spec = tf.TensorSpec([1, 2], tf.int32, name="image_size")
 
     def network(images):
         image = pad_to_multiple(tf.cast(images[0], tf.float32), divisor, data_config.resize_rule)
         predictions = model(tf.ensure_shape(image, [*padded, 3])[None], training=False)
         return {name: tf.cast(predictions[name], tf.float32) for name in ("class_logits", "box_deltas")}
 
-    def postprocess(class_logits, box_deltas):
-        sizes = tf.constant([input_size], tf.int32)
+    def postprocess(class_logits, box_deltas, image_size):
+        # The image's own pixels, not the padding around them: boxes are clipped to them before NMS and normalised
+        # by them, as the SavedModel normalises by the original image.
+        sizes = tf.clip_by_value(image_size, 1, tf.constant([input_size], tf.int32))
         predictions = {"class_logits": class_logits, "box_deltas": box_deltas}
         detections = decode_in_original_pixels(model, predictions, padded, tf.ones([1, 2]), sizes, sizes,
                                                decoder=decoder)
@@ -132,9 +138,10 @@ def _detection_functions(model, input_size, data_config, decoder, category_ids):
         tf.TensorSpec(outputs[name].shape, tf.float32, name=name) for name in ("class_logits", "box_deltas")
     ]
     return (
-        tf.function(lambda images: postprocess(**network(images)), input_signature=[image_spec]),
+        tf.function(lambda images, image_size: postprocess(**network(images), image_size=image_size),
+                    input_signature=[image_spec, size_spec]),
         network_function,
-        tf.function(postprocess, input_signature=prediction_specs),
+        tf.function(postprocess, input_signature=[*prediction_specs, size_spec]),
     )
 
 
@@ -176,21 +183,22 @@ def convert_to_litert(model, function, float16=False, calibration=None):
 
 def join_models(first, second):
     """One LiteRT flatbuffer running `first` then `second` (flatbuffers of one subgraph and one signature each),
-    `second`'s inputs being `first`'s outputs of the same names: its signature takes `first`'s inputs and gives
-    `second`'s outputs."""
+    `second`'s inputs taking `first`'s outputs of the same names: its signature takes `first`'s inputs and those of
+    `second`'s that `first` does not give, and gives `second`'s outputs."""
     joined = flatbuffer_utils.convert_bytearray_to_object(bytearray(first))
     tail = flatbuffer_utils.convert_bytearray_to_object(bytearray(second))
     for part in (joined, tail):
         if len(part.subgraphs) != 1 or len(part.signatureDefs) != 1:
             raise LiteRTExportError("joining LiteRT models needs one subgraph and one signature in each")
     main, appended = joined.subgraphs[0], tail.subgraphs[0]
+    first_inputs = {_name(entry.name) for entry in joined.signatureDefs[0].inputs}
     first_outputs = {_name(entry.name): entry.tensorIndex for entry in joined.signatureDefs[0].outputs}
-    second_inputs = {_name(entry.name): entry.tensorIndex for entry in tail.signatureDefs[0].inputs}
-    unlinked = sorted(set(second_inputs) - set(first_outputs))
-    if unlinked:
-        raise LiteRTExportError(f"joining LiteRT models: inputs {unlinked} of the second are not outputs of the first "
-                                f"({sorted(first_outputs)})")
-    linked = {index: first_outputs[name] for name, index in second_inputs.items()}
+    second_inputs = {_name(entry.name): entry for entry in tail.signatureDefs[0].inputs}
+    clashing = sorted((set(second_inputs) - set(first_outputs)) & first_inputs)
+    if clashing:
+        raise LiteRTExportError(f"joining LiteRT models: inputs {clashing} of the second are not outputs of the first "
+                                f"({sorted(first_outputs)}) but share the names of its inputs")
+    linked = {entry.tensorIndex: first_outputs[name] for name, entry in second_inputs.items() if name in first_outputs}
     tensor_offset, buffer_offset = len(main.tensors), len(joined.buffers)
 
     def tensor(index):
@@ -201,7 +209,7 @@ def join_models(first, second):
     for tensor_info in appended.tensors:
         tensor_info.buffer += buffer_offset
     joined.buffers.extend(tail.buffers)
-    main.tensors.extend(appended.tensors)  # the appended inputs stay, unused
+    main.tensors.extend(appended.tensors)  # the appended inputs that `first` gives stay, unused
     for operator in appended.operators or []:
         code = tail.operatorCodes[operator.opcodeIndex]
         key = (code.builtinCode, code.deprecatedBuiltinCode, code.customCode, code.version)
@@ -212,6 +220,11 @@ def join_models(first, second):
         operator.inputs = [tensor(index) for index in operator.inputs]
         operator.outputs = [tensor(index) for index in operator.outputs]
         main.operators.append(operator)
+    for name, entry in second_inputs.items():
+        if name not in first_outputs:  # an input of the joined model
+            entry.tensorIndex = tensor(entry.tensorIndex)
+            main.inputs = [*main.inputs, entry.tensorIndex]
+            joined.signatureDefs[0].inputs.append(entry)
     main.outputs = [tensor(index) for index in appended.outputs]
     joined.signatureDefs[0].outputs = tail.signatureDefs[0].outputs
     for entry in joined.signatureDefs[0].outputs:

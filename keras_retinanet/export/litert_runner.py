@@ -9,11 +9,15 @@ category ids and class names. The interpreter comes from `ai_edge_litert` (LiteR
 
 Images of another size than the model's input are fitted into it by `fit_to_input`: scaled, aspect ratio kept
 (bilinear, pixel centres aligned, no antialiasing, as `tf.image.resize`), and padded at the bottom and right with
-the training padding pixel.
+the training padding pixel; the model is told the image's size inside its input, so that no detection lies in the
+padding. Image files are read by `read_image` into the pixels the training pipeline (TensorFlow's decoders) gives,
+within the pixel limit the model was trained with.
 """
 
 import json
+import math
 import os
+import stat
 import sys
 
 import numpy as np
@@ -30,6 +34,96 @@ class LiteRTModelError(ValueError):
     """A LiteRT model or its description that is missing or cannot be read; the message names the file."""
 
 
+class ImageFileError(ValueError):
+    """An image file that is missing, not a regular file, unreadable or over the pixel limit; names the file."""
+
+
+DESCRIPTION_LIMIT = 1 << 20  # bytes: a description is a few kilobytes
+
+
+def read_description(model_path):
+    """The description `NAME.json` of `model_path`, checked: a `LiteRTModelError` names the file and the entry
+    that is missing or of the wrong type (the file's contents are never echoed)."""
+    path = description_path(model_path)
+
+    def fail(cause):
+        return LiteRTModelError(f"{model_path}: its description {path}, written beside it by the export, {cause}")
+
+    try:
+        with open(regular_file(path, LiteRTModelError), "rb") as stream:
+            text = stream.read(DESCRIPTION_LIMIT + 1)
+    except (OSError, LiteRTModelError) as error:
+        raise fail(f"cannot be read ({error})") from None
+    if len(text) > DESCRIPTION_LIMIT:
+        raise fail(f"is over {DESCRIPTION_LIMIT} bytes")
+    try:
+        info = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        raise fail("is nested too deeply" if isinstance(error, RecursionError) else "is not JSON") from None
+    if not isinstance(info, dict):
+        raise fail(f"holds a JSON {type(info).__name__}, not an object")
+
+    def number(value):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    label_map = info.get("label_map")
+    checks = (
+        ("label_map", isinstance(label_map, dict) and all(
+            key.isascii() and key.lstrip("-").isdigit() and isinstance(name, str) for key, name in label_map.items()),
+         "an object of category id -> class name"),
+        ("padding_pixel", isinstance(info.get("padding_pixel"), list) and len(info["padding_pixel"]) == 3
+         and all(number(v) and 0 <= v <= 255 for v in info["padding_pixel"]), "three numbers in 0-255"),
+        ("data", isinstance(info.get("data"), dict), "an object (the training data settings)"),
+        ("data.max_image_pixels", isinstance(info.get("data"), dict) and number(info["data"].get("max_image_pixels"))
+         and info["data"]["max_image_pixels"] >= 1, "a positive number"),
+    )
+    for key, valid, expected in checks:
+        if not valid:
+            raise fail(f"needs '{key}': {expected}")
+    return info
+
+
+def regular_file(path, error_type):
+    """`path` if it is a regular file (links followed); else `error_type` naming it: a FIFO, device or folder
+    would hang a reader or never end."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        raise error_type(f"no such file: {path}") from None
+    if not stat.S_ISREG(mode):
+        raise error_type(f"{path} is not a regular file")
+    return path
+
+
+def read_image(path, max_pixels):
+    """Upright RGB uint8 pixels [h, w, 3] of the image file `path`, as the training pipeline decodes them
+    (TensorFlow's decoders: 16-bit samples keep their high byte, palettes and CMYK become RGB, alpha is dropped)
+    and turned per its EXIF orientation; an `ImageFileError` naming the file if it is not a regular file, cannot
+    be read, or has more than `max_pixels` pixels (checked from its header, before decoding). Needs Pillow."""
+    import warnings
+
+    from PIL import Image, ImageOps
+
+    regular_file(path, ImageFileError)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise ImageFileError(f"{path}: {width} x {height} pixels, more than the model's limit of "
+                                         f"{max_pixels:g} (data.max_image_pixels)")
+                image = ImageOps.exif_transpose(image)
+                if image.mode.startswith("I"):  # 16-bit (or 32-bit integer) samples: TensorFlow keeps the high byte
+                    gray = (np.asarray(image).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8)
+                    return np.repeat(gray[..., None], 3, axis=-1)
+                return np.asarray(image.convert("RGB"))
+    except ImageFileError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        raise ImageFileError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
+
+
 def load_interpreter(model_path, num_threads=None):
     """A LiteRT interpreter of `model_path` from the first package of ai_edge_litert, tflite_runtime, tensorflow."""
     try:
@@ -44,8 +138,7 @@ def load_interpreter(model_path, num_threads=None):
 
 def fit_to_input(image, input_size, padding_pixel=(0.0, 0.0, 0.0)):
     """`image` (uint8 [h, w, 3]) scaled to fit inside `input_size` (height, width), aspect ratio kept, and padded
-    at the bottom and right with `padding_pixel`: (uint8 [H, W, 3], scale). Boxes on it, divided by `scale`, are
-    boxes on `image`."""
+    at the bottom and right with `padding_pixel`: (uint8 [H, W, 3], (height, width) of the image inside it)."""
     height, width = input_size
     scale = min(height / image.shape[0], width / image.shape[1])
     new_height = min(height, max(1, round(image.shape[0] * scale)))
@@ -53,7 +146,7 @@ def fit_to_input(image, input_size, padding_pixel=(0.0, 0.0, 0.0)):
     fitted = np.empty((height, width, 3), np.float32)
     fitted[:] = np.round(padding_pixel)
     fitted[:new_height, :new_width] = _resize_bilinear(image, new_height, new_width)
-    return np.clip(np.round(fitted), 0, 255).astype(np.uint8), scale
+    return np.clip(np.round(fitted), 0, 255).astype(np.uint8), (new_height, new_width)
 
 
 def _resize_bilinear(image, new_height, new_width):
@@ -77,36 +170,36 @@ class LiteRTDetector:
     """An exported detector: `detect` on images of the input size, `detect_image` on images of any size.
 
     Args:
-        model_path: the `.tflite` file; its `NAME.json` beside it gives the label map and padding pixel.
+        model_path: the `.tflite` file; its `NAME.json` beside it gives the label map, padding pixel and pixel limit.
         num_threads: interpreter threads (default: the interpreter's).
     """
 
     def __init__(self, model_path, num_threads=None):
         self.model_path = model_path
-        info_path = description_path(model_path)
-        if not os.path.isfile(model_path):
+        if not os.path.exists(model_path):
             raise LiteRTModelError(f"no LiteRT model at {model_path}")
-        try:
-            with open(info_path, encoding="utf-8") as stream:
-                self.info = json.load(stream)
-            self.label_map = {int(i): name for i, name in self.info["label_map"].items()}
-        except (OSError, ValueError, KeyError, AttributeError) as error:
-            raise LiteRTModelError(f"{model_path}: its description {info_path}, written beside it by the export, "
-                                   f"cannot be read ({type(error).__name__}: {error})") from error
+        regular_file(model_path, LiteRTModelError)
+        self.info = read_description(model_path)
+        self.label_map = {int(i): name for i, name in self.info["label_map"].items()}
+        self.max_image_pixels = self.info["data"]["max_image_pixels"]
         try:
             self.interpreter = load_interpreter(model_path, num_threads)
             self._run = self.interpreter.get_signature_runner(SIGNATURE)
         except (RuntimeError, ValueError) as error:
             raise LiteRTModelError(f"{model_path}: not a LiteRT detector the interpreter can load "
                                    f"({type(error).__name__}: {error})") from error
-        details = self._run.get_input_details()["images"]
-        self.input_size = tuple(int(side) for side in details["shape"][1:3])
-        self.input_dtype = np.dtype(details["dtype"])
+        inputs = self._run.get_input_details()
+        if set(inputs) != {"images", "image_size"}:
+            raise LiteRTModelError(f"{model_path}: takes {sorted(inputs)}, not a keras_retinanet LiteRT detector "
+                                   "(which takes images and image_size; export it again with bin/export)")
+        self.input_size = tuple(int(side) for side in inputs["images"]["shape"][1:3])
+        self.input_dtype = np.dtype(inputs["images"]["dtype"])
 
-    def detect(self, image):
-        """Detections on `image`, uint8 [H, W, 3] or [1, H, W, 3] of the input size: the model's four outputs
-        without the batch axis, cut to the `num_detections` found (boxes normalised (ymin, xmin, ymax, xmax)).
-        A `ValueError` names the expected and given size or dtype."""
+    def detect(self, image, image_size=None):
+        """Detections on `image`, uint8 [H, W, 3] or [1, H, W, 3] of the input size, holding an image of
+        `image_size` (height, width; default: all of it) at its top left, the rest padding: the model's four outputs
+        without the batch axis, cut to the `num_detections` found (boxes (ymin, xmin, ymax, xmax) normalised by
+        `image_size`). A `ValueError` names the expected and given size or dtype."""
         image = np.asarray(image)
         height, width = self.input_size
         if image.dtype != self.input_dtype:
@@ -116,36 +209,39 @@ class LiteRTDetector:
             raise ValueError(f"{self.model_path}: the model takes images of {height} x {width} pixels (height x "
                              f"width) with 3 channels, shape [{height}, {width}, 3] or [1, {height}, {width}, 3], "
                              f"got shape {list(image.shape)}; fit other sizes with fit_to_input or detect_image")
-        outputs = self._run(images=image.reshape(1, height, width, 3))
+        image_size = self.input_size if image_size is None else tuple(int(side) for side in image_size)
+        if not (len(image_size) == 2 and 1 <= image_size[0] <= height and 1 <= image_size[1] <= width):
+            raise ValueError(f"{self.model_path}: image_size must be (height, width) within the input's {height} x "
+                             f"{width}, got {image_size}")
+        outputs = self._run(images=image.reshape(1, height, width, 3), image_size=np.int32([image_size]))
         count = int(outputs["num_detections"][0])
         return {key: outputs[key][0, :count] for key in ("detection_boxes", "detection_scores", "detection_classes")}
 
     def detect_image(self, image):
         """Detections on uint8 `image` [h, w, 3] of any size, fitted into the input: a dict of `boxes` [N, 4]
         (xmin, ymin, xmax, ymax in the image's pixels), `scores` [N] and `category_ids` [N]."""
-        fitted, scale = fit_to_input(np.asarray(image), self.input_size, self.info["padding_pixel"])
-        detections = self.detect(fitted)
-        height, width = self.input_size
-        boxes = detections["detection_boxes"][:, [1, 0, 3, 2]] * np.float32([width, height, width, height]) / scale
-        limits = np.float32([image.shape[1], image.shape[0]] * 2)
+        image = np.asarray(image)
+        fitted, size = fit_to_input(image, self.input_size, self.info["padding_pixel"])
+        detections = self.detect(fitted, size)
+        height, width = image.shape[:2]
         return {
-            "boxes": np.clip(boxes, 0.0, limits),
+            "boxes": detections["detection_boxes"][:, [1, 0, 3, 2]] * np.float32([width, height, width, height]),
             "scores": detections["detection_scores"],
             "category_ids": detections["detection_classes"].astype(np.int64),
         }
+
+    def detect_file(self, path):
+        """`detect_image` on the image file `path`, read by `read_image` within the model's pixel limit."""
+        return self.detect_image(read_image(path, self.max_image_pixels))
 
 
 def main(argv):
     if len(argv) < 3:
         print("usage: python litert_runner.py NAME.tflite IMAGE [IMAGE ...]", file=sys.stderr)
         return 2
-    from PIL import Image, ImageOps
-
     detector = LiteRTDetector(argv[1])
     for path in argv[2:]:
-        with Image.open(path) as image:
-            pixels = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))  # upright, as training saw it
-        detections = detector.detect_image(pixels)
+        detections = detector.detect_file(path)
         print(json.dumps({
             "image": path,
             "detections": [

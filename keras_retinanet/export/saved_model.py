@@ -192,6 +192,7 @@ def export_decoder(model, score_threshold=None, iou_threshold=None, max_detectio
         pre_nms_top_k=decoder.pre_nms_top_k,
         iou_threshold=decoder.iou_threshold if iou_threshold is None else iou_threshold,
         max_detections=decoder.max_detections if max_detections is None else max_detections,
+        min_box_size=decoder.min_box_size,
         per_image_nms=per_image_nms,
     )
 
