@@ -1,13 +1,20 @@
 """Class files: which class names a dataset has and the id of each."""
 
 import csv
+import io
 import json
 import re
 
-from keras_retinanet.data.policy import DataError
+from keras_retinanet.config import INT32_MAX, shown
+from keras_retinanet.data.policy import DataError, read_data_file
 
-_PBTXT_ITEM = re.compile(r"item\s*\{([^}]*)\}")
-_PBTXT_FIELD = re.compile(r"""\b(id|name|display_name)\s*:\s*(?:"([^"]*)"|'([^']*)'|(-?\d+))""")
+# The largest category id: labels hold category ids (as int32) while TFRecords are read.
+MAX_CATEGORY_ID = INT32_MAX
+# Tokens of protobuf text format: blanks and comments (skipped), punctuation, quoted strings, words and numbers.
+_PBTXT_TOKEN = re.compile(r"""\s+|#[^\n]*|(?P<token>[{}:]|"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|[\w.+-]+)""")
+_PBTXT_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\",
+                  "'": "'", '"': '"', "?": "?"}
+_PBTXT_MAX_DEPTH = 16
 
 
 def read_class_file(path):
@@ -15,18 +22,16 @@ def read_class_file(path):
 
     Formats: `name,id` lines (fizyr/keras-retinanet's CSV class file); one name per line (ids 1, 2, ... in line
     order); or a TF Object Detection API `label_map.pbtxt` (`item { id: 1 name: "cat" }`). Duplicate names or ids,
-    negative or non-integer ids and empty files are errors naming the line.
+    negative, non-integer or larger than `MAX_CATEGORY_ID` ids, a missing, empty or unreadable file, and a label map
+    that is not made of such items are errors naming the file and line.
     """
-    try:
-        with open(path, encoding="utf-8-sig") as file:  # -sig: a spreadsheet's byte-order mark is not a name
-            text = file.read()
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text ({error}); save the file as UTF-8") from None
+    path = str(path)
+    text = read_data_file(path, "class file")  # without a spreadsheet's byte-order mark, which is not a name
     if path.endswith(".pbtxt"):
         entries = _pbtxt_entries(text, path)
     else:
         entries = []
-        rows = [(number, row) for number, row in enumerate(csv.reader(text.splitlines()), start=1) if row]
+        rows = csv_rows(text, path)
         for number, row in rows:
             where = f"{path}: line {number}"
             if len(row) == 1:
@@ -34,7 +39,7 @@ def read_class_file(path):
             elif len(row) == 2:
                 entries.append((row[0].strip(), _class_id(row[1], where), where))
             else:
-                raise DataError(f"{where}: expected 'name,id' or 'name', got {','.join(row)!r}")
+                raise DataError(f"{where}: expected 'name,id' or 'name', got {shown(','.join(row))}")
         if len({len(row) for _, row in rows}) > 1:
             raise DataError(f"{path}: mixes 'name,id' lines and lines with a name only")
     if not entries:
@@ -44,12 +49,22 @@ def read_class_file(path):
         if not name:
             raise DataError(f"{where}: empty class name")
         if name in names:
-            raise DataError(f"{where}: class {name!r} is listed twice (also at {names[name]})")
+            raise DataError(f"{where}: class {shown(name)} is listed twice (also at {names[name]})")
         if class_id in ids:
             raise DataError(f"{where}: id {class_id} is given twice (also at {ids[class_id]})")
         names[name], ids[class_id] = where, where
     ordered = sorted((class_id, name) for name, class_id, _ in entries)
     return [class_id for class_id, _ in ordered], [name for _, name in ordered]
+
+
+def csv_rows(text, path):
+    """(line number, fields) of each non-empty row of the CSV `text` of file `path`; DataError naming the line of
+    text that is not CSV."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        return [(reader.line_num, row) for row in reader if row]
+    except csv.Error as error:
+        raise DataError(f"{path}: line {reader.line_num}: not valid CSV ({error})") from None
 
 
 class NamedClasses:
@@ -69,28 +84,99 @@ class NamedClasses:
         """The contiguous label of class `name`; DataError naming `where` when the class file lacks it."""
         if name not in self._labels:
             raise DataError(
-                f"{where}: class {name!r} is not in the class file {self.class_file} (classes: {self.class_names})"
+                f"{where}: class {shown(name)} is not in the class file {self.class_file} "
+                f"(classes: {shown(self.class_names)})"
             )
         return self._labels[name]
 
 
 def _class_id(text, where):
     text = text.strip()
-    if not text.isdigit():
-        raise DataError(f"{where}: class id must be a non-negative integer, got {text!r}")
+    if not re.fullmatch("[0-9]{1,10}", text) or int(text) > MAX_CATEGORY_ID:
+        raise DataError(f"{where}: class id must be an integer in 0..{MAX_CATEGORY_ID}, got {shown(text)}")
     return int(text)
 
 
 def _pbtxt_entries(text, path):
+    """(name, id, where) of each `item { id: 1 name: "cat" }` of a label map in protobuf text format. Other fields
+    (`display_name`, which names an item without `name`; `keypoints { ... }`, ...) are read and left out; anything
+    but items is an error naming its line."""
+    tokens = _pbtxt_tokens(text, path)
     entries = []
-    for item in _PBTXT_ITEM.finditer(text):
-        line = text.count("\n", 0, item.start()) + 1
-        fields = {key: quoted or single or number for key, quoted, single, number in _PBTXT_FIELD.findall(item.group(1))}
-        where = f"{path}: item at line {line}"
+    while tokens:
+        token, line = tokens.pop()
+        where = f"{path}: line {line}"
+        if token != "item":
+            raise DataError(f"{where}: expected 'item {{ ... }}', got {shown(token)}")
+        fields = _pbtxt_message(tokens, path, line)
         if "id" not in fields or "name" not in fields and "display_name" not in fields:
             raise DataError(f"{where}: an item needs an id and a name")
-        entries.append((fields.get("name") or fields["display_name"], _class_id(fields["id"], where), where))
+        name, name_line = fields["name"] if "name" in fields else fields["display_name"]
+        class_id, id_line = fields["id"]
+        entries.append(
+            (_pbtxt_string(name, f"{path}: line {name_line}"), _class_id(class_id, f"{path}: line {id_line}"), where)
+        )
     return entries
+
+
+def _pbtxt_tokens(text, path):
+    """The tokens of protobuf text `text` with their line numbers, last first (to `pop` in order)."""
+    tokens, position = [], 0
+    while position < len(text):
+        match = _PBTXT_TOKEN.match(text, position)
+        line = text.count("\n", 0, position) + 1
+        if match is None:
+            raise DataError(f"{path}: line {line}: not protobuf text format at {shown(text[position:position + 20])}")
+        if match["token"]:
+            tokens.append((match["token"], line))
+        position = match.end()
+    return tokens[::-1]
+
+
+def _pbtxt_message(tokens, path, line, depth=0):
+    """The scalar fields {name: (token, line)} of the `{ ... }` message next in `tokens` (after an optional ':');
+    nested messages (up to `_PBTXT_MAX_DEPTH` deep) are read and left out."""
+    if depth > _PBTXT_MAX_DEPTH:
+        raise DataError(f"{path}: line {line}: messages nested more than {_PBTXT_MAX_DEPTH} deep")
+    if tokens and tokens[-1][0] == ":":
+        tokens.pop()
+    if not tokens or tokens.pop()[0] != "{":
+        raise DataError(f"{path}: line {line}: expected '{{' to open the message")
+    fields = {}
+    while True:
+        if not tokens:
+            raise DataError(f"{path}: line {line}: the message opened here is not closed with '}}'")
+        name, name_line = tokens.pop()
+        if name == "}":
+            return fields
+        if not re.fullmatch(r"[A-Za-z_]\w*", name):
+            raise DataError(f"{path}: line {name_line}: expected a field name, got {shown(name)}")
+        upcoming = [token for token, _ in reversed(tokens[-2:])]
+        if upcoming[:1] == ["{"] or upcoming == [":", "{"]:
+            _pbtxt_message(tokens, path, name_line, depth + 1)
+            continue
+        if len(upcoming) < 2 or upcoming[0] != ":" or upcoming[1] in ("{", "}", ":"):
+            raise DataError(f"{path}: line {name_line}: expected '{name}: value'")
+        if name in fields:
+            raise DataError(f"{path}: line {name_line}: field {name!r} is given twice in one message")
+        tokens.pop()
+        fields[name] = tokens.pop()
+
+
+def _pbtxt_string(token, where):
+    """The text of a quoted protobuf string token, its escapes (\\n, \\", \\u00e9, ...) decoded."""
+    if token[:1] not in "\"'" or len(token) < 2:
+        raise DataError(f"{where}: a name must be a quoted string, got {shown(token)}")
+
+    def unescape(match):
+        escaped = match.group(1)
+        if escaped in _PBTXT_ESCAPES:
+            return _PBTXT_ESCAPES[escaped]
+        if re.fullmatch("u[0-9A-Fa-f]{4}", escaped):
+            return chr(int(escaped[1:], 16))
+        raise DataError(f"{where}: unknown escape \\{escaped[:1]} in the string {shown(token)}")
+
+    return re.sub(r"\\(u[0-9A-Fa-f]{4}|.)", unescape, token[1:-1])
 
 
 def write_label_map(path, category_ids, class_names):

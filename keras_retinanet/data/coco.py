@@ -2,11 +2,19 @@
 
 import json
 import os
+import re
+import sys
 
 import numpy as np
 
+from keras_retinanet.config import cut, shown
+from keras_retinanet.data.classes import MAX_CATEGORY_ID
 from keras_retinanet.data.policy import AnnotatedImage, DataError, DataPolicy, finish_dataset, images_folder
-from keras_retinanet.data.policy import safe_image_path
+from keras_retinanet.data.policy import read_data_file, safe_image_path
+
+# JSON numbers: integers within int64 (image ids go into int64 arrays), floats of at most this many characters.
+_INT64 = range(-(2**63), 2**63)
+_MAX_FLOAT_CHARACTERS = 100
 
 
 def read_coco(annotations_path, images_dir, policy=DataPolicy()):
@@ -18,9 +26,11 @@ def read_coco(annotations_path, images_dir, policy=DataPolicy()):
     annotations are kept.
 
     Raises:
-        DataError: naming the file and the offending image / annotation / category and value, for invalid JSON,
-            a missing key, an unknown image or category id, a bbox that is not 4 finite numbers, a `file_name` that
-            is absolute or leaves `images_dir`; and every skip of the policy when it is strict.
+        DataError: naming the file and the offending image / annotation / category and value, for a missing,
+            unreadable or non-regular file, invalid JSON (nested too deeply, or a number out of bounds: see
+            `load_json`), a top-level section that is not a list, a missing key, an unknown image or category id,
+            duplicate ids or category names, a bbox that is not 4 finite numbers, a `file_name` that is absolute or
+            leaves `images_dir`; and every skip of the policy when it is strict.
     """
     source = os.fspath(annotations_path)
     images_dir = images_folder(images_dir, source)
@@ -56,17 +66,58 @@ def read_coco(annotations_path, images_dir, policy=DataPolicy()):
 
 def _load_instances_json(source):
     """The top-level object of a COCO instances file, with its three lists present."""
-    try:
-        with open(source, encoding="utf-8") as file:
-            content = json.load(file)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise DataError(f"{source}: not valid JSON ({error})") from error
+    content = load_json(source, "COCO annotation file")
     if not isinstance(content, dict):
         raise DataError(f"{source}: expected a JSON object at the top level, got {type(content).__name__}")
     for key in ("images", "annotations", "categories"):
         if key not in content:
             raise DataError(f"{source}: missing top-level key {key!r}")
+        if not isinstance(content[key], list):
+            raise DataError(f"{source}: top-level {key!r} must be a list, got {shown(content[key])}")
     return content
+
+
+def load_json(path, what):
+    """The JSON value in file `path` (the `what`, for messages).
+
+    Raises:
+        DataError: naming the file, for what `read_data_file` refuses, invalid or empty JSON, nesting deeper than
+            the parser goes (about `sys.getrecursionlimit()` levels), an integer outside int64 or a float of more
+            than `_MAX_FLOAT_CHARACTERS` characters (naming its line and column).
+    """
+    text = read_data_file(path, what, encoding="utf-8")
+    if not text.strip():
+        raise DataError(f"{path}: empty file, expected JSON")
+    try:
+        return json.loads(text, parse_int=_bounded_int, parse_float=_bounded_float)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deeply (more than about {sys.getrecursionlimit()} levels of "
+                        "arrays and objects)") from None
+    except _NumberOutOfBounds as error:
+        literal = error.args[0]
+        start = re.search(rf"(?<![\w.+-]){re.escape(literal)}(?![\w.])", text).start()
+        line = text.count("\n", 0, start) + 1
+        column = start - text.rfind("\n", 0, start)
+        raise DataError(f"{path}: line {line} column {column}: the number {cut(literal)} is out of bounds "
+                        f"(integers must fit in 64 bits, numbers in {_MAX_FLOAT_CHARACTERS} characters)") from None
+
+
+class _NumberOutOfBounds(ValueError):
+    """A JSON number literal (`args[0]`) beyond the bounds of `load_json`."""
+
+
+def _bounded_int(literal):
+    if len(literal) > 20 or int(literal) not in _INT64:  # 20 characters: a sign and 19 digits, as int64 has
+        raise _NumberOutOfBounds(literal)
+    return int(literal)
+
+
+def _bounded_float(literal):
+    if len(literal) > _MAX_FLOAT_CHARACTERS:
+        raise _NumberOutOfBounds(literal)
+    return float(literal)
 
 
 def _read_annotations(annotations, source, images, label_of_category):
@@ -83,19 +134,22 @@ def _read_annotations(annotations, source, images, label_of_category):
             try:
                 first = first_with_id.setdefault(annotation["id"], index)
             except TypeError:  # an unhashable id (a list, an object)
-                raise _annotation_error(source, annotations, index, f"id must be a number, got {annotation['id']!r}")
+                raise _annotation_error(source, annotations, index,
+                                        f"id must be a number, got {shown(annotation['id'])}") from None
             if first != index:
                 raise _annotation_error(source, annotations, index, f"duplicate id: annotation #{first} has it too")
         image_id, category_id, bbox = annotation["image_id"], annotation["category_id"], annotation["bbox"]
         if type(image_id) is not int or image_id not in position_of_image:
-            raise _annotation_error(source, annotations, index, f"image_id {image_id!r} is not in 'images'")
+            raise _annotation_error(source, annotations, index, f"image_id {shown(image_id)} is not in 'images'")
         if type(category_id) is not int or category_id not in label_of_category:
-            raise _annotation_error(source, annotations, index, f"category_id {category_id!r} is not in 'categories'")
+            raise _annotation_error(source, annotations, index,
+                                    f"category_id {shown(category_id)} is not in 'categories'")
         if type(bbox) is not list or len(bbox) != 4 or not all(type(value) in (int, float) for value in bbox):
-            raise _annotation_error(source, annotations, index, f"bbox must be 4 numbers [x, y, w, h], got {bbox!r}")
+            raise _annotation_error(source, annotations, index,
+                                    f"bbox must be 4 numbers [x, y, w, h], got {shown(bbox)}")
         iscrowd = annotation.get("iscrowd", 0)
         if iscrowd not in (0, 1):
-            raise _annotation_error(source, annotations, index, f"iscrowd must be 0 or 1, got {iscrowd!r}")
+            raise _annotation_error(source, annotations, index, f"iscrowd must be 0 or 1, got {shown(iscrowd)}")
         bboxes.append(bbox)
         image_positions.append(position_of_image[image_id])
         labels.append(label_of_category[category_id])
@@ -103,12 +157,14 @@ def _read_annotations(annotations, source, images, label_of_category):
         annotation_ids.append(annotation.get("id", f"#{index} (no id)"))
 
     xywh = np.array(bboxes, np.float64).reshape(-1, 4)
+    with np.errstate(over="ignore"):  # x + w beyond float64: infinite, refused naming the annotation
+        xyxy = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
     return (
-        np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1),
+        xyxy,
         np.array(image_positions, np.int64),
         np.array(labels, np.int32),
         np.array(crowd, bool),
-        np.array([f"{source}: annotation id {i!r}" for i in annotation_ids], object),
+        np.array([f"{source}: annotation id {shown(i)}" for i in annotation_ids], object),
     )
 
 
@@ -147,17 +203,22 @@ def _annotation_error(source, annotations, index, problem):
 
 
 def _read_categories(categories, source):
-    """(category ids in increasing order, their names)."""
-    by_id = {}
+    """(category ids in increasing order, their names); ids and names each unique."""
+    by_id, id_of_name = {}, {}
     for index, category in enumerate(categories):
         where = f"{source}: category {_describe(category, index)}"
         _require(category, ("id", "name"), where)
-        category_id = category["id"]
-        if not _is_integer(category_id):
-            raise DataError(f"{where}: id must be an integer, got {category_id!r}")
+        category_id, name = category["id"], category["name"]
+        if not _is_integer(category_id) or not 0 <= category_id <= MAX_CATEGORY_ID:
+            raise DataError(f"{where}: id must be an integer in 0..{MAX_CATEGORY_ID}, got {shown(category_id)}")
         if category_id in by_id:
             raise DataError(f"{where}: duplicate category id {category_id}")
-        by_id[category_id] = str(category["name"])
+        if not isinstance(name, str) or not name:
+            raise DataError(f"{where}: name must be a non-empty string, got {shown(name)}")
+        if name in id_of_name:
+            raise DataError(f"{where}: name {shown(name)} is also the name of category id {id_of_name[name]} (one "
+                            "class would have two ids; give each category its own name)")
+        by_id[category_id], id_of_name[name] = name, category_id
     category_ids = sorted(by_id)
     return category_ids, [by_id[category_id] for category_id in category_ids]
 
@@ -170,19 +231,19 @@ def _read_images(images, source):
         _require(image, ("id", "file_name", "height", "width"), where)
         image_id = image["id"]
         if not _is_integer(image_id):
-            raise DataError(f"{where}: id must be an integer, got {image_id!r}")
+            raise DataError(f"{where}: id must be an integer, got {shown(image_id)}")
         if image_id in by_id:
             raise DataError(f"{where}: duplicate image id {image_id}")
         for key in ("height", "width"):
             if not _is_integer(image[key]) or image[key] <= 0:
-                raise DataError(f"{where}: {key} must be a positive integer, got {image[key]!r}")
+                raise DataError(f"{where}: {key} must be a positive integer, got {shown(image[key])}")
         by_id[image_id] = image
     return by_id
 
 
 def _require(entry, keys, where):
     if not isinstance(entry, dict):
-        raise DataError(f"{where}: expected a JSON object, got {entry!r}")
+        raise DataError(f"{where}: expected a JSON object, got {shown(entry)}")
     missing = [key for key in keys if key not in entry]
     if missing:
         raise DataError(f"{where}: missing key(s) {missing}")
@@ -191,7 +252,7 @@ def _require(entry, keys, where):
 def _describe(entry, index):
     """'id 7' when the entry has an id, else its position in the list."""
     if isinstance(entry, dict) and "id" in entry:
-        return f"id {entry['id']!r}"
+        return f"id {shown(entry['id'])}"
     return f"#{index} (no id)"
 
 

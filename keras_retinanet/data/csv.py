@@ -1,14 +1,13 @@
 """Reader for CSV annotations in fizyr/keras-retinanet's format: `path,x1,y1,x2,y2,class`, one box per line."""
 
-import csv
-import math
 import os
 
 import numpy as np
 
-from keras_retinanet.data.classes import NamedClasses
+from keras_retinanet.config import shown
+from keras_retinanet.data.classes import NamedClasses, csv_rows
 from keras_retinanet.data.policy import AnnotatedImage, DataError, DataPolicy, finish_dataset, images_folder
-from keras_retinanet.data.policy import safe_image_path
+from keras_retinanet.data.policy import parse_number, read_data_file, safe_image_path
 
 # Column names a header row may use (lower case), per column.
 COLUMNS = {
@@ -39,22 +38,15 @@ def read_csv(annotations, images_dir, classes=None, policy=DataPolicy()):
     Image ids are 1, 2, ... in order of first appearance.
 
     Raises:
-        DataError: naming the file, line and value, for a wrong number of columns, a non-numeric coordinate, a row
-            with some coordinates empty, an unknown class name, contradicting sizes of one image; and every skip of
-            the policy when it is strict.
+        DataError: naming the file, line and value, for a missing, unreadable or non-regular file, text that is not
+            UTF-8 CSV, a wrong number of columns, a coordinate that is not a finite decimal number, a row with some
+            coordinates empty, an unknown class name, contradicting sizes of one image; and every skip of the policy
+            when it is strict.
     """
     annotations = os.fspath(annotations)
     images_dir = images_folder(images_dir, annotations)
-    rows = []
-    # utf-8-sig: spreadsheet programs start the file with a byte-order mark, which is not part of the first name.
-    with open(annotations, encoding="utf-8-sig", newline="") as file:
-        reader = csv.reader(file)
-        try:
-            rows = [(reader.line_num, row) for row in reader if row]
-        except UnicodeDecodeError as error:
-            raise DataError(f"{annotations}: not UTF-8 text ({error}); save the file as UTF-8") from None
-        except csv.Error as error:
-            raise DataError(f"{annotations}, line {reader.line_num}: not valid CSV ({error})") from None
+    # Without the byte-order mark spreadsheet programs start the file with, which is not part of the first name.
+    rows = csv_rows(read_data_file(annotations, "CSV annotation file"), annotations)
     if not rows:
         raise DataError(f"{annotations}: empty CSV file")
     columns = _header(rows[0][1], annotations)
@@ -89,11 +81,11 @@ def _image_entries(rows, columns, images_dir, annotations):
     for number, row in rows:
         where = f"{annotations}: line {number}"
         if len(row) != len(columns):
-            raise DataError(f"{where}: expected {len(columns)} columns, got {len(row)}: {','.join(row)!r}")
+            raise DataError(f"{where}: expected {len(columns)} columns, got {len(row)}: {shown(','.join(row))}")
         path = safe_image_path(images_dir, row[columns["path"]].strip(), where)
         entry = entries.setdefault(path, {"where": where, "size": None, "boxes": [], "names": [], "locations": []})
         if "width" in columns:
-            size = (_integer(row[columns["width"]], "width", where), _integer(row[columns["height"]], "height", where))
+            size = tuple(_size(row[columns[key]], key, where) for key in ("width", "height"))
             if entry["size"] not in (None, size):
                 raise DataError(f"{where}: image {path} was given size {entry['size']} before, now {size}")
             entry["size"] = size
@@ -101,8 +93,10 @@ def _image_entries(rows, columns, images_dir, annotations):
         if not any(fields):
             continue  # an image without objects
         if not all(fields):
-            raise DataError(f"{where}: a box needs x1, y1, x2, y2 and class (or all empty for no object), got {row}")
-        entry["boxes"].append([_coordinate(value, name, where) for value, name in zip(fields[:4], _REQUIRED[1:5])])
+            raise DataError(
+                f"{where}: a box needs x1, y1, x2, y2 and class (or all empty for no object), got {shown(row)}"
+            )
+        entry["boxes"].append([parse_number(value, name, where) for value, name in zip(fields[:4], _REQUIRED[1:5])])
         entry["names"].append(fields[4])
         entry["locations"].append(where)
     return entries
@@ -119,23 +113,13 @@ def _header(row, source):
     if missing or len(columns) != len(names) or ("width" in columns) != ("height" in columns):
         raise DataError(
             f"{source}: line 1: a header needs each of {list(_REQUIRED)} once (width and height optional, together), "
-            f"got {row}"
+            f"got {shown(row)}"
         )
     return columns
 
 
-def _coordinate(text, name, where):
-    try:
-        value = float(text)
-    except ValueError:
-        raise DataError(f"{where}: {name} must be a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise DataError(f"{where}: {name} must be finite, got {text!r}")
+def _size(text, name, where):
+    value = parse_number(text, name, where, integer=True)
+    if value <= 0:
+        raise DataError(f"{where}: {name} must be a positive integer, got {shown(text.strip())}")
     return value
-
-
-def _integer(text, name, where):
-    value = _coordinate(text, name, where)
-    if not value.is_integer() or value <= 0:
-        raise DataError(f"{where}: {name} must be a positive integer, got {text!r}")
-    return int(value)

@@ -18,11 +18,12 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from keras_retinanet.data.classes import read_class_file, write_label_map
+from keras_retinanet.config import cut, shown
+from keras_retinanet.data.classes import MAX_CATEGORY_ID, read_class_file, write_label_map
 from keras_retinanet.data.pipeline import decode_image, encoded_images
 from keras_retinanet.data.dataset import DetectionDataset
 from keras_retinanet.data.policy import AnnotatedImage, DataError, DataPolicy, DataReport, ImageInfo, ImageProblem
-from keras_retinanet.data.policy import INSPECTION_THREADS, finish_record, inspect_image
+from keras_retinanet.data.policy import INSPECTION_THREADS, check_regular_file, finish_record, inspect_image
 
 logger = logging.getLogger("keras_retinanet.data")
 
@@ -45,7 +46,6 @@ _BOX_KEYS = tuple(f"image/object/bbox/{key}" for key in ("xmin", "ymin", "xmax",
 _FLAG_KEYS = ("image/object/difficult", "image/object/is_crowd")
 # Examples parsed (and image bytes held) at a time while reading.
 _BATCH = 64
-_MAX_CATEGORY_ID = 2**31 - 1  # labels are int32
 _INTEGER = re.compile(r"-?[0-9]{1,18}")  # fits int64
 _EXTENSIONS = {"jpeg": (".jpg", ".jpeg"), "png": (".png",), "gif": (".gif",), "bmp": (".bmp",), "webp": (".webp",)}
 
@@ -127,6 +127,9 @@ def read_tfrecord(pattern, classes=None, policy=DataPolicy()):
     shards = sorted(tf.io.gfile.glob(pattern))
     if not shards:
         raise DataError(f"{pattern}: no TFRecord file matches this path or pattern")
+    for shard in shards:
+        if "://" not in shard:  # a local file (remote file systems have no FIFOs)
+            check_regular_file(shard, "TFRecord file")
     names = _ClassNames(classes)
     report = DataReport(pattern, policy.strict)
     records, keep, locations, source_ids, file_names, shard_sizes = [], [], [], [], [], []
@@ -204,7 +207,7 @@ def _first_line(error):
 def _example(batch, i, location, names):
     """One parsed example's checked annotation: normalised boxes, category ids, ignore flags and where it is."""
     file_name = batch["image/filename"][i].decode("utf-8", "replace")
-    where = f"{location} ({file_name})" if file_name else location
+    where = f"{location} ({cut(file_name)})" if file_name else location
     width, height = int(batch["image/width"][i]), int(batch["image/height"][i])
     if width < 0 or height < 0 or (width == 0) != (height == 0):
         raise DataError(f"{where}: image/width {width} and image/height {height} must both be positive (or absent)")
@@ -220,7 +223,7 @@ def _example(batch, i, location, names):
     for key in _FLAG_KEYS:
         flags = batch[key][i]
         if np.any((flags != 0) & (flags != 1)):
-            raise DataError(f"{where}: {key} must be 0 or 1, got {flags.tolist()}")
+            raise DataError(f"{where}: {key} must be 0 or 1, got {shown(flags.tolist())}")
         if len(flags):
             ignored |= flags.astype(bool)
     object_locations = [f"{where}: object {j + 1}" for j in range(count)]
@@ -246,6 +249,7 @@ class _ClassNames:
         self.class_file = class_file
         self.known = dict(zip(*read_class_file(class_file))) if class_file else None
         self.texts = {}  # category id -> (text, where it was first given), without a class file
+        self.labels = {}  # text -> (category id, where it was first given), without a class file
         self.mismatches = set()  # (category id, text) differing from the class file, warned about once
 
     def check(self, label, text, where):
@@ -253,20 +257,24 @@ class _ClassNames:
         if self.known is not None:
             if label not in self.known:
                 raise DataError(f"{where}: class label {label} is not in the class file {self.class_file} "
-                                f"(ids: {sorted(self.known)})")
+                                f"(ids: {shown(sorted(self.known))})")
             if text and text != self.known[label] and (label, text) not in self.mismatches:
                 self.mismatches.add((label, text))
-                logger.warning("%s: class label %d is named %r, the class file %s names it %r; the label counts",
-                               where, label, text, self.class_file, self.known[label])
+                logger.warning("%s: class label %d is named %s, the class file %s names it %s; the label counts",
+                               where, label, shown(text), self.class_file, shown(self.known[label]))
             return
-        if not 0 <= label <= _MAX_CATEGORY_ID:
-            raise DataError(f"{where}: class label {label} must be in 0..{_MAX_CATEGORY_ID}")
+        if not 0 <= label <= MAX_CATEGORY_ID:
+            raise DataError(f"{where}: class label {label} must be in 0..{MAX_CATEGORY_ID}")
         if not text:
             raise DataError(f"{where}: class label {label} has no image/object/class/text; without a class file the "
                             "classes are named by the texts (give a class file or label_map.pbtxt)")
         first, first_where = self.texts.setdefault(label, (text, where))
         if text != first:
-            raise DataError(f"{where}: class label {label} is named {text!r}, but {first!r} at {first_where}")
+            raise DataError(f"{where}: class label {label} is named {shown(text)}, but {shown(first)} at {first_where}")
+        other, other_where = self.labels.setdefault(text, (label, where))
+        if label != other:
+            raise DataError(f"{where}: class label {label} is named {shown(text)}, and so is class label {other} at "
+                            f"{other_where} (one class would have two labels; give a class file or label_map.pbtxt)")
 
     def classes(self):
         """(category ids in increasing order, their names)."""

@@ -7,7 +7,7 @@ from defusedxml import DefusedXmlException, ElementTree
 
 from keras_retinanet.data.classes import NamedClasses
 from keras_retinanet.data.policy import AnnotatedImage, DataError, DataPolicy, finish_dataset, images_folder
-from keras_retinanet.data.policy import safe_image_path
+from keras_retinanet.data.policy import parse_number, read_data_file, safe_image_path
 
 
 def read_voc(annotations, images_dir, classes=None, policy=DataPolicy()):
@@ -28,8 +28,10 @@ def read_voc(annotations, images_dir, classes=None, policy=DataPolicy()):
     in file order.
 
     Raises:
-        DataError: naming the XML file and the value, for unparsable XML, a missing or non-numeric field, or a
-            class name that is not in the class file; and every skip of the policy when it is strict.
+        DataError: naming the XML file and the value, for a missing, unreadable or non-regular file, unparsable XML,
+            a missing field, a number that is not a finite decimal (integers: within int32), an image-set list that
+            lists no image, or a class name that is not in the class file; and every skip of the policy when it is
+            strict.
     """
     annotations = os.fspath(annotations)
     images_dir = images_folder(images_dir, annotations)
@@ -68,12 +70,13 @@ def _annotation_files(annotations):
         if not names:
             raise DataError(f"{annotations}: no .xml annotation files in this folder")
         return [os.path.join(annotations, name) for name in names]
-    if not os.path.isfile(annotations):
+    if not os.path.exists(annotations):
         raise DataError(f"{annotations}: no such annotation folder or image-set file")
     folder = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(annotations)))),
                           "Annotations")
-    with open(annotations, encoding="utf-8") as file:
-        image_ids = [line.split()[0] for line in file if line.strip()]
+    image_ids = [line.split()[0] for line in read_data_file(annotations, "image-set file").splitlines() if line.strip()]
+    if not image_ids:
+        raise DataError(f"{annotations}: the image-set file lists no images")
     files = [os.path.join(folder, f"{image_id}.xml") for image_id in image_ids]
     missing = [path for path in files if not os.path.isfile(path)]
     if missing:
@@ -84,7 +87,7 @@ def _annotation_files(annotations):
 def _parse(path, images_dir):
     """{"path", "where", "size", "objects": [(name, difficult, [x1, y1, x2, y2], where)]} of one XML file."""
     try:
-        root = ElementTree.parse(path).getroot()
+        root = ElementTree.fromstring(read_data_file(path, "VOC annotation file", encoding=None))
     except ElementTree.ParseError as error:
         raise DataError(f"{path}: not valid XML ({error})") from None
     except DefusedXmlException as error:  # entity declarations, external references: refused, nothing read
@@ -93,19 +96,20 @@ def _parse(path, images_dir):
     size = root.find("size")
     stated_size = None
     if size is not None:
-        stated_size = (_number(size, "width", path, int), _number(size, "height", path, int))
+        stated_size = (_number(size, "width", path, integer=True), _number(size, "height", path, integer=True))
     objects = []
     for index, element in enumerate(root.findall("object"), start=1):
         where = f"{path}: object {index}"
         name = _text(element, "name", where)
         difficult = element.find("difficult")
-        flag = 0 if difficult is None or not (difficult.text or "").strip() else _number(element, "difficult", where, int)
+        flagged = difficult is not None and (difficult.text or "").strip()
+        flag = _number(element, "difficult", where, integer=True) if flagged else 0
         if flag not in (0, 1):
             raise DataError(f"{where}: <difficult> must be 0 or 1, got {flag}")
         bndbox = element.find("bndbox")
         if bndbox is None:
             raise DataError(f"{where}: missing <bndbox>")
-        xmin, ymin, xmax, ymax = (_number(bndbox, key, where, float) for key in ("xmin", "ymin", "xmax", "ymax"))
+        xmin, ymin, xmax, ymax = (_number(bndbox, key, where) for key in ("xmin", "ymin", "xmax", "ymax"))
         objects.append((name, bool(flag), [xmin - 1, ymin - 1, xmax, ymax], where))
     return {"path": safe_image_path(images_dir, file_name, path), "where": path, "size": stated_size,
             "objects": objects}
@@ -118,12 +122,5 @@ def _text(element, key, where):
     return child.text.strip()
 
 
-def _number(element, key, where, kind):
-    text = _text(element, key, where)
-    try:
-        value = float(text)
-    except ValueError:
-        value = None
-    if value is None or (kind is int and not value.is_integer()):
-        raise DataError(f"{where}: <{key}> must be {'an integer' if kind is int else 'a number'}, got {text!r}")
-    return kind(value)
+def _number(element, key, where, integer=False):
+    return parse_number(_text(element, key, where), f"<{key}>", where, integer)
