@@ -372,7 +372,7 @@ RELATIONS = {
     DataConfig: (
         Relation(("min_size", "max_size"), "the shorter side cannot be longer than the longer side",
                  lambda data: data.min_size <= data.max_size),
-        Relation(("scale_jitter",), "is [lowest, highest] factor: the first must not exceed the second",
+        Relation(("scale_jitter",), "holds the lowest and the highest factor: the first must not exceed the second",
                  lambda data: data.scale_jitter[0] <= data.scale_jitter[1]),
     ),
     TrainConfig: (
