@@ -97,3 +97,8 @@ def test_cli_csv_to_tfrecord_and_a_data_error(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"error: {annotations}/a.xml: object 2: class 'dog' is not in the class file {classes}" in result.stderr
     assert not os.path.exists(tmp_path / "coco")
+
+    # An output folder where a file is: one line naming it, no traceback.
+    result = _run("--format=csv", f"--annotations={csv}", f"--images={images}", "--to=coco", f"--output={csv}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"error: --output={csv}: cannot write {csv} (File exists)"

@@ -59,20 +59,24 @@ def _progress(total):
 def main(argv):
     del argv
     from keras_retinanet.config import DataConfig, SplitConfig
-    from keras_retinanet.data import write_tfrecords
+    from keras_retinanet.data import DataError, write_tfrecords
     from keras_retinanet.data.splits import read_split
 
     split = SplitConfig(FLAGS.annotations, FLAGS.images, FLAGS.format, FLAGS.classes)
     dataset = read_split(split, DataConfig(strict=FLAGS.strict))
     progress = _progress(len(dataset.records))
-    if FLAGS.to == "tfrecord":
-        paths = write_tfrecords(dataset, FLAGS.output, FLAGS.num_shards, progress)
-        print(f"wrote {len(dataset.records)} images to {len(paths)} shard(s) {FLAGS.output}-*-of-{len(paths):05d}"
-              f".tfrecord and the label map {FLAGS.output}.label_map.pbtxt")
-    else:
-        path, images_dir = convert_to_coco(dataset, FLAGS.output, FLAGS.images or None, progress)
-        annotations = sum(len(record.boxes) + len(record.ignore_boxes) for record in dataset.records)
-        print(f"wrote {path} ({len(dataset.records)} images, {annotations} annotations); images in {images_dir}")
+    try:
+        if FLAGS.to == "tfrecord":
+            paths = write_tfrecords(dataset, FLAGS.output, FLAGS.num_shards, progress)
+            print(f"wrote {len(dataset.records)} images to {len(paths)} shard(s) {FLAGS.output}-*-of-"
+                  f"{len(paths):05d}.tfrecord and the label map {FLAGS.output}.label_map.pbtxt")
+        else:
+            path, images_dir = convert_to_coco(dataset, FLAGS.output, FLAGS.images or None, progress)
+            annotations = sum(len(record.boxes) + len(record.ignore_boxes) for record in dataset.records)
+            print(f"wrote {path} ({len(dataset.records)} images, {annotations} annotations); images in {images_dir}")
+    except OSError as error:  # an --output in a file's place, no permission, a full disk
+        raise DataError(f"--output={FLAGS.output}: cannot write {error.filename or 'the output'} "
+                          f"({error.strerror or error})") from None
 
 
 def run():
