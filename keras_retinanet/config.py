@@ -172,6 +172,7 @@ class DecoderConfig:
     pre_nms_top_k: int = ranged(1000, COUNT)
     iou_threshold: float = ranged(0.5, "(0, 1]")
     max_detections: int = ranged(100, COUNT)
+    min_box_size: float = ranged(0.01, "(0, inf)")
 
 
 @dataclasses.dataclass

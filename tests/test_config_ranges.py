@@ -45,6 +45,7 @@ BAD_VALUES = {
     "model.decoder.pre_nms_top_k": [0],
     "model.decoder.iou_threshold": [5, 0],
     "model.decoder.max_detections": [0],
+    "model.decoder.min_box_size": [0, -1],
     "data.min_size": [0],
     "data.max_size": [-1],
     "data.scale_jitter": [[2, -0.5], [0, 1]],

@@ -311,10 +311,29 @@ def test_images_over_the_pixel_limit_are_refused_from_their_header(exported, loa
     serve = loaded.signatures["image_bytes"]
     with pytest.raises(tf.errors.InvalidArgumentError) as error:
         serve(encoded_images=tf.constant([_declaring(format, 12000, 9000)]))
-    assert ("encoded_images: an image of 12000 x 9000 pixels (width x height) is over the limit of 50000000 pixels "
+    assert ("encoded_images: an image of 12000 x 9000 pixels (width x height) in 1 frame(s) is over the limit of "
+            "50000000 pixels "
             "set at export (bin/export --max_image_pixels)") in str(error.value)
     small = serve(encoded_images=tf.constant([_declaring(format, 8, 8)]))  # the edit itself is harmless
     assert small["detection_boxes"].shape[0] == 1
+
+
+def test_gif_frames_animations_and_formats_without_a_size_are_refused_before_decoding(exported, loaded):
+    """What the GIF decoder allocates counts, not the logical screen (64 x 64 declared, an 8000 x 8000 frame inside)
+    nor one frame of an animation (60 frames of 1000 x 1000, each within the limit); a JPEG XL (TensorFlow decodes
+    it, but its size cannot be read first) is refused."""
+    from test_image_header import JPEG_XL_CODESTREAM, gif
+
+    serve = loaded.signatures["image_bytes"]
+    for data, message in (
+        (gif([(8000, 8000)], screen=(64, 64)), "an image of 8000 x 8000 pixels (width x height) in 1 frame(s) is over"),
+        (gif([(1000, 1000)] * 60), "an image of 1000 x 1000 pixels (width x height) in 60 frame(s) is over"),
+        (JPEG_XL_CODESTREAM, "not an image of a format whose size can be checked before decoding"),
+    ):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+            serve(encoded_images=tf.constant([data]))
+    animation = serve(encoded_images=tf.constant([gif([(60, 40)] * 3)]))  # within the limit: served
+    assert animation["detection_boxes"].shape[0] == 1
 
 
 def test_a_decompression_bomb_is_refused_without_memory(exported, tmp_path):

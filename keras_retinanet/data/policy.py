@@ -224,15 +224,21 @@ def inspect_image(source, verify=True, max_pixels=DataPolicy.max_image_pixels, n
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
                 width, height = image.size
-                if width * height > max_pixels:
+                frames = 1
+                if image.format == "GIF":  # TensorFlow decodes every frame, on a canvas as large as the largest
+                    with io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb") as stream:
+                        height, width, frames = gif_decoded_size(stream)
+                if width * height * frames > max_pixels:
+                    in_frames = f" in {frames} frames" if frames > 1 else ""
                     raise ImageProblem(
-                        "oversized_image", f"{name}: {width} x {height} pixels, more than {max_pixels}"
+                        "oversized_image", f"{name}: {width} x {height} pixels{in_frames}, more than {max_pixels}"
                     )
-                if image.format not in DECODABLE_FORMATS:
+                if image.format not in DECODABLE_FORMATS or getattr(image, "is_animated", False) \
+                        and image.format == "WEBP":
                     raise ImageProblem(
                         "unreadable_image",
-                        f"{name}: {image.format} images cannot be decoded by TensorFlow "
-                        f"(use one of {', '.join(DECODABLE_FORMATS)})",
+                        f"{name}: {'animated ' * (image.format == 'WEBP')}{image.format} images cannot be decoded "
+                        f"by TensorFlow (use one of {', '.join(DECODABLE_FORMATS)}, WebP without animation)",
                     )
                 orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
                 if verify:
@@ -246,6 +252,39 @@ def inspect_image(source, verify=True, max_pixels=DataPolicy.max_image_pixels, n
     if orientation not in range(1, 9):
         orientation = 1  # an invalid tag: viewers ignore it too, so the stored pixels are what annotators saw
     return ImageInfo(width, height, orientation)
+
+
+def gif_decoded_size(stream):
+    """(height, width, frames) that TensorFlow's GIF decoder allocates for the GIF in the binary `stream`: every
+    frame, on a canvas as large as the logical screen and every frame's extent. Reads the block structure, not the
+    pixels; `keras_retinanet.data.image_header.gif_size` does the same in the graph, for serving."""
+    def read(count):
+        data = stream.read(count)
+        return data + bytes(count - len(data))  # past the end: zeros, which end the walk
+
+    header = read(13)
+    width, height = int.from_bytes(header[6:8], "little"), int.from_bytes(header[8:10], "little")
+    frames = 0
+
+    def skip_color_table(flags):
+        if flags & 0x80:
+            stream.seek(3 * 2 ** ((flags & 7) + 1), os.SEEK_CUR)
+
+    skip_color_table(header[10])
+    while True:
+        block = read(1)[0]
+        if block == 0x2C:  # image descriptor: left, top, width, height, flags; then the pixels
+            descriptor = read(9)
+            left, top, frame_width, frame_height = (int.from_bytes(descriptor[i:i + 2], "little") for i in (0, 2, 4, 6))
+            width, height, frames = max(width, left + frame_width), max(height, top + frame_height), frames + 1
+            skip_color_table(descriptor[8])
+            read(1)  # LZW code size
+        elif block == 0x21:  # extension: a label, then sub-blocks
+            read(1)
+        else:  # trailer or garbage
+            return height, width, frames
+        while length := read(1)[0]:
+            stream.seek(length, os.SEEK_CUR)
 
 
 def safe_image_path(images_dir, name, where):

@@ -10,8 +10,9 @@ Outputs: `detection_boxes` [B, D, 4] (ymin, xmin, ymax, xmax) normalised by the 
 `detection_scores` [B, D], `detection_classes` [B, D] (the dataset's category ids as float32, -1 for padding) and
 `num_detections` [B] (float32, as the Object Detection API has it); D = max_detections, sorted by score. An empty
 batch gives empty outputs. Images over the pixel limit set at export are refused with INVALID_ARGUMENT naming their
-size, encoded ones before they are decoded (`keras_retinanet.data.image_header`): a small file that declares a huge
-image costs no memory.
+size, encoded ones before they are decoded, from what decoding them would allocate (`keras_retinanet.data.
+image_header`: every frame of a GIF counts); a small file that declares a huge image costs no memory, and a format
+whose size cannot be read first is refused.
 
 Images are resized and padded as in training (`keras_retinanet.data.pipeline`), and detections come from the one
 detection path, `keras_retinanet.inference.detections_in_original_pixels` (the model's `decode_predictions`:
@@ -106,7 +107,7 @@ class _ServingDetector:
     def detect_images(self, images):
         """Detections for a uint8 batch [B, H, W, 3] of images of one size; none for an empty batch."""
         shape = tf.shape(images, tf.int64)
-        with tf.control_dependencies([self._size_check("images", shape[1], shape[2])]):
+        with tf.control_dependencies(self._size_check("images", shape[1], shape[2])):
             return tf.cond(tf.shape(images)[0] > 0, lambda: self._detect_batch(images), self._no_detections)
 
     def _detect_batch(self, images):
@@ -124,7 +125,7 @@ class _ServingDetector:
         num_detections = self.decoder.max_detections
 
         def detect_one(encoded):
-            with tf.control_dependencies([self._size_check("encoded_images", *encoded_image_size(encoded))]):
+            with tf.control_dependencies(self._size_check("encoded_images", *encoded_image_size(encoded))):
                 image = decode_pixels(encoded)
             model_input, scale, image_size = self._preprocess(image)
             detections = self._detect(model_input[None], scale[None], image_size[None], tf.shape(image)[None, :2])
@@ -140,12 +141,17 @@ class _ServingDetector:
             },
         )
 
-    def _size_check(self, input_name, height, width):
-        """An assertion (INVALID_ARGUMENT naming the size) that an image of `height` x `width` is within the limit."""
+    def _size_check(self, input_name, height, width, frames=1):
+        """Assertions (INVALID_ARGUMENT naming the size) that `frames` of `height` x `width` pixels are within the
+        limit, and that the format was known (`encoded_image_size` gives -1 for any other)."""
         message = tf.strings.format(
-            f"{input_name}: an image of {{}} x {{}} pixels (width x height) is over the limit of "
-            f"{self.max_image_pixels} pixels set at export (bin/export --max_image_pixels)", (width, height))
-        return tf.debugging.Assert(height * width <= self.max_image_pixels, [message])
+            f"{input_name}: an image of {{}} x {{}} pixels (width x height) in {{}} frame(s) is over the limit of "
+            f"{self.max_image_pixels} pixels set at export (bin/export --max_image_pixels)", (width, height, frames))
+        return [
+            tf.debugging.Assert(height >= 0, [f"{input_name}: not an image of a format whose size can be checked "
+                                              "before decoding (JPEG, PNG, GIF, BMP, WebP without animation)"]),
+            tf.debugging.Assert(frames * height * width <= self.max_image_pixels, [message]),
+        ]
 
     def _no_detections(self):
         num_detections = self.decoder.max_detections
