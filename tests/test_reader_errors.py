@@ -82,6 +82,8 @@ CASES = {
                                        ["line 1: y2 must be a finite decimal number, got '1_0'"]),
     "csv: width beyond int32": ("csv", {"in.csv": f"path,x1,y1,x2,y2,class,width,height\na.png,1,1,5,5,cat,{2**40},30\n"},
                                 "in.csv", "", ["line 2: width must be an integer of at most 2147483647"]),
+    "csv: a quote left open": ("csv", {"in.csv": 'a.png,1,1,5,5,cat\na.png,2,2,9,9,"dog\n'}, "in.csv", "",
+                               ["line 2: not valid CSV (unexpected end of data)"]),
     "csv: only a byte-order mark": ("csv", {"in.csv": "\ufeff"}, "in.csv", "", ["empty CSV file"]),
     "class file: no such file": ("csv", {"in.csv": "a.png,1,1,5,5,cat\n"}, "in.csv", "gone.csv",
                                  ["gone.csv: no such class file"]),
@@ -150,6 +152,12 @@ def test_bad_files_are_one_data_error_naming_the_file_and_entry(tmp_path, format
     for fragment in fragments:
         assert fragment in message, message
     assert len(message) < len(str(tmp_path)) * 2 + 250, message  # long values are cut
+
+
+def test_an_images_folder_that_is_a_file_is_named(tmp_path):
+    _write(tmp_path, {"in.csv": "a.png,1,1,5,5,cat\n"})
+    with pytest.raises(DataError, match=r"in.csv: images directory '.*a.png' is not a folder$"):
+        read_dataset("csv", str(tmp_path / "in.csv"), str(tmp_path / "a.png"))
 
 
 def test_tfrecord_texts_naming_two_labels_are_an_error(tmp_path):

@@ -59,8 +59,8 @@ def read_class_file(path):
 
 def csv_rows(text, path):
     """(line number, fields) of each non-empty row of the CSV `text` of file `path`; DataError naming the line of
-    text that is not CSV."""
-    reader = csv.reader(io.StringIO(text, newline=""))
+    text that is not CSV (strictly: a quote left open is not read up to the end of the file)."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         return [(reader.line_num, row) for row in reader if row]
     except csv.Error as error:

@@ -310,7 +310,8 @@ def images_folder(images_dir, source):
     """`images_dir` as a path; DataError naming the annotations `source` when it is not a folder."""
     images_dir = os.fspath(images_dir)
     if not os.path.isdir(images_dir):
-        raise DataError(f"{source}: images directory {images_dir!r} does not exist")
+        problem = "is not a folder" if os.path.exists(images_dir) else "does not exist"
+        raise DataError(f"{source}: images directory {images_dir!r} {problem}")
     return images_dir
 
 
