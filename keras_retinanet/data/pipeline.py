@@ -66,20 +66,22 @@ def encoded_images(dataset):
     return tf.data.Dataset.from_tensor_slices([record.path for record in dataset.records]).map(tf.io.read_file)
 
 
-def _encoded_with_orientations(images):
-    """(encoded image, EXIF orientation) pairs of `images`: image file paths or a `DetectionDataset`."""
+def _encoded_with_orientations(images, max_pixels=np.inf):
+    """(encoded image, EXIF orientation) pairs of `images`: image file paths or a `DetectionDataset`. Image files
+    are inspected first: an `ImageProblem` names one that is missing, unreadable or over `max_pixels` (what its
+    decoding would allocate) before any is decoded."""
     if isinstance(images, DetectionDataset):
         orientations = [record.orientation for record in images.records]
         encoded = encoded_images(images)
     else:
-        orientations = [inspect_image(path, verify=False, max_pixels=np.inf).orientation for path in images]
+        orientations = [inspect_image(path, verify=False, max_pixels=max_pixels).orientation for path in images]
         encoded = tf.data.Dataset.from_tensor_slices(tf.constant(images, tf.string)).map(tf.io.read_file)
     return tf.data.Dataset.zip(encoded, tf.data.Dataset.from_tensor_slices(tf.constant(orientations, tf.int32)))
 
 
-def load_images(images):
+def load_images(images, max_pixels=np.inf):
     """Yields `images` (image file paths or a `DetectionDataset`) upright, as uint8 numpy arrays (for pictures)."""
-    for encoded, orientation in _encoded_with_orientations(images):
+    for encoded, orientation in _encoded_with_orientations(images, max_pixels):
         yield decode_image(encoded, orientation).numpy()
 
 
@@ -313,7 +315,7 @@ def inference_dataset(images, config, batch_size, same_size_batches=False):
             padded_shapes=([None, None, 3], {"index": [], "scale": [2], "original_size": [2], "image_size": [2]}),
         )
 
-    loaded = _encoded_with_orientations(images).enumerate().map(
+    loaded = _encoded_with_orientations(images, config.max_image_pixels).enumerate().map(
         load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
     )
     if same_size_batches:
