@@ -192,3 +192,50 @@ def test_model_files_images_and_exports_are_refused_in_one_line(files):
         [f"--model={root / f'{name}.tflite'}", f"--output_dir={out}"] for name in ("list", "no_padding",
                                                                                    "string_number")
     ], ["holds a JSON list", "needs 'padding_pixel'", "needs 'padding_pixel'"])
+
+
+def test_the_other_command_lines_refuse_bad_input_in_one_line(files, tmp_path):
+    """bin/study (a bad override in its last variant: nothing trains; a variant name leaving --work_dir),
+    bin/fetch_raccoon (a FIFO in the local copy: no hang), bin/convert_dataset, bin/convert_torchvision (a FIFO and
+    a file that is no .pth), bin/generate_shapes and bin/demo (settings out of range)."""
+    import shutil
+
+    from test_study import EXPERIMENT, STUDY
+
+    (tmp_path / "tiny.yaml").write_text(EXPERIMENT)
+    studies = {"late_override.yaml": STUDY.replace("blowup2: [train.learning_rate=1.0e+13]",
+                                                    "blowup2: [train.learning_rate=-1]"),
+               "escaping_name.yaml": STUDY.replace("blowup2", "../../../x")}
+    for name, text in studies.items():
+        (tmp_path / name).write_text(text)
+    work_dir = tmp_path / "study_work"
+    assert_one_line_errors("study", [
+        [f"--study={tmp_path / 'late_override.yaml'}", f"--work_dir={work_dir}"],
+        [f"--study={tmp_path / 'escaping_name.yaml'}", f"--work_dir={work_dir}"],
+    ], ["variant 'blowup2': ", "variant '../../../x' cannot be a folder name under --work_dir"])
+    assert not work_dir.exists() or not any((work_dir / "variants").glob("*"))
+
+    source = tmp_path / "raccoon"
+    shutil.copytree(os.path.join(ROOT, "tests", "data", "raccoon"), source)
+    os.remove(source / "LICENSE")
+    os.mkfifo(source / "LICENSE")
+    assert_one_line_errors("fetch_raccoon", [[f"--output_dir={tmp_path / 'fetched'}", f"--source_dir={source}"]],
+                           [f"{source / 'LICENSE'}: not a regular file"])
+    assert_one_line_errors("convert_dataset", [
+        ["--format=coco", f"--annotations={files['root'] / 'images_number.json'}",
+         f"--images={files['data'] / 'train'}", "--to=tfrecord", f"--output={tmp_path / 'records'}"],
+    ], ["'images' must be a list, got 5"])
+    not_a_pth = tmp_path / "weights.pth"
+    not_a_pth.write_text("not a checkpoint")
+    assert_one_line_errors("convert_torchvision", [
+        [f"--weights={files['fifo']}", "--variant=v1", f"--output={tmp_path / 'converted.keras'}"],
+        [f"--weights={not_a_pth}", "--variant=v1", f"--output={tmp_path / 'converted.keras'}"],
+    ], ["fifo.png", "weights.pth"])
+    assert_one_line_errors("generate_shapes", [
+        [f"--output_dir={tmp_path / 'shapes'}", "--image_size=0"],
+        [f"--output_dir={tmp_path / 'shapes'}", "--min_size=50", "--max_size=10"],
+    ], ["image_size must be two positive integers", "max_size must be >= min_size (50), got 10"])
+    assert_one_line_errors("demo", [
+        [f"--config={os.path.join(ROOT, 'configs', 'demo.yaml')}", f"--work_dir={tmp_path / 'demo'}",
+         "--set=model.decoder.iou_threshold=5"],
+    ], ["'model.decoder.iou_threshold' must be in (0, 1], got 5"])

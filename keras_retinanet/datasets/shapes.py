@@ -14,6 +14,8 @@ import zlib
 import numpy as np
 from PIL import Image, ImageDraw
 
+from keras_retinanet.config import ConfigError
+
 SHAPE_CLASSES = ("circle", "square", "triangle", "cross")
 
 # Every colour has a channel >= 230 and every background channel is <= 100, so an object (before noise) differs
@@ -137,30 +139,31 @@ def _split_rng(seed, split):
 
 
 def _validate(splits, image_size, min_objects, max_objects, min_size, max_size, seed, noise_std):
+    """`ConfigError` (a `ValueError`: the command lines print it in one line) naming a setting out of range."""
     if not splits:
-        raise ValueError(f"splits must name at least one split, got {splits!r}")
+        raise ConfigError(f"splits must name at least one split, got {splits!r}")
     for split, count in splits.items():
         if not isinstance(split, str) or not split or os.sep in split or split in (".", ".."):
-            raise ValueError(f"splits: split names must be plain file-name strings, got {split!r}")
+            raise ConfigError(f"splits: split names must be plain file-name strings, got {split!r}")
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count <= 0:
-            raise ValueError(f"splits[{split!r}] must be a positive integer, got {count!r}")
+            raise ConfigError(f"splits[{split!r}] must be a positive integer, got {count!r}")
     if len(image_size) != 2 or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s <= 0
                                    for s in image_size):
-        raise ValueError(f"image_size must be two positive integers (height, width), got {image_size!r}")
+        raise ConfigError(f"image_size must be two positive integers (height, width), got {image_size!r}")
     if min_objects < 0:
-        raise ValueError(f"min_objects must be >= 0, got {min_objects}")
+        raise ConfigError(f"min_objects must be >= 0, got {min_objects}")
     if max_objects < min_objects:
-        raise ValueError(f"max_objects must be >= min_objects ({min_objects}), got {max_objects}")
+        raise ConfigError(f"max_objects must be >= min_objects ({min_objects}), got {max_objects}")
     if min_size < MIN_SHAPE_SIZE:
-        raise ValueError(f"min_size must be >= {MIN_SHAPE_SIZE}, got {min_size}")
+        raise ConfigError(f"min_size must be >= {MIN_SHAPE_SIZE}, got {min_size}")
     if max_size < min_size:
-        raise ValueError(f"max_size must be >= min_size ({min_size}), got {max_size}")
+        raise ConfigError(f"max_size must be >= min_size ({min_size}), got {max_size}")
     if max_size > min(image_size):
-        raise ValueError(f"max_size must fit in the image ({min(image_size)} pixels), got {max_size}")
+        raise ConfigError(f"max_size must fit in the image ({min(image_size)} pixels), got {max_size}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     if noise_std < 0:
-        raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+        raise ConfigError(f"noise_std must be >= 0, got {noise_std}")
 
 
 def generate_shapes_dataset(
