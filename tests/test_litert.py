@@ -456,3 +456,67 @@ def test_every_route_gives_the_same_detections_inside_the_image_whatever_its_asp
             assert not missing and not extra, (path, name, missing, extra)
         compared += len(routes["alone"]["scores"])
     assert compared > 40
+
+
+def test_the_runner_reads_image_files_as_the_pipeline_decodes_them(tmp_path):
+    """16-bit grayscale, palette with transparency, CMYK, grayscale with alpha and EXIF-turned files: the runner's
+    Pillow reading gives the pixels TensorFlow's decoders give the training pipeline (PIL's own conversion would
+    saturate the 16-bit file: 99% of its pixels at 255)."""
+    from keras_retinanet.data.pipeline import load_images
+    from keras_retinanet.export.litert_runner import read_image
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    files = {
+        "gray16.png": Image.fromarray(rng.integers(0, 65536, (37, 53), dtype=np.uint16)),
+        "palette.png": Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE, colors=16),
+        "cmyk.jpg": Image.fromarray(rgb).convert("CMYK"),
+        "gray_alpha.png": Image.fromarray(rgb[..., :2], "LA"),
+        "turned.jpg": Image.fromarray(rgb),
+    }
+    for name, picture in files.items():
+        options = {"transparency": 3} if name == "palette.png" else {}
+        if name == "turned.jpg":
+            exif = Image.Exif()
+            exif[0x0112] = 8  # shown turned 90 degrees counter-clockwise
+            options = {"exif": exif.tobytes(), "quality": 95}
+        picture.save(tmp_path / name, **options)
+    for name in files:
+        path = str(tmp_path / name)
+        expected = next(load_images([path]))
+        np.testing.assert_array_equal(read_image(path, max_pixels=1e9), expected, err_msg=name)
+    assert read_image(str(tmp_path / "turned.jpg"), 1e9).shape == (53, 37, 3)
+    with Image.open(tmp_path / "gray16.png") as picture:
+        assert (np.asarray(picture.convert("RGB")) == 255).mean() > 0.9  # what the runner read before
+
+
+def test_the_runner_command_line_refuses_bad_files_in_one_line(exported, tmp_path):
+    """A FIFO given as an image (no hang), an image over the model's pixel limit (from its header, before
+    decoding), and descriptions that are a list, lack an entry or hold a string for a number."""
+    model = tmp_path / "model.tflite"
+    shutil.copy(exported["paths"]["float32"], model)
+    description = json.loads(open(description_path(exported["paths"]["float32"])).read())
+    description["data"]["max_image_pixels"] = 1000
+    (tmp_path / "model.json").write_text(json.dumps(description))
+    Image.new("RGB", (50, 40)).save(tmp_path / "large.png")
+    os.mkfifo(tmp_path / "fifo.png")
+    broken = {"list": [], "no_padding": {k: v for k, v in description.items() if k != "padding_pixel"},
+              "string_number": {**description, "padding_pixel": ["0", 0, 0]},
+              "no_data": {k: v for k, v in description.items() if k != "data"}}
+    for name, content in broken.items():
+        shutil.copy(model, tmp_path / f"{name}.tflite")
+        (tmp_path / f"{name}.json").write_text(json.dumps(content))
+    cases = {
+        ("model.tflite", "fifo.png"): "fifo.png is not a regular file",
+        ("model.tflite", "large.png"): "large.png: 50 x 40 pixels, more than the model's limit of 1000",
+        ("list.tflite", "large.png"): "list.json, written beside it by the export, holds a JSON list",
+        ("no_padding.tflite", "large.png"): "needs 'padding_pixel': three numbers in 0-255",
+        ("string_number.tflite", "large.png"): "needs 'padding_pixel': three numbers in 0-255",
+        ("no_data.tflite", "large.png"): "needs 'data': an object",
+    }
+    for (model_name, image), message in cases.items():
+        result = subprocess.run([sys.executable, RUNNER, model_name, image], capture_output=True, text=True,
+                                timeout=60, cwd=tmp_path)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, (model_name, image, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (model_name, lines)
