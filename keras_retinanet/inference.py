@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_retinanet.config import ExperimentConfig, from_dict, shown
+from keras_retinanet.config import DataConfig, ExperimentConfig, from_dict, shown
 from keras_retinanet.data.pipeline import inference_dataset, to_original_coordinates
 from keras_retinanet.models import RetinaNet
 
@@ -171,6 +171,12 @@ def model_data_config(model):
             f"{shown(config)}"
         )
     return from_dict(ExperimentConfig, config, source=f"{name}'s stored config").data
+
+
+def stored_data_config(model):
+    """The `DataConfig` `model` was trained with, or the defaults for a model without a stored config (a converted
+    one, whose users give the settings)."""
+    return model_data_config(model) if (model.metadata or {}).get("config") else DataConfig()
 
 
 def detections_in_original_pixels(model, images, scales, image_sizes, original_sizes, decoder=None):

@@ -89,6 +89,7 @@ def export_tflite(model, input_size):
     from keras_retinanet.config import ConfigError
     from keras_retinanet.export.litert import export_litert
     from keras_retinanet.export.litert_runner import description_path
+    from keras_retinanet.inference import stored_data_config
 
     for name in SAVED_MODEL_FLAGS:
         if FLAGS[name].present:
@@ -131,18 +132,11 @@ def parse_input_size(text):
     return int(match[1]), int(match[2])
 
 
-def stored_data_config(model):
-    """The data config `model` was trained with, or the defaults for a model without a stored config."""
-    from keras_retinanet.config import DataConfig
-    from keras_retinanet.inference import model_data_config
-
-    return model_data_config(model) if model.metadata.get("config") else DataConfig()
-
-
 def representative_dataset(model):
     """The calibration dataset: the flags' split, or the model's training split."""
     from keras_retinanet.config import SplitConfig
     from keras_retinanet.data.splits import read_split
+    from keras_retinanet.inference import stored_data_config
 
     trained_here = bool(model.metadata.get("config"))
     data_config = stored_data_config(model)

@@ -28,11 +28,11 @@ import keras
 import tensorflow as tf
 from tensorflow.lite.tools import flatbuffer_utils
 
-from keras_retinanet.config import DataConfig, to_dict
+from keras_retinanet.config import to_dict
 from keras_retinanet.data.pipeline import load_images, pad_to_multiple, padded_size, padding_pixel
 from keras_retinanet.export.litert_runner import SIGNATURE, description_path, fit_to_input
 from keras_retinanet.export.saved_model import export_decoder, label_map, object_detection_outputs
-from keras_retinanet.inference import decode_in_original_pixels, model_data_config
+from keras_retinanet.inference import decode_in_original_pixels, stored_data_config
 
 QUANTIZATIONS = ("float32", "float16", "int8")
 
@@ -68,7 +68,7 @@ def export_litert(model, output_path, input_size=None, quantization="float32", r
         raise LiteRTExportError("int8 quantisation needs a representative dataset to calibrate on")
     if quantization == "int8" and num_calibration_images < 1:
         raise LiteRTExportError(f"num_calibration_images must be at least 1, got {num_calibration_images}")
-    data_config = model_data_config(model) if (model.metadata or {}).get("config") else DataConfig()
+    data_config = stored_data_config(model)
     input_size = tuple(int(side) for side in (input_size or default_input_size(data_config)))
     if len(input_size) != 2 or min(input_size) < 1:
         raise LiteRTExportError(f"input_size must be (height, width), both positive, got {input_size}")

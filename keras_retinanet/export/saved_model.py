@@ -28,11 +28,10 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from keras_retinanet.config import DataConfig
 from keras_retinanet.data.classes import write_label_map
 from keras_retinanet.data.image_header import encoded_image_size
 from keras_retinanet.data.pipeline import decode_pixels, pad_to_multiple, resize_image
-from keras_retinanet.inference import detections_in_original_pixels, model_data_config
+from keras_retinanet.inference import detections_in_original_pixels, model_data_config, stored_data_config
 from keras_retinanet.layers import DetectionDecoder
 
 LABEL_MAP_JSON = "label_map.json"
@@ -56,7 +55,7 @@ def export_saved_model(model, output_dir, min_size=None, max_size=None, size_div
     if None in (min_size, max_size, size_divisor, resize_rule):
         data_config = model_data_config(model)
     else:  # everything given: a model without a stored config (not trained by bin/train) exports too
-        data_config = model_data_config(model) if (model.metadata or {}).get("config") else DataConfig()
+        data_config = stored_data_config(model)
     min_size = data_config.min_size if min_size is None else min_size
     max_size = data_config.max_size if max_size is None else max_size
     size_divisor = data_config.size_divisor if size_divisor is None else size_divisor
