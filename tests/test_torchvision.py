@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 
 import keras
 import numpy as np
@@ -511,6 +512,8 @@ def test_command_line_converts_an_imagenet_resnet(tmp_path):
 
 
 def test_the_core_does_not_import_torch_and_the_command_line_says_what_to_install(tmp_path):
+    with zipfile.ZipFile(tmp_path / "x.pth", "w") as archive:  # as torch.save writes them: records stored
+        archive.writestr("archive/data.pkl", b"not read without torch")
     script = (
         "import sys\n"
         "sys.modules['torch'] = sys.modules['torchvision'] = None  # importing them fails\n"
