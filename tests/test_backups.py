@@ -111,6 +111,7 @@ def _weights(model_dir):
     return int(model.optimizer.iterations.numpy()), [weight.numpy() for weight in model.weights]
 
 
+@pytest.mark.slow  # minutes on 2 cores: `make test-slow`, which CI runs too
 def test_bin_train_killed_at_random_moments_ends_with_the_weights_of_an_uninterrupted_run(tmp_path):
     """SIGKILL at random moments, once while a backup is being written; each rerun of the same command resumes
     from the last complete backup with the batches that come next, so the final weights are those of a run that

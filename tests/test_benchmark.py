@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from keras_retinanet.benchmark.report import markdown, row
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -46,6 +48,7 @@ def test_a_table_without_peers_has_no_empty_columns():
     assert _cells(table, "forward") == ["forward", "2.000 s", "1.000 s", "2.00", "-", ""]
 
 
+@pytest.mark.slow  # minutes on 2 cores: `make test-slow`, which CI runs too
 def test_a_small_run_times_predict_and_lists_the_onednn_kernels(tmp_path):
     report_path = tmp_path / "report.json"
     process = subprocess.run(

@@ -111,6 +111,7 @@ def _train_command(config, model_dir):
             "--strategy=multi_worker", "--verbose=2"]
 
 
+@pytest.mark.slow  # minutes on 2 cores: `make test-slow`, which CI runs too
 def test_killed_worker_and_restarted_job_resume_from_the_last_backup(shapes, tmp_path):
     """SIGKILL one of two workers mid-training (its peer is then stopped, as a job scheduler would), rerun the same
     command: both workers resume from the chief's last backup and finish the schedule."""
