@@ -128,6 +128,7 @@ def test_bad_config_key_is_named(experiment):
     assert result.returncode != 0 and "unknown key 'train.batchsize'" in result.stderr
 
 
+@pytest.mark.slow  # trains for 15-70 s: `make test-slow`, which CI runs too
 def test_a_stopped_run_resumes_from_its_backup(experiment):
     """A run that stopped after its iteration-4 backup (here: one that ended there) resumes from that backup when
     run again with the longer schedule: it runs checkpoint intervals 3-6 only, and ends at iteration 12."""
@@ -152,6 +153,7 @@ def epoch_losses(model_dir):
     return losses
 
 
+@pytest.mark.slow  # trains for 15-70 s: `make test-slow`, which CI runs too
 def test_mirrored_on_two_cpu_devices_matches_one_device(experiment):
     """Frozen BN (the paper's) makes the forward pass independent of how the batch is split. One device in this
     process; two logical CPU devices need a process of their own (they must be set before TensorFlow starts)."""

@@ -171,6 +171,7 @@ def test_bounding_box_format_applies_to_fit_and_predict():
     )
 
 
+@pytest.mark.slow  # trains for 15-70 s: `make test-slow`, which CI runs too
 def test_fit_and_predict_under_mixed_bfloat16_and_xla():
     images, boxes, labels = make_shapes(2, size=64, seed=4)
     keras.mixed_precision.set_global_policy("mixed_bfloat16")

@@ -78,6 +78,7 @@ class InterruptOnSecondEpoch(keras.callbacks.Callback):
             raise Interrupt
 
 
+@pytest.mark.slow  # trains for 15-70 s: `make test-slow`, which CI runs too
 def test_a_study_runs_resumes_and_reports(study_file, tmp_path, monkeypatch):
     work_dir = str(tmp_path / "work")
     study = load_study(str(study_file))

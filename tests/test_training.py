@@ -1,12 +1,14 @@
 """`train` (`keras_retinanet.training`), in-process on tiny models."""
 
 import numpy as np
+import pytest
 
 from keras_retinanet.config import load_config
 from keras_retinanet.training import train
 from tiny import tiny_experiment_file
 
 
+@pytest.mark.slow  # trains for 15-70 s: `make test-slow`, which CI runs too
 def test_alpha_balanced_cross_entropy_trains_from_the_prior_initialisation(tmp_path):
     """Table 1a's baseline (gamma 0, alpha 0.75): confident anchors round p_t to 1 within 20 iterations here,
     where `(1 - p_t) ** 0` used to make the gradient NaN and stop training."""
@@ -25,6 +27,7 @@ def _tiny_experiment(tmp_path, dtype_policy, iterations=20, warmup_iterations=5,
                                                 model_yaml=model_yaml, train_yaml=f"  dtype_policy: {dtype_policy}\n")))
 
 
+@pytest.mark.slow  # trains for 15-70 s: `make test-slow`, which CI runs too
 def test_mixed_bfloat16_training_follows_float32_and_is_saved_with_the_model(tmp_path):
     """20 iterations from the same initial weights on the same batches: the mean loss under mixed_bfloat16 is that
     of float32 within bfloat16's precision, and model.keras loads with bfloat16 compute and float32 weights."""
@@ -46,6 +49,7 @@ def test_mixed_bfloat16_training_follows_float32_and_is_saved_with_the_model(tmp
     assert loaded.predict_on_batch(np.zeros([1, 96, 96, 3], np.float32))["scores"].dtype == np.float32
 
 
+@pytest.mark.slow  # trains for 15-70 s: `make test-slow`, which CI runs too
 def test_mixed_float16_training_scales_the_loss(tmp_path):
     import keras
 
@@ -55,6 +59,7 @@ def test_mixed_float16_training_scales_the_loss(tmp_path):
     assert all(np.all(np.isfinite(weight.numpy())) for weight in model.trainable_weights)
 
 
+@pytest.mark.slow  # trains for 15-70 s: `make test-slow`, which CI runs too
 def test_deterministic_training_repeats_bit_for_bit_in_a_second_process(tmp_path):
     """train.deterministic: two runs of the same experiment, each in its own process, end with identical weights
     (every bit); XLA on, as the demo trains."""
