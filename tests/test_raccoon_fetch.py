@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from keras_retinanet.datasets.raccoon import MAX_FILE_BYTES, DatasetFetchError, fetch_raccoon, manifest
+from keras_retinanet.datasets.raccoon import DatasetFetchError, fetch_raccoon, manifest
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 VENDORED = os.path.join(ROOT, "tests", "data", "raccoon")
 
 
 def _vendored_files():
-    """{path: pinned digest} of the vendored files that the dataset has (its images, XMLs and licence)."""
+    """{path: pinned digest and size} of the vendored files that the dataset has (its images, XMLs and licence)."""
     pinned = manifest()
     paths = [os.path.relpath(os.path.join(folder, name), VENDORED) for folder, _, names in os.walk(VENDORED)
              for name in names]
@@ -29,6 +29,8 @@ def test_the_manifest_pins_the_whole_dataset_and_the_vendored_photos_are_its_fil
         200, 200, 3, 1)
     assert {"data/train_labels.csv", "data/test_labels.csv"} <= set(pinned)
     assert len(_vendored_files()) == 11  # 5 photos, their XMLs and the licence: every one with the pinned digest
+    for path, pinned in _vendored_files().items():
+        assert os.path.getsize(os.path.join(VENDORED, path)) == pinned.size
 
 
 @pytest.mark.parametrize("route", ["download", "local copy"])
@@ -71,19 +73,23 @@ def test_unreachable_files_say_what_to_do(tmp_path):
     assert "cannot read: No such file or directory" in process.stderr
 
 
-def _sparse_file_over_the_bound(path):
-    with open(path, "wb") as file:
-        file.truncate(MAX_FILE_BYTES + 1)
+def _sparse_file_of(size):
+    def make(path):
+        with open(path, "wb") as file:
+            file.truncate(size)
+    return make
 
 
-def test_only_regular_files_within_the_size_bound_are_read(tmp_path):
-    """A FIFO (which would block a plain open), a link to /dev/zero (endless) and an oversized file in the local
-    copy are refused naming the file, without hanging or reading more than MAX_FILE_BYTES + 1 bytes; so is an
-    oversized download. In the output folder, such files are replaced by the pinned ones."""
+def test_only_regular_files_of_the_pinned_size_are_read(tmp_path):
+    """A FIFO (which would block a plain open), a link to /dev/zero (endless), a 1 GB file and a short one in the
+    local copy are refused naming the file, without hanging or reading more than the pinned size + 1 bytes; so is
+    an oversized download. In the output folder, such files are replaced by the pinned ones."""
     files = _vendored_files()
     photo = "images/raccoon-1.jpg"
+    size = files[photo].size
     cases = [(os.mkfifo, "not a regular file"), (lambda path: os.symlink("/dev/zero", path), "not a regular file"),
-             (_sparse_file_over_the_bound, f"larger than {MAX_FILE_BYTES} bytes")]
+             (_sparse_file_of(2**30), f"more, not the pinned {size} bytes"),
+             (_sparse_file_of(size - 1), f"{size - 1} bytes, not the pinned {size} bytes")]
     for index, (make, cause) in enumerate(cases):
         source = tmp_path / f"source{index}"
         shutil.copytree(VENDORED, source)
@@ -93,7 +99,7 @@ def test_only_regular_files_within_the_size_bound_are_read(tmp_path):
             fetch_raccoon(str(tmp_path / "out"), source_dir=str(source), files={photo: files[photo]})
         assert str(raised.value).startswith(f"{source / photo}: {cause}")
     oversized = str(tmp_path / "source2")
-    with pytest.raises(DatasetFetchError, match=f"^file://{oversized}/{photo}: larger than {MAX_FILE_BYTES} bytes"):
+    with pytest.raises(DatasetFetchError, match=f"^file://{oversized}/{photo}: more, not the pinned {size} bytes"):
         fetch_raccoon(str(tmp_path / "out"), url_template=f"file://{oversized}/{{path}}", files={photo: files[photo]})
     output = tmp_path / "output"
     (output / "images").mkdir(parents=True)
