@@ -187,7 +187,7 @@ def test_a_changed_variant_is_not_mixed_with_its_old_result(study_file, tmp_path
      r"'figure_4.gammas' must be a number of at least 0, got -2"),
     (("eval_size: 96", "eval_size: 0"), r"'tables\[1\].rows\[1\].eval_size' must be an integer of at least 1, got 0"),
     # A variant's name is its folder under --work_dir: nothing that leads elsewhere.
-    *(((f"  blowup2: [", f"  {name}: ["), rf"variant {re.escape(shown)} cannot be a folder name under --work_dir")
+    *((("  blowup2: [", f"  {name}: ["), rf"variant {re.escape(shown)} cannot be a folder name under --work_dir")
       for name, shown in (("../../../x", "'../../../x'"), ("a/b", "'a/b'"), ("/tmp/x", "'/tmp/x'"),
                           ('"a\\0b"', "'a\\x00b'"), (".hidden", "'.hidden'"), ("..", "'..'"),
                           ("fl@seed1", "'fl@seed1'"), ('"a\\\\b"', "'a\\\\b'"))),
