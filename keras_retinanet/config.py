@@ -59,6 +59,12 @@ class Interval:
 
 INT32_MAX = 2**31 - 1
 COUNT = f"[1, {INT32_MAX}]"  # sizes and counts: TensorFlow holds them as int32
+# Settings that size what is allocated are bounded further, well past any model or dataset in use, so that a
+# config cannot ask for terabytes: layers and channels of the network, image sides (as bin/export's input sides),
+# boxes and detections per image.
+CHANNELS = "[1, 4096]"
+IMAGE_SIDE = "[1, 8192]"
+PER_IMAGE = "[1, 100000]"
 
 
 def ranged(default, interval):
@@ -78,7 +84,7 @@ class BackboneConfig:
     frozen_stages: int = ranged(2, "[0, 5]")
     preprocessing: Optional[str] = "caffe"
     weights: Optional[str] = "imagenet"
-    width_multiplier: float = ranged(1.0, "(0, inf)")
+    width_multiplier: float = ranged(1.0, "(0, 16]")
 
 
 @dataclasses.dataclass
@@ -95,7 +101,7 @@ class AnchorConfig:
 class PyramidConfig:
     """`keras_retinanet.layers.FeaturePyramid` arguments."""
 
-    filters: int = ranged(256, COUNT)
+    filters: int = ranged(256, CHANNELS)
     p6_input: str = "c5"
 
 
@@ -103,8 +109,8 @@ class PyramidConfig:
 class HeadConfig:
     """`keras_retinanet.layers.RetinaNetHead` arguments of both subnets (`prior_probability`: the class subnet's)."""
 
-    filters: int = ranged(256, COUNT)
-    num_convs: int = ranged(4, "[0, inf)")
+    filters: int = ranged(256, CHANNELS)
+    num_convs: int = ranged(4, "[0, 32]")
     normalization: Optional[str] = None
     prior_probability: float = ranged(0.01, "(0, 1)")
 
@@ -169,9 +175,9 @@ class DecoderConfig:
     """`keras_retinanet.layers.DetectionDecoder` arguments: inference."""
 
     score_threshold: float = ranged(0.05, "[0, 1)")
-    pre_nms_top_k: int = ranged(1000, COUNT)
+    pre_nms_top_k: int = ranged(1000, PER_IMAGE)
     iou_threshold: float = ranged(0.5, "(0, 1]")
-    max_detections: int = ranged(100, COUNT)
+    max_detections: int = ranged(100, PER_IMAGE)
     min_box_size: float = ranged(0.01, "(0, inf)")
 
 
@@ -225,14 +231,14 @@ class DataConfig:
 
     train: SplitConfig = dataclasses.field(default_factory=SplitConfig)
     val: SplitConfig = dataclasses.field(default_factory=SplitConfig)
-    min_size: int = ranged(800, COUNT)
-    max_size: int = ranged(1333, COUNT)
+    min_size: int = ranged(800, IMAGE_SIDE)
+    max_size: int = ranged(1333, IMAGE_SIDE)
     horizontal_flip: bool = True
     scale_jitter: tuple[float, float] = ranged((1.0, 1.0), "(0, inf)")
-    max_boxes: int = ranged(100, COUNT)
+    max_boxes: int = ranged(100, PER_IMAGE)
     seed: int = ranged(0, f"[0, {2**32 - 1}]")
     cache_images: bool = False
-    size_divisor: int = ranged(128, COUNT)
+    size_divisor: int = ranged(128, "[1, 1024]")
     resize_rule: str = "detectron"
     strict: bool = False
     verify_images: bool = True

@@ -64,7 +64,7 @@ def test_unknown_key_is_named(tmp_path):
         ("data:\n  resize_rule: opencv\n", r"'data.resize_rule' must be one of \('detectron', 'torchvision'\)"),
         ("model:\n  heads: {normalization: batch_norm}\n", "'model.heads.normalization' must be one of"),
         ("model: 3\n", "'model' must be a mapping"),
-        ("data:\n  size_divisor: 0\n", r"'data.size_divisor' must be in \[1, 2147483647\], got 0"),
+        ("data:\n  size_divisor: 0\n", r"'data.size_divisor' must be in \[1, 1024\], got 0"),
         ("- 1\n", r"experiment.yaml: not a YAML mapping of sections \(the top level is a list\)"),
     ],
 )
