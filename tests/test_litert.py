@@ -486,6 +486,13 @@ def test_the_runner_reads_image_files_as_the_pipeline_decodes_them(tmp_path):
         expected = next(load_images([path]))
         np.testing.assert_array_equal(read_image(path, max_pixels=1e9), expected, err_msg=name)
     assert read_image(str(tmp_path / "turned.jpg"), 1e9).shape == (53, 37, 3)
+    from keras_retinanet.data.policy import DECODABLE_FORMATS
+    from keras_retinanet.export.litert_runner import IMAGE_FORMATS
+
+    assert IMAGE_FORMATS == DECODABLE_FORMATS  # the runner imports nothing of ours: its copy must not drift
+    Image.fromarray(rgb).save(tmp_path / "scan.tiff")  # Pillow reads it, TensorFlow's decoders do not
+    with pytest.raises(ValueError, match="scan.tiff: TIFF images are not read by the training pipeline"):
+        read_image(str(tmp_path / "scan.tiff"), 1e9)
     with Image.open(tmp_path / "gray16.png") as picture:
         assert (np.asarray(picture.convert("RGB")) == 255).mean() > 0.9  # what the runner read before
 

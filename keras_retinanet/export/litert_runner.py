@@ -39,6 +39,8 @@ class ImageFileError(ValueError):
 
 
 DESCRIPTION_LIMIT = 1 << 20  # bytes: a description is a few kilobytes
+# What the training pipeline decodes (TensorFlow's decoders; `keras_retinanet.data.policy.DECODABLE_FORMATS`).
+IMAGE_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP")
 
 
 def read_description(model_path):
@@ -98,8 +100,9 @@ def regular_file(path, error_type):
 def read_image(path, max_pixels):
     """Upright RGB uint8 pixels [h, w, 3] of the image file `path`, as the training pipeline decodes them
     (TensorFlow's decoders: 16-bit samples keep their high byte, palettes and CMYK become RGB, alpha is dropped)
-    and turned per its EXIF orientation; an `ImageFileError` naming the file if it is not a regular file, cannot
-    be read, or has more than `max_pixels` pixels (checked from its header, before decoding). Needs Pillow."""
+    and turned per its EXIF orientation; an `ImageFileError` naming the file if it is not a regular file, not of a
+    format the pipeline reads (`IMAGE_FORMATS`, WebP without animation), or has more than `max_pixels` pixels
+    (checked from its header, before decoding). Needs Pillow."""
     import warnings
 
     from PIL import Image, ImageOps
@@ -112,7 +115,10 @@ def read_image(path, max_pixels):
                 width, height = image.size
                 if width * height > max_pixels:
                     raise ImageFileError(f"{path}: {width} x {height} pixels, more than the model's limit of "
-                                         f"{max_pixels:g} (data.max_image_pixels)")
+                                         f"{int(max_pixels)} (data.max_image_pixels)")
+                if image.format not in IMAGE_FORMATS or image.format == "WEBP" and getattr(image, "is_animated", 0):
+                    raise ImageFileError(f"{path}: {image.format} images are not read by the training pipeline (use "
+                                         f"one of {', '.join(IMAGE_FORMATS)}, WebP without animation)")
                 image = ImageOps.exif_transpose(image)
                 if image.mode.startswith("I"):  # 16-bit (or 32-bit integer) samples: TensorFlow keeps the high byte
                     gray = (np.asarray(image).astype(np.int64) >> 8).clip(0, 255).astype(np.uint8)
