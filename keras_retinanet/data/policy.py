@@ -5,7 +5,7 @@ what is changed, so that no reader silently mislabels anything.
 | ------------------------------------------------------- | ---------------------------------------------------- |
 | annotation or class file missing, a folder, FIFO, device| error naming the file (nothing is read or waited for) |
 | annotation file unparsable, missing field, non-number   | error naming file, line / record and value           |
-| number out of bounds (JSON: int64, 100 characters)      | error naming file, line / record and value           |
+| number out of bounds (JSON integers: int64; inf boxes)  | error naming file, line / record and value           |
 | class name not in the class file, class id out of range | error naming file, line / record and value           |
 | one class name for two ids (COCO, TFRecord texts)       | error naming file, both ids and the name             |
 | image path absolute or leaving the image folder         | error                                                |
