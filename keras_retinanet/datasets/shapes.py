@@ -16,7 +16,9 @@ from PIL import Image, ImageDraw
 
 from keras_retinanet.config import ConfigError
 
-SHAPE_CLASSES = ("circle", "square", "triangle", "cross")
+SHAPE_CLASSES = ("circle", "square", "triangle", "cross")  # the default classes
+# Every shape the generator draws: datasets of other class lists share some names (fine-tuning from one to another).
+SHAPES = (*SHAPE_CLASSES, "star", "hexagon")
 
 # Every colour has a channel >= 230 and every background channel is <= 100, so an object (before noise) differs
 # from the background under it by at least 130 in some channel. Clutter uses the same colours.
@@ -55,13 +57,22 @@ def render_shape_mask(shape, width, height):
         draw.rectangle([0, 0, right, bottom], fill=1)
     elif shape == "triangle":
         draw.polygon([(0, bottom), (right, bottom), (right / 2, 0)], fill=1)
+    elif shape == "star":  # five points, the inner corners at 0.45 of the outer radius, stretched to the box
+        angles = np.pi / 2 + np.arange(10) * np.pi / 5
+        radii = np.where(np.arange(10) % 2 == 0, 1.0, 0.45)
+        x, y = radii * np.cos(angles), -radii * np.sin(angles)
+        x, y = (x - x.min()) / np.ptp(x) * right, (y - y.min()) / np.ptp(y) * bottom
+        draw.polygon(list(zip(x, y)), fill=1)
+    elif shape == "hexagon":  # flat top and bottom
+        draw.polygon([(right / 4, 0), (3 * right / 4, 0), (right, bottom / 2), (3 * right / 4, bottom),
+                      (right / 4, bottom), (0, bottom / 2)], fill=1)
     elif shape == "cross":
         bar_width, bar_height = max(1, round(width / 3)), max(1, round(height / 3))
         left, top = (width - bar_width) // 2, (height - bar_height) // 2
         draw.rectangle([left, 0, left + bar_width - 1, bottom], fill=1)
         draw.rectangle([0, top, right, top + bar_height - 1], fill=1)
     else:
-        raise ValueError(f"shape must be one of {SHAPE_CLASSES}, got {shape!r}")
+        raise ValueError(f"shape must be one of {SHAPES}, got {shape!r}")
     return np.array(canvas, dtype=bool)
 
 
@@ -105,7 +116,7 @@ def _draw_clutter(rng, image, min_size, max_size):
                      width=int(rng.integers(1, 3)))
 
 
-def _render_image(rng, height, width, num_objects, min_size, max_size, clutter, noise_std):
+def _render_image(rng, height, width, num_objects, min_size, max_size, clutter, noise_std, classes):
     """One image (uint8 [height, width, 3]) and its objects as (class index, xyxy integer box, pixel area)."""
     image = _background(rng, height, width)
     if clutter:
@@ -124,8 +135,8 @@ def _render_image(rng, height, width, num_objects, min_size, max_size, clutter, 
                 break
         else:
             continue  # the image is too crowded for this object
-        class_index = int(rng.integers(len(SHAPE_CLASSES)))
-        mask = render_shape_mask(SHAPE_CLASSES[class_index], box_width, box_height)
+        class_index = int(rng.integers(len(classes)))
+        mask = render_shape_mask(classes[class_index], box_width, box_height)
         pixels[y : box[3], x : box[2]][mask] = PALETTE[rng.integers(len(PALETTE))]
         objects.append((class_index, box, int(mask.sum())))
     if noise_std > 0:
@@ -138,8 +149,10 @@ def _split_rng(seed, split):
     return np.random.default_rng([seed, zlib.crc32(split.encode("utf-8"))])
 
 
-def _validate(splits, image_size, min_objects, max_objects, min_size, max_size, seed, noise_std):
+def _validate(splits, image_size, min_objects, max_objects, min_size, max_size, seed, noise_std, classes):
     """`ConfigError` (a `ValueError`: the command lines print it in one line) naming a setting out of range."""
+    if not classes or len(set(classes)) != len(classes) or not set(classes) <= set(SHAPES):
+        raise ConfigError(f"classes must be distinct names of {SHAPES}, got {list(classes)!r}")
     if not splits:
         raise ConfigError(f"splits must name at least one split, got {splits!r}")
     for split, count in splits.items():
@@ -177,6 +190,7 @@ def generate_shapes_dataset(
     seed=0,
     clutter=True,
     noise_std=8.0,
+    classes=SHAPE_CLASSES,
 ):
     """Writes a COCO detection dataset of shapes and returns {split: path of its annotations JSON}.
 
@@ -184,7 +198,7 @@ def generate_shapes_dataset(
     (index from 0; the image id is index + 1 and `file_name` is the bare file name, as in COCO).
 
     Each image: a smooth random background (channels in [20, 100]) with, if `clutter`, unlabelled lines, dots
-    and open arcs; then `min_objects` to `max_objects` filled shapes (classes `SHAPE_CLASSES`, colours drawn from a
+    and open arcs; then `min_objects` to `max_objects` filled shapes (of `classes`, colours drawn from a
     bright palette independently of the class), each with width and height in [min_size, max_size], an aspect
     ratio within 1.25 (up to rounding to whole pixels), fully inside the image and with IoU <= 0.1 against the
     shapes already placed (a shape that finds no such place in 50 tries is left out, so a crowded image can hold
@@ -193,15 +207,18 @@ def generate_shapes_dataset(
     Annotations: `bbox` is the tight box of the shape's pixels, `[x, y, width, height]` in pixels (floats, whole
     numbers); `area` is the shape's pixel count, as COCO's `area` is the segment's (COCOeval uses it for the
     small / medium / large ranges); `iscrowd` 0; ids from 1. A shape can be covered a little by a later one;
-    its box and area are those of the whole shape. Categories are ids 1..K, named by `SHAPE_CLASSES`.
+    its box and area are those of the whole shape. Categories are ids 1..K, named by `classes` (any of `SHAPES`;
+    default `SHAPE_CLASSES`).
 
     Each split draws from its own generator seeded by `seed` and the split's name, so the same arguments give
     byte-identical files and a split does not change when other splits are added.
     """
     image_size = tuple(image_size)
-    _validate(splits, image_size, min_objects, max_objects, min_size, max_size, seed, noise_std)
+    classes = tuple(classes)
+    _validate(splits, image_size, min_objects, max_objects, min_size, max_size, seed, noise_std, classes)
     parameters = dict(image_size=list(image_size), min_objects=min_objects, max_objects=max_objects,
-                      min_size=min_size, max_size=max_size, seed=seed, clutter=clutter, noise_std=noise_std)
+                      min_size=min_size, max_size=max_size, seed=seed, clutter=clutter, noise_std=noise_std,
+                      classes=list(classes))
     os.makedirs(os.path.join(output_dir, "annotations"), exist_ok=True)
     return {split: _write_split(output_dir, split, count, parameters) for split, count in splits.items()}
 
@@ -215,7 +232,8 @@ def _write_split(output_dir, split, count, parameters):
     for index in range(count):
         num_objects = int(rng.integers(parameters["min_objects"], parameters["max_objects"] + 1))
         pixels, objects = _render_image(rng, height, width, num_objects, parameters["min_size"],
-                                        parameters["max_size"], parameters["clutter"], parameters["noise_std"])
+                                        parameters["max_size"], parameters["clutter"], parameters["noise_std"],
+                                        parameters["classes"])
         file_name = f"{split}_{index:06d}.png"
         Image.fromarray(pixels, "RGB").save(os.path.join(output_dir, split, file_name))
         images.append({"id": index + 1, "file_name": file_name, "height": height, "width": width})
@@ -234,7 +252,8 @@ def _write_split(output_dir, split, count, parameters):
         "licenses": [],
         "images": images,
         "annotations": annotations,
-        "categories": [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(SHAPE_CLASSES)],
+        "categories": [{"id": i + 1, "name": name, "supercategory": "shape"}
+                       for i, name in enumerate(parameters["classes"])],
     }
     path = os.path.join(output_dir, "annotations", f"instances_{split}.json")
     with open(path, "w") as file:
