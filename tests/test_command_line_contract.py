@@ -196,10 +196,12 @@ def test_model_files_images_and_exports_are_refused_in_one_line(files):
 
 def test_the_other_command_lines_refuse_bad_input_in_one_line(files, tmp_path):
     """bin/study (a bad override in its last variant: nothing trains; a variant name leaving --work_dir),
-    bin/fetch_raccoon (a FIFO in the local copy: no hang), bin/convert_dataset, bin/convert_torchvision (a FIFO and
-    a file that is no .pth), bin/generate_shapes and bin/demo (settings out of range)."""
+    bin/fetch_raccoon (a FIFO in the local copy: no hang), bin/convert_dataset, bin/convert_torchvision (a FIFO, a
+    file that is no .pth, and a .pth whose pickle would run a command: nothing runs), bin/generate_shapes and bin/demo
+    (settings out of range)."""
     import shutil
 
+    from test_pth_reader import Archive, Call
     from test_study import EXPERIMENT, STUDY
 
     (tmp_path / "tiny.yaml").write_text(EXPERIMENT)
@@ -227,10 +229,14 @@ def test_the_other_command_lines_refuse_bad_input_in_one_line(files, tmp_path):
     ], ["'images' must be a list, got 5"])
     not_a_pth = tmp_path / "weights.pth"
     not_a_pth.write_text("not a checkpoint")
+    marker = tmp_path / "ran"
+    command = Archive().write(tmp_path / "command.pth", {"weight": Call("os.system", f"touch {marker}")})
     assert_one_line_errors("convert_torchvision", [
-        [f"--weights={files['fifo']}", "--variant=v1", f"--output={tmp_path / 'converted.keras'}"],
-        [f"--weights={not_a_pth}", "--variant=v1", f"--output={tmp_path / 'converted.keras'}"],
-    ], ["fifo.png", "weights.pth"])
+        [f"--weights={weights}", "--variant=v1", f"--output={tmp_path / 'converted.keras'}"]
+        for weights in (files["fifo"], not_a_pth, command)
+    ], ["fifo.png", "weights.pth: not a zip archive",
+        "command.pth: its pickle names the global 'os.system', which a weights file does not need: refused"])
+    assert not marker.exists()
     assert_one_line_errors("generate_shapes", [
         [f"--output_dir={tmp_path / 'shapes'}", "--image_size=0"],
         [f"--output_dir={tmp_path / 'shapes'}", "--min_size=50", "--max_size=10"],

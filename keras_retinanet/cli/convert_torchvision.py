@@ -8,12 +8,11 @@ label map, ready for bin/predict, bin/evaluate and bin/export.
 resnet: a torchvision ImageNet ResNet-18..152 state dict (`resnet50-0676ba61.pth`, ...) becomes the weights of our
 `ResNetBackbone` (`--output=NAME.weights.h5`), to fine-tune from: see the README.
 
-Reading .pth files needs torch: `pip install keras-retinanet[torch]`. The file must be the zip archive torch.save
-writes (PyTorch 1.6 and later), within the bounds of a model file (`keras_retinanet.inference.open_bounded_zip`); a
-file torch cannot read, or a state dict that is not what --variant needs, is one line naming the file.
+.pth files are read without torch (`keras_retinanet.convert.pth`, whose unpickling may call nothing but the few
+globals a state dict needs). The file must be the zip archive torch.save writes (PyTorch 1.6 and later), within the
+bounds of a model file (`keras_retinanet.inference.open_bounded_zip`); any other file, or a state dict that is not
+what --variant needs, is one line naming the file.
 """
-
-import os
 
 from absl import app, flags
 
@@ -29,40 +28,16 @@ flags.DEFINE_list("class_names", None, "v1 / v2 fine-tuned on other data than CO
                   "label order (default: COCO's 91 names).")
 
 
-def load_state_dict(path):
-    """The state dict in a torchvision .pth file (or under "model" in a reference-script checkpoint); a `ModelError`
-    naming the file if it is not a regular file, its zip archive is out of bounds, or torch cannot load it."""
-    from keras_retinanet.inference import ModelError, one_line, open_bounded_zip
-
-    if not os.path.isfile(path):  # links followed: a FIFO or a device is not read
-        raise ModelError(f"no weights file at {path}")
-    open_bounded_zip(path).close()
-    try:
-        import torch
-    except ImportError:
-        raise app.UsageError(
-            "reading .pth files needs torch, an optional extra: pip install keras-retinanet[torch]"
-        ) from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch's errors vary by cause; ours names the file and keeps the cause
-        raise ModelError(f"{path}: torch cannot load it ({type(error).__name__}: {one_line(error)})") from error
-    if not isinstance(state, dict):
-        raise ModelError(f"{path}: holds a {type(state).__name__}, not a state dict")
-    if isinstance(state.get("model"), dict):
-        state = state["model"]
-    return state
-
-
 def main(argv):
     del argv
     suffix = ".weights.h5" if FLAGS.variant == "resnet" else ".keras"
     if not FLAGS.output.endswith(suffix):
         raise app.UsageError(f"--variant={FLAGS.variant} writes a {suffix} file: --output must end with {suffix}")
-    state = load_state_dict(FLAGS.weights)
 
+    from keras_retinanet.convert.pth import read_state_dict
     from keras_retinanet.inference import ModelError, one_line
 
+    state = read_state_dict(FLAGS.weights)
     try:
         print(convert_and_save(state))
     except ValueError as error:  # the converters name the key, shape or variant of the state dict that does not fit
