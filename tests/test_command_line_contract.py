@@ -245,3 +245,30 @@ def test_the_other_command_lines_refuse_bad_input_in_one_line(files, tmp_path):
         [f"--config={os.path.join(ROOT, 'configs', 'demo.yaml')}", f"--work_dir={tmp_path / 'demo'}",
          "--set=model.decoder.iou_threshold=5"],
     ], ["'model.decoder.iou_threshold' must be in (0, 1], got 5"])
+
+
+def test_fetch_weights_refuses_unknown_names_and_files_in_one_line(tmp_path):
+    """bin/fetch_weights: an unknown name (the known ones listed), a FIFO under the published name in --source_dir
+    (no hang), a local copy of another size or digest (both digests named), and a mirror without the file."""
+    import hashlib
+
+    cache = f"--cache_dir={tmp_path / 'cache'}"
+    source = tmp_path / "source"
+    source.mkdir()
+    os.mkfifo(source / "resnet50-0676ba61.pth")
+    (source / "retinanet_resnet50_fpn_coco-eeacb38b.pth").write_bytes(b"short")
+    (source / "resnet101-63fe2227.pth").write_bytes(b"another file")
+    found = hashlib.sha256(b"another file").hexdigest()
+    assert_one_line_errors("fetch_weights", [
+        ["no_such_weights", cache],
+        ["torchvision_resnet50", f"--source_dir={source}", cache],
+        ["retinanet_resnet50_fpn_coco", f"--source_dir={source}", cache],
+        ["torchvision_resnet101", f"--source_dir={source}", cache],
+        ["keras_resnet50", f"--base_url=file://{tmp_path}/mirror", cache],
+    ], ["unknown pretrained weights 'no_such_weights'; known: retinanet_resnet50_fpn_coco, ",
+        f"{source}/resnet50-0676ba61.pth: not a regular file",
+        f"{source}/retinanet_resnet50_fpn_coco-eeacb38b.pth: 5 bytes, not the pinned 136595076 bytes",
+        f"{source}/resnet101-63fe2227.pth: SHA-256 {found} is not the pinned 63fe2227b86e8f1f2063f43a75c84d19",
+        f"{tmp_path}/mirror/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5: cannot download (No such file or "
+        "directory); without internet access, give --source_dir=a local copy"])
+    assert not (tmp_path / "cache").exists() or not os.listdir(tmp_path / "cache")

@@ -612,3 +612,41 @@ def test_group_normalization_is_as_accurate_as_torchs():
     ours = norm(nhwc(x)).numpy()
     assert relative_error(theirs, expected) <= 1e-6
     assert relative_error(ours, expected) <= 1e-6
+
+
+def test_fetch_weights_converts_torchvisions_published_files(converted, tmp_path, monkeypatch):
+    """`bin/fetch_weights`' route for torchvision's files: a RetinaNet and an ImageNet ResNet-18 saved by torch.save,
+    served over HTTP under test catalog entries, downloaded, checked, read without torch and converted, give what the
+    direct conversions give."""
+    import hashlib
+
+    from test_fetch_weights import serving
+
+    from keras_retinanet import pretrained
+    from keras_retinanet.pretrained import catalog
+    from keras_retinanet.pretrained.download import Checksum
+
+    variant, retinanet, model = converted
+    resnet_state = torchvision_resnet(18).state_dict()
+    entries = {"test_retinanet": ("retinanet-0.pth", retinanet.state_dict(), "torchvision_retinanet", 50, variant),
+               "test_resnet18": ("resnet18-0.pth", resnet_state, "torchvision_resnet", 18, None)}
+    files = {}
+    for name, (file_name, state, conversion, depth, entry_variant) in entries.items():
+        torch.save(state, tmp_path / file_name)
+        data = files[f"/models/{file_name}"] = (tmp_path / file_name).read_bytes()
+        monkeypatch.setitem(catalog.CATALOG, name, catalog.Weights(
+            name, f"https://weights.invalid/models/{file_name}", Checksum(hashlib.sha256(data).hexdigest(), len(data)),
+            conversion, depth, entry_variant))
+    with serving(files) as site:
+        paths = {name: pretrained.fetch_weights(name, str(tmp_path / "cache"), base_url=f"{site.url}/models")
+                 for name in entries}
+    assert paths == {"test_retinanet": str(tmp_path / "cache" / "test_retinanet.keras"),
+                     "test_resnet18": str(tmp_path / "cache" / "test_resnet18.weights.h5")}
+    loaded = keras.saving.load_model(paths["test_retinanet"], safe_mode=True)
+    assert loaded.metadata == model.metadata
+    assert_same_weights(loaded, model)
+    expected = ResNetBackbone(18, stride_in_1x1=False, preprocessing="torch", bn_epsilon=1e-5)
+    load_torchvision_resnet_weights(expected, resnet_state)
+    backbone = ResNetBackbone(18, stride_in_1x1=False, preprocessing="torch", bn_epsilon=1e-5,
+                              weights=paths["test_resnet18"])
+    assert_same_weights(backbone, expected)
