@@ -57,6 +57,9 @@ class Interval:
         return above and (value < self.high if self.high_open else value <= self.high)
 
 
+# The components `train.freeze` may name (`keras_retinanet.models.RetinaNet.COMPONENTS` maps them to its layers).
+FREEZABLE = ("backbone", "pyramid", "box_head", "class_head")
+
 INT32_MAX = 2**31 - 1
 COUNT = f"[1, {INT32_MAX}]"  # sizes and counts: TensorFlow holds them as int32
 # Settings that size what is allocated are bounded further, well past any model or dataset in use, so that a
@@ -184,7 +187,11 @@ class DecoderConfig:
 @dataclasses.dataclass
 class ModelConfig:
     """The detector: one section per component, and `RetinaNet`'s own `box_loss_weight` and
-    `ignore_region_threshold`."""
+    `ignore_region_threshold`.
+
+    `init_from` names a trained detector to fine-tune from (`keras_retinanet.training.fine_tuning`): a `.keras`
+    file, a model directory of `bin/train`, a torchvision RetinaNet `.pth`, or a name `bin/fetch_weights` knows.
+    Its architecture replaces the settings this config does not give; its weights replace `backbone.weights`."""
 
     backbone: BackboneConfig = dataclasses.field(default_factory=BackboneConfig)
     anchors: AnchorConfig = dataclasses.field(default_factory=AnchorConfig)
@@ -196,6 +203,7 @@ class ModelConfig:
     box_loss_weight: float = ranged(1.0, "[0, inf)")
     ignore_region_threshold: float = ranged(0.5, "(0, 1]")
     decoder: DecoderConfig = dataclasses.field(default_factory=DecoderConfig)
+    init_from: Optional[str] = None
 
 
 @dataclasses.dataclass
@@ -254,6 +262,9 @@ class TrainConfig:
     train step with XLA, which pays off when image sizes repeat (each new padded size compiles anew). `clip_norm`
     clips the global gradient norm (None: no clipping), which steadies training from scratch.
 
+    `freeze` lists components whose weights training keeps as they are (`layer.trainable = False`): any of
+    `FREEZABLE`; the backbone's first `model.backbone.frozen_stages` stages are frozen whatever this says.
+
     `deterministic` turns on TensorFlow's op determinism (`tf.config.experimental.enable_op_determinism`, for the
     whole process): with the seeded initial weights and data order, which are the same with or without it, a run
     repeats bit for bit on the same machine and software (an op without a deterministic kernel is then an error).
@@ -280,6 +291,7 @@ class TrainConfig:
     clip_norm: Optional[float] = ranged(None, "(0, inf)")
     dtype_policy: str = "float32"
     deterministic: bool = False
+    freeze: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -387,6 +399,8 @@ RELATIONS = {
                  "must be a multiple of checkpoint_every",
                  lambda train: train.eval_every % train.checkpoint_every == 0),
         Relation(("lr_steps",), "must increase", lambda train: list(train.lr_steps) == sorted(set(train.lr_steps))),
+        Relation(("freeze",), f"names each of {FREEZABLE} at most once, and nothing else",
+                 lambda train: set(train.freeze) <= set(FREEZABLE) and len(set(train.freeze)) == len(train.freeze)),
     ),
 }
 
@@ -414,6 +428,27 @@ def load_config(path=None, overrides=()):
     for override in overrides:
         _apply_override(data, override)
     return from_dict(ExperimentConfig, data, source=path or "<defaults>")
+
+
+def given_settings(path=None, overrides=()):
+    """The dotted keys (`model.backbone.depth`, ...) that the YAML file `path`, its `base` files and the overrides
+    set, under their names now (`RENAMED`): what a user wrote, as opposed to the defaults. Call it after
+    `load_config` has accepted the same arguments."""
+    data = _read_with_bases(path, ()) if path is not None else {}
+    for override in overrides:
+        _apply_override(data, override)
+    return frozenset(_leaf_keys(ExperimentConfig, data, ""))
+
+
+def _leaf_keys(cls, data, prefix):
+    data = _renamed_keys_moved(data, prefix, "<given>")
+    for field in dataclasses.fields(cls):
+        if field.name in data:
+            field_type = typing.get_type_hints(cls)[field.name]
+            if dataclasses.is_dataclass(field_type):
+                yield from _leaf_keys(field_type, data[field.name], f"{prefix}{field.name}.")
+            else:
+                yield prefix + field.name
 
 
 def read_yaml(path, what="config file"):
@@ -532,9 +567,10 @@ def to_dict(config):
     return yaml.safe_load(yaml.safe_dump(_plain(dataclasses.asdict(config))))
 
 
-def dump_config(config, path):
-    """Writes `config` as YAML that `load_config` reads back to an equal config."""
+def dump_config(config, path, comments=()):
+    """Writes `config` as YAML that `load_config` reads back to an equal config, headed by `comments` (lines)."""
     with open(path, "w", encoding="utf-8") as stream:
+        stream.writelines(f"# {' '.join(line.split())}\n" for line in comments)
         yaml.safe_dump(to_dict(config), stream, sort_keys=False)
 
 

@@ -65,6 +65,7 @@ BAD_VALUES = {
     "train.checkpoint_every": [0],
     "train.eval_every": [0],
     "train.clip_norm": [0, -1],
+    "train.freeze": [["head"], ["backbone", "backbone"], "backbone"],
 }
 
 # Settings that are each in range but do not go together: (settings, the keys the message names).

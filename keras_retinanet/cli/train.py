@@ -1,7 +1,14 @@
 """Trains a RetinaNet experiment: `bin/train --config=FILE --model_dir=DIR [--set=key=value ...]`.
 
 Running the same command again resumes from the last backup in DIR (written every train.checkpoint_every
-iterations; if the newest cannot be read, from the one before, said in the log); --restart starts over. The resolved config is written to DIR/config.yaml and stored in DIR/model.keras.
+iterations; if the newest cannot be read, from the one before, said in the log); --restart starts over. The resolved
+config is written to DIR/config.yaml and stored in DIR/model.keras.
+
+Fine-tuning: --set=model.init_from=SOURCE starts from a trained detector (a .keras file, a model directory, a
+torchvision RetinaNet .pth, or a name bin/fetch_weights knows, such as retinanet_resnet50_fpn_coco): its architecture
+and weights, the classes of your data (a class named as one of the source's keeps its weights; the others start
+from the prior). What was loaded, matched and initialised anew is printed and heads DIR/config.yaml.
+train.freeze=[backbone, ...] keeps components as they are.
 
 Several machines: run the same command on every worker with --strategy=multi_worker and TF_CONFIG set (or under
 srun in a Slurm job), DIR on a filesystem they all see; train.batch_size is the global batch.
@@ -39,7 +46,7 @@ def main(argv):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_devices)
 
-    from keras_retinanet.config import ConfigError, load_config, shown
+    from keras_retinanet.config import ConfigError, given_settings, load_config, shown
     from keras_retinanet.training import train
     from keras_retinanet.training.strategies import is_chief
 
@@ -49,7 +56,8 @@ def main(argv):
         raise ConfigError(f"{FLAGS.config}: 'model.backbone.weights' must be null, imagenet or a weights file, got "
                           f"{shown(weights)}, which is no file")
     model = train(config, FLAGS.model_dir, strategy=FLAGS.strategy, verbose=FLAGS.verbose,
-                  communication=FLAGS.communication, restart=FLAGS.restart)
+                  communication=FLAGS.communication, restart=FLAGS.restart,
+                  given=given_settings(FLAGS.config, FLAGS.set))
     if is_chief(model.distribute_strategy):
         print(f"model written to {FLAGS.model_dir}")
 

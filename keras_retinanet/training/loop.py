@@ -7,17 +7,19 @@ import os
 import keras
 import tensorflow as tf
 
-from keras_retinanet.config import dump_config, to_dict
+from keras_retinanet.config import ConfigError, dump_config, load_config, shown, to_dict
 from keras_retinanet.data.pipeline import training_dataset
 from keras_retinanet.data.splits import official_ground_truth, read_split
 from keras_retinanet.inference import MODEL_FILE
 from keras_retinanet.models import build_retinanet
+from keras_retinanet.models.transfer import freeze
 from keras_retinanet.optimizers import make_optimizer
 from keras_retinanet.precision import dtype_policy_scope
 from keras_retinanet.training.backups import Backups
 from keras_retinanet.training.callbacks import (
     BackupEveryEpoch, LearningRateLogger, PeriodicEvaluation, StopOnNonFiniteLoss,
 )
+from keras_retinanet.training.fine_tuning import given_by_default, read_source, report_lines, resolved_config, start_from
 from keras_retinanet.training.strategies import (
     StrategyError, check_jit_compile, cluster_mean, is_chief, make_strategy, num_workers,
 )
@@ -26,10 +28,17 @@ CONFIG_FILE = "config.yaml"
 DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
-def train(config, model_dir, strategy="default", verbose=1, communication="auto", restart=False, callbacks=()):
+def train(config, model_dir, strategy="default", verbose=1, communication="auto", restart=False, callbacks=(),
+          given=None):
     """Trains the experiment `config` (an `ExperimentConfig`) into `model_dir`; resumes if it holds a backup.
 
-    Writes `config.yaml` (the resolved config), TensorBoard logs in `logs/`, a backup in `backup/` at every
+    With `model.init_from`, training starts from that detector (`keras_retinanet.training.fine_tuning`): its
+    architecture under the settings the user gave (`given`: the dotted keys, as `config.given_settings` reads them
+    from the files; default: the settings that differ from the defaults), its weights, its class rows for the
+    classes of the same name. `train.freeze` keeps components as they are; a resumed run must freeze the same.
+
+    Writes `config.yaml` (the resolved config; after fine-tuning, headed by what was loaded, matched by class name
+    and initialised anew, also printed and stored in the model's metadata as `init_from`), TensorBoard logs in `logs/`, a backup in `backup/` at every
     `train.checkpoint_every` iterations (see `Backups`), and the final `model.keras`. Returns the trained model.
     A resumed run continues with the batches the interrupted one would have seen next. `restart` moves the
     backups aside (`backup.discarded-<time>`) and starts from the beginning.
@@ -51,15 +60,20 @@ def train(config, model_dir, strategy="default", verbose=1, communication="auto"
             f"({train_config.checkpoint_every})"
         )
     check_jit_compile(strategy, train_config.jit_compile)
+    backups = Backups(os.path.join(model_dir, "backup"))
+    if not restart:
+        _check_same_freeze(model_dir, backups, train_config.freeze)
+    source = None
+    if config.model.init_from:
+        source = read_source(config.model.init_from)
+        config = resolved_config(config, source, given_by_default(config) if given is None else given)
     if train_config.deterministic:
         tf.config.experimental.enable_op_determinism()
     chief = is_chief(strategy)
     train_set = read_split(config.data.train, config.data)
     val_set = read_split(config.data.val, config.data) if config.data.val.annotations and chief else None
-    backups = Backups(os.path.join(model_dir, "backup"))
     if chief:
         os.makedirs(model_dir, exist_ok=True)
-        dump_config(config, os.path.join(model_dir, CONFIG_FILE))
         if restart and (aside := backups.move_aside()):
             print(f"--restart: the backups were moved to {aside}")
 
@@ -71,9 +85,19 @@ def train(config, model_dir, strategy="default", verbose=1, communication="auto"
             "category_ids": [int(i) for i in train_set.category_ids],
             "config": to_dict(config),
         }
+        fine_tuned = start_from(source, model, train_set.class_names) if source else None
+        source = None  # frees the source model
+        if fine_tuned:
+            model.metadata["init_from"] = fine_tuned
+        freeze(model, train_config.freeze)
         # Under mixed_float16, compile wraps the optimizer in a LossScaleOptimizer (dynamic loss scaling).
         model.compile(optimizer=make_optimizer(train_config), jit_compile=train_config.jit_compile)
         model.optimizer.build(model.trainable_variables)  # a backup holds the optimizer's state too
+    if chief:
+        notes = report_lines(fine_tuned) if fine_tuned else []
+        dump_config(config, os.path.join(model_dir, CONFIG_FILE), comments=notes)
+        for line in notes:
+            print(line)
     initial_epoch = _resume(model, backups, strategy)
 
     steps_per_epoch = train_config.checkpoint_every
@@ -103,6 +127,18 @@ def train(config, model_dir, strategy="default", verbose=1, communication="auto"
     if chief:
         model.save(os.path.join(model_dir, MODEL_FILE))
     return model
+
+
+def _check_same_freeze(model_dir, backups, frozen):
+    """A `ConfigError` if a run with backups froze other components than `frozen`: its backup holds the optimizer
+    state of the weights it trained."""
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not backups.epochs() or not os.path.isfile(path):
+        return
+    before = load_config(path).train.freeze
+    if tuple(before) != tuple(frozen):
+        raise ConfigError(f"{path}: this run started with train.freeze = {shown(list(before))}, now it is "
+                          f"{shown(list(frozen))}: resume with the same, or start over with --restart")
 
 
 def _resume(model, backups, strategy):

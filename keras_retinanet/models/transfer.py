@@ -1,0 +1,79 @@
+"""Weights of one RetinaNet into another of the same architecture and other classes, and frozen components: the
+model side of fine-tuning (the files and the config are `keras_retinanet.training.fine_tuning`'s)."""
+
+import dataclasses
+
+import numpy as np
+
+# `train.freeze`'s names (`keras_retinanet.config.FREEZABLE`) -> the `RetinaNet` attribute holding that component.
+COMPONENTS = {
+    "backbone": "backbone",
+    "pyramid": "feature_pyramid",
+    "box_head": "box_head",
+    "class_head": "classification_head",
+}
+
+
+def freeze(model, components):
+    """Keeps the weights of `components` (names of `COMPONENTS`) as they are in training: `trainable = False`, the
+    Keras way (a frozen `BatchNormalization` then also runs in inference mode). Call it before `compile`."""
+    for component in components:
+        getattr(model, COMPONENTS[component]).trainable = False
+
+
+@dataclasses.dataclass
+class Transfer:
+    """What `transfer_weights` did: `loaded` {component: tensors copied}, `class_rows` {target class: source
+    class} (the class subnet's output rows kept), `new_classes` (target classes left at the prior initialisation)."""
+
+    loaded: dict
+    class_rows: dict
+    new_classes: list
+
+
+def transfer_weights(source, target, class_rows):
+    """Copies every weight of `source` into `target` (two `RetinaNet`s of one architecture, any class counts):
+    backbone, pyramid and box subnet whole, the class subnet's hidden layers, and of its output layer the rows of
+    each target class `t` in `class_rows` ({t: source class}) from the source's class; the other classes keep
+    `target`'s initialisation (the paper's prior). Returns a `Transfer`.
+
+    Raises ValueError naming the first weight whose name or shape differs (the architectures are not one)."""
+    loaded = {}
+    for component in ("backbone", "feature_pyramid", "box_head"):
+        loaded[component] = _copy(getattr(source, component).weights, getattr(target, component).weights, component)
+    source_head, target_head = source.classification_head, target.classification_head
+    hidden = [weight for layer in (*source_head.hidden_convs, *source_head.norms) for weight in layer.weights]
+    loaded["classification_head hidden layers"] = _copy(
+        hidden, [weight for layer in (*target_head.hidden_convs, *target_head.norms) for weight in layer.weights],
+        "classification_head")
+    _copy_class_rows(source_head.output_conv, target_head.output_conv, source.num_classes, target.num_classes,
+                     class_rows)
+    new_classes = [index for index in range(target.num_classes) if index not in class_rows]
+    return Transfer(loaded, dict(class_rows), new_classes)
+
+
+def _copy(sources, targets, component):
+    if len(sources) != len(targets):
+        raise ValueError(f"the {component} of the source has {len(sources)} weights, the model's {len(targets)}")
+    for source, target in zip(sources, targets):
+        if source.name != target.name or tuple(source.shape) != tuple(target.shape):
+            raise ValueError(f"{component}: the source's weight {source.path} {list(source.shape)} does not fit "
+                             f"{target.path} {list(target.shape)}")
+        target.assign(np.asarray(source.numpy()))
+    return len(targets)
+
+
+def _copy_class_rows(source_conv, target_conv, source_classes, target_classes, class_rows):
+    """The output channels of each matched class, for every anchor (channel = anchor * classes + class)."""
+    num_anchors = target_conv.filters // target_classes
+    if source_conv.filters != num_anchors * source_classes or source_conv.kernel.shape[:3] != target_conv.kernel.shape[:3]:
+        raise ValueError(f"the source's class subnet output {list(source_conv.kernel.shape)} does not fit "
+                         f"{list(target_conv.kernel.shape)} with {num_anchors} anchors per location")
+    kernel, bias = target_conv.kernel.numpy(), target_conv.bias.numpy()
+    source_kernel, source_bias = source_conv.kernel.numpy(), source_conv.bias.numpy()
+    for target_class, source_class in class_rows.items():
+        for anchor in range(num_anchors):
+            to, of = anchor * target_classes + target_class, anchor * source_classes + source_class
+            kernel[..., to], bias[to] = source_kernel[..., of], source_bias[of]
+    target_conv.kernel.assign(kernel)
+    target_conv.bias.assign(bias)
