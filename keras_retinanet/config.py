@@ -634,6 +634,8 @@ def _convert(value, field_type, key, source, interval=None):
         if number is None:
             raise ConfigError(f"{source}: '{key}' must be an integer, got {shown(value)}")
     elif field_type is float:
+        if isinstance(value, str) and _YAML_1_1_MISSES.fullmatch(value.strip()):
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise ConfigError(f"{source}: '{key}' must be a number, got {shown(value)}")
         number = float(value)
@@ -644,6 +646,10 @@ def _convert(value, field_type, key, source, interval=None):
     return number
 
 
+# Numbers that YAML 1.1 (PyYAML) reads as strings: an exponent without a dot ("1e-5", "50e6").
+_YAML_1_1_MISSES = re.compile(r"[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+")
+
+
 def _integral(value):
     """`value` as an int if it is one: 50000000, 5e7 or 50e6 (YAML reads `50e6` as a string, `5.0e+7` as a float);
     else None (booleans, fractions, text)."""
@@ -651,7 +657,7 @@ def _integral(value):
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and re.fullmatch(r"[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+", value.strip()):
+    if isinstance(value, str) and _YAML_1_1_MISSES.fullmatch(value.strip()):
         value = float(value)
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
         return int(value)

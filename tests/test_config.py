@@ -81,6 +81,15 @@ def test_integers_may_be_written_in_scientific_notation(tmp_path):
     assert load_config(_write(tmp_path, "data:\n  max_image_pixels: 5.0e+7\n")).data.max_image_pixels == 5 * 10**7
 
 
+def test_floats_may_be_written_as_yaml_1_1_reads_them_as_text(tmp_path):
+    """`1e-5` (no dot) is text to PyYAML; it is the number here, as bin/convert_torchvision prints it."""
+    config = load_config(_write(tmp_path, "model:\n  backbone: {bn_epsilon: 1e-5, weights: null}\n"),
+                         ["model.box_loss_weight=2E0"])
+    assert config.model.backbone.bn_epsilon == 1e-5 and config.model.box_loss_weight == 2.0
+    with pytest.raises(ConfigError, match="'model.box_loss_weight' must be a number, got '1e-5x'"):
+        load_config(None, ["model.box_loss_weight=1e-5x"])
+
+
 def test_overrides(tmp_path):
     path = _write(tmp_path, "train:\n  batch_size: 4\n")
     config = load_config(path, ["train.batch_size=8", "model.backbone.weights=null", "data.val.images=/x/val",

@@ -245,3 +245,19 @@ def test_a_source_that_cannot_be_used_is_one_line_naming_it(tmp_path):
     not_a_model.write_bytes(b"\x80\x02}q\x00.")  # a raw pickle: torch's format before 1.6
     with pytest.raises(ModelError, match=str(not_a_model)):
         read_source(str(not_a_model))
+
+
+def test_a_known_name_is_fetched_into_the_cache_once_and_backbone_weights_are_refused(tmp_path, monkeypatch):
+    from keras_retinanet.config import to_dict
+
+    monkeypatch.setenv("KERAS_RETINANET_CACHE", str(tmp_path))
+    model = tiny_retinanet(num_classes=2)
+    model.metadata = {"class_names": ["person", "dog"], "category_ids": [1, 18], "config": to_dict(ExperimentConfig())}
+    model.save(str(tmp_path / "retinanet_resnet50_fpn_coco.keras"))  # as fetch_weights leaves a converted file
+    source = read_source("retinanet_resnet50_fpn_coco")
+    assert source.origin == str(tmp_path / "retinanet_resnet50_fpn_coco.keras")
+    assert source.class_names == ["person", "dog"]
+    (tmp_path / "torchvision_resnet50.weights.h5").write_bytes(b"")
+    with pytest.raises(ModelError, match="'torchvision_resnet50' is backbone weights, not a detector: give them as "
+                                         "model.backbone.weights="):
+        read_source("torchvision_resnet50")
