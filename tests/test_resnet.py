@@ -164,12 +164,17 @@ def test_config_round_trip():
         "width_multiplier": 1.0,
         "name": "r18",
         "dtype_policy": "float32",
+        "trainable": True,
     }
     clone = ResNetBackbone.from_config(config)
     assert clone.get_config() == config
     assert [(w.path, w.shape, w.trainable) for w in clone.weights] == [
         (w.path, w.shape, w.trainable) for w in backbone.weights
     ]
+    assert any(w.trainable for w in clone.weights) and not all(w.trainable for w in clone.weights)
+    backbone.trainable = False  # frozen whole (train.freeze), kept so
+    frozen = ResNetBackbone.from_config(backbone.get_config())
+    assert not frozen.trainable and not any(w.trainable for w in frozen.weights)
 
 
 @pytest.mark.parametrize("normalization", ["frozen_bn", "batch_norm"])

@@ -107,13 +107,18 @@ class ResNetBackbone(keras.Model):
             "width_multiplier": self.width_multiplier,
             "name": self.name,
             "dtype_policy": self.dtype_policy.name,
+            "trainable": self.trainable,
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        trainable = config.pop("trainable", True)
         with dtype_policy_scope(config.pop("dtype_policy", None)):  # the layers are created in __init__
-            return cls(**config)
+            backbone = cls(**config)
+        if not trainable:  # frozen whole (`train.freeze`); True would unfreeze the `frozen_stages` too
+            backbone.trainable = False
+        return backbone
 
 
 
