@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test test-slow test-torch benchmark study study-quick clean
+.PHONY: install demo demo-fine-tune test test-slow test-torch benchmark study study-quick clean
 
 install: $(STAMP)
 
@@ -18,6 +18,11 @@ $(STAMP): setup.cfg pyproject.toml
 ## demo: generate the shapes dataset, train on it (about 10 minutes on 2 CPU cores), evaluate, draw predictions
 demo: $(STAMP)
 	$(PY) -m keras_retinanet.cli.demo
+
+## demo-fine-tune: a detector trained on generated shapes fine-tuned on other shapes (model.init_from), beside the
+## same model from scratch, with the settings that matter varied (about 3 minutes on 2 CPU cores)
+demo-fine-tune: $(STAMP)
+	$(PY) -m keras_retinanet.cli.fine_tuning_demo
 
 ## test: the default suite (tiny models, small images; under 12 minutes on 2 cores)
 test: $(STAMP)

@@ -567,6 +567,29 @@ def to_dict(config):
     return yaml.safe_load(yaml.safe_dump(_plain(dataclasses.asdict(config))))
 
 
+def flattened(tree, prefix=""):
+    """{"a": {"b": 1}} -> {"a.b": 1}: the settings of a nested dict (as `to_dict` gives) by dotted key."""
+    leaves = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            leaves.update(flattened(value, f"{prefix}{key}."))
+        else:
+            leaves[prefix + key] = value
+    return leaves
+
+
+def nested(settings):
+    """{"a.b": 1} -> {"a": {"b": 1}}: `flattened` undone."""
+    tree = {}
+    for key, value in settings.items():
+        *parents, leaf = key.split(".")
+        node = tree
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return tree
+
+
 def dump_config(config, path, comments=()):
     """Writes `config` as YAML that `load_config` reads back to an equal config, headed by `comments` (lines)."""
     with open(path, "w", encoding="utf-8") as stream:

@@ -149,7 +149,28 @@ def test_train_refuses_bad_configs_and_environments_in_one_line(files):
     cases.append([f"--config={files['good']}", f"--model_dir={model_dir}",
                   f"--set=data.train.annotations={root / 'absent.json'}"])
     expected.append("absent.json")
+    # Fine-tuning from a source that is missing, runs a command, or contradicts a setting written in the file.
+    from pth_files import Archive, Call
+
+    from keras_retinanet.config import load_config, to_dict
+    from keras_retinanet.models.factory import build_retinanet
+
+    marker = root / "ran"
+    command = Archive().write(root / "command.pth", {"weight": Call("os.system", f"touch {marker}")})
+    source = load_config(str(files["good"]), ["model.heads.num_convs=2"])
+    model = build_retinanet(source.model, 2)
+    model.metadata = {"class_names": ["a", "b"], "category_ids": [1, 2], "config": to_dict(source)}
+    model.save(str(root / "two_convs.keras"))
+    for init_from, text in ((root / "absent", "no such file or model directory, and not a name bin/fetch_weights knows"),
+                            (command, "command.pth: its pickle names the global 'os.system'"),
+                            (root / "two_convs.keras", "'model.heads.num_convs' = 1, but model.init_from "
+                                                       f"{root / 'two_convs.keras'} has 2")):
+        cases.append([f"--config={files['good']}", f"--model_dir={model_dir}", f"--set=model.init_from={init_from}"])
+        expected.append(text)
+    cases.append([f"--config={files['good']}", f"--model_dir={model_dir}", "--set=train.freeze=[backbone, head]"])
+    expected.append("'train.freeze' = ('backbone', 'head'): names each of")
     assert_one_line_errors("train", cases, expected)
+    assert not marker.exists()
     assert not os.path.exists(model_dir)
     passwd = open("/etc/passwd").readline().strip()
     result = run_cases("train", [{"argv": [f"--config={root / 'base_passwd.yaml'}", f"--model_dir={model_dir}"]}])
@@ -201,7 +222,7 @@ def test_the_other_command_lines_refuse_bad_input_in_one_line(files, tmp_path):
     (settings out of range)."""
     import shutil
 
-    from test_pth_reader import Archive, Call
+    from pth_files import Archive, Call
     from test_study import EXPERIMENT, STUDY
 
     (tmp_path / "tiny.yaml").write_text(EXPERIMENT)

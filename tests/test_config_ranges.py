@@ -12,7 +12,7 @@ import typing
 import pytest
 import yaml
 
-from keras_retinanet.config import ConfigError, ExperimentConfig, load_config
+from keras_retinanet.config import ConfigError, ExperimentConfig, load_config, nested
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 
@@ -91,18 +91,6 @@ BAD_RELATIONS = [
 ]
 
 
-def _nested(settings):
-    """{"a.b": 1} -> {"a": {"b": 1}}."""
-    data = {}
-    for key, value in settings.items():
-        *parents, leaf = key.split(".")
-        node = data
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = value
-    return data
-
-
 def _numeric_or_tuple_keys(cls, prefix=""):
     """The dotted keys of the int, float and tuple fields (optional ones included) under dataclass `cls`."""
     for field in dataclasses.fields(cls):
@@ -132,7 +120,7 @@ def _assert_names_file_and_keys(error, path, keys):
 @pytest.mark.parametrize("key, value", [(key, value) for key, values in BAD_VALUES.items() for value in values])
 def test_values_out_of_range_are_named_in_files_and_overrides(tmp_path, key, value):
     path = tmp_path / "experiment.yaml"
-    path.write_text(yaml.safe_dump(_nested({key: value})))
+    path.write_text(yaml.safe_dump(nested({key: value})))
     with pytest.raises(ConfigError) as error:
         load_config(str(path))
     _assert_names_file_and_keys(error, path, [key])
@@ -147,7 +135,7 @@ def test_values_out_of_range_are_named_in_files_and_overrides(tmp_path, key, val
 @pytest.mark.parametrize("settings, keys", BAD_RELATIONS)
 def test_settings_that_do_not_go_together_are_named(tmp_path, settings, keys):
     path = tmp_path / "experiment.yaml"
-    path.write_text(yaml.safe_dump(_nested(settings)))
+    path.write_text(yaml.safe_dump(nested(settings)))
     with pytest.raises(ConfigError) as error:
         load_config(str(path))
     _assert_names_file_and_keys(error, path, keys)

@@ -189,8 +189,15 @@ def test_every_shipped_config_trains_under_mirrored_on_two_cpu_devices(shapes, t
     """Each shipped config's model (narrower, on small images) trains two steps; only the data and sizes differ."""
     import keras
 
+    from keras_retinanet.config import load_config
+
     _, folder = shapes
-    process = _mirrored_train(os.path.join(ROOT, "configs", config), tmp_path / "model", _shrunk(folder))
+    path, overrides = os.path.join(ROOT, "configs", config), _shrunk(folder)
+    if load_config(path).model.init_from:  # a fine-tuning: from a source of the same (shrunk) architecture
+        source = _mirrored_train(path, tmp_path / "source", [*overrides, "model.init_from=null"])
+        assert source.returncode == 0, source.stderr[-3000:]
+        overrides.append(f"model.init_from={tmp_path / 'source'}")
+    process = _mirrored_train(path, tmp_path / "model", overrides)
     assert process.returncode == 0, process.stderr[-3000:]
     model = keras.saving.load_model(tmp_path / "model" / "model.keras", safe_mode=True)
     assert int(model.optimizer.iterations.numpy()) == 2

@@ -13,8 +13,9 @@ import dataclasses
 import math
 import os
 
-from keras_retinanet.config import ConfigError, ExperimentConfig, from_dict, shown, to_dict
+from keras_retinanet.config import ConfigError, ExperimentConfig, flattened, from_dict, nested, shown, to_dict
 from keras_retinanet.inference import ModelError, load_trained_model, one_line
+from keras_retinanet.models import build_retinanet
 from keras_retinanet.models.transfer import transfer_weights
 
 # The settings that decide the source's weights' places and shapes, or what its weights expect of the input: a
@@ -88,8 +89,8 @@ def _converted_torchvision(path):
 def given_by_default(config):
     """The dotted keys of `config`'s settings that differ from the defaults: what was given, for a config built in
     Python (`keras_retinanet.config.given_settings` knows it exactly for files)."""
-    defaults = _leaves(to_dict(ExperimentConfig()))
-    return frozenset(key for key, value in _leaves(to_dict(config)).items() if value != defaults.get(key))
+    defaults = flattened(to_dict(ExperimentConfig()))
+    return frozenset(key for key, value in flattened(to_dict(config)).items() if value != defaults.get(key))
 
 
 def resolved_config(config, source, given, where="the config"):
@@ -98,7 +99,7 @@ def resolved_config(config, source, given, where="the config"):
     has them; data, schedule and `model.init_from` the user's, `model.backbone.weights` none (the source's weights
     replace them). A `ConfigError` names the first setting of `ARCHITECTURE` the user gave otherwise, or
     `model.backbone.weights` given beside `init_from`."""
-    mine, theirs = _leaves(to_dict(config)), _leaves(to_dict(source.config))
+    mine, theirs = flattened(to_dict(config)), flattened(to_dict(source.config))
     if "model.backbone.weights" in given and mine["model.backbone.weights"] is not None:
         raise ConfigError(f"{where}: 'model.backbone.weights' = {shown(mine['model.backbone.weights'])} and "
                           f"'model.init_from' = {shown(config.model.init_from)} both give starting weights: give one")
@@ -113,7 +114,7 @@ def resolved_config(config, source, given, where="the config"):
             merged[key] = value
     merged["model.init_from"] = config.model.init_from
     merged["model.backbone.weights"] = None
-    return from_dict(ExperimentConfig, _nested(merged), source=f"{where} with the architecture of {source.origin}")
+    return from_dict(ExperimentConfig, nested(merged), source=f"{where} with the architecture of {source.origin}")
 
 
 def _anchor_counts(mine, theirs, key):
@@ -130,27 +131,6 @@ def _same(a, b):
         return not isinstance(a, (bool, str, type(None))) and not isinstance(b, (bool, str, type(None))) \
             and math.isclose(a, b, rel_tol=1e-6)
     return a == b
-
-
-def _leaves(tree, prefix=""):
-    leaves = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            leaves.update(_leaves(value, f"{prefix}{key}."))
-        else:
-            leaves[prefix + key] = value
-    return leaves
-
-
-def _nested(leaves):
-    tree = {}
-    for key, value in leaves.items():
-        *parents, leaf = key.split(".")
-        node = tree
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = value
-    return tree
 
 
 def same_name(a, b):
@@ -188,6 +168,17 @@ def start_from(source, model, target_names):
         for t, s in rows.items())
     new = ", ".join(target_names[index] for index in transfer.new_classes)
     return {"source": source.origin, "loaded": loaded, "matched": matched or "none", "new": new or "none"}
+
+
+def starting_point(config, given, class_names, category_ids):
+    """The model that fine-tuning `config` (with `model.init_from`) on classes `class_names` starts from, before any
+    step, and the `start_from` report: to see what the source already finds of the new classes."""
+    source = read_source(config.model.init_from)
+    config = resolved_config(config, source, given)
+    model = build_retinanet(config.model, len(class_names))
+    model.metadata = {"class_names": list(class_names), "category_ids": [int(i) for i in category_ids],
+                      "config": to_dict(config)}
+    return model, start_from(source, model, list(class_names))
 
 
 def report_lines(report):
