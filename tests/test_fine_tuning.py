@@ -16,7 +16,7 @@ from keras_retinanet.config import ConfigError, ExperimentConfig, from_dict, giv
 from keras_retinanet.datasets import generate_shapes_dataset
 from keras_retinanet.inference import ModelError, load_trained_model
 from keras_retinanet.models import build_retinanet
-from keras_retinanet.models.transfer import transfer_weights
+from keras_retinanet.models.transfer import freeze, transfer_weights
 from keras_retinanet.training import train
 from keras_retinanet.training.fine_tuning import (
     Source, class_rows, read_source, resolved_config, same_name, starting_point,
@@ -198,6 +198,18 @@ def test_transfer_copies_the_matched_rows_for_every_anchor_and_keeps_the_prior_e
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
     with pytest.raises(ValueError, match="does not fit"):
         transfer_weights(tiny_retinanet(num_classes=4, filters=32), target, {})
+
+
+def test_frozen_components_leave_training_and_the_others_stay_in_it():
+    model = tiny_retinanet(num_classes=2)
+    trainable = {id(variable) for variable in model.trainable_variables}
+    freeze(model, ["backbone", "class_head"])
+    left = {id(variable) for variable in model.trainable_variables}
+    for component, kept in ((model.backbone, False), (model.classification_head, False), (model.box_head, True),
+                            (model.feature_pyramid, True)):
+        ids = {id(variable) for variable in component.trainable_weights or component.weights}
+        assert ids and (ids <= left) == kept and ids <= trainable, component.name
+    assert left == trainable - {id(v) for v in (*model.backbone.weights, *model.classification_head.weights)}
 
 
 def test_a_source_that_cannot_be_used_is_one_line_naming_it(tmp_path):
