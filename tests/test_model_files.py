@@ -1,6 +1,6 @@
 """Model files as users bring them: .keras files that are no RetinaNet, whose stored metadata is wrong, or whose zip
 declares more than a model holds (a bomb), are one `ModelError` naming the file, refused before Keras reads or
-builds them (and torch .pth files before torch reads them); bin/export's --input_size is parsed strictly and
+builds them (and torch .pth files before their pickle is read); bin/export's --input_size is parsed strictly and
 bounded."""
 
 import json
@@ -191,7 +191,7 @@ def test_the_command_lines_name_the_model_file_or_the_input_size_in_one_line(ret
     weights = _write_zip(tmp_path / "weights.pth", {"archive/data.pkl": bytes(1000)}, deflated={"archive/data.pkl"})
     assert _run("convert_torchvision", f"--weights={weights}", "--variant=v1", f"--output={tmp_path / 'out.keras'}") == (
         f"error: {weights}: member 'archive/data.pkl' is compressed (or declares two sizes); model files store their "
-        "members as they are")  # checked before torch is needed
+        "members as they are")  # checked before the pickle is read
 
 
 def test_input_sizes_are_ascii_height_x_width_each_side_bounded():
