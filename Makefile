@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo demo-fine-tune test test-slow test-torch benchmark study study-quick clean
+.PHONY: install demo demo-fine-tune lint test test-slow test-torch benchmark study study-quick clean
 
 install: $(STAMP)
 
@@ -23,6 +23,10 @@ demo: $(STAMP)
 ## same model from scratch, with the settings that matter varied (about 3 minutes on 2 CPU cores)
 demo-fine-tune: $(STAMP)
 	$(PY) -m keras_retinanet.cli.fine_tuning_demo
+
+## lint: ruff (pyflakes and pycodestyle's errors, pyproject.toml's [tool.ruff]) over the package, tests and bin/
+lint: $(STAMP)
+	$(PY) -m ruff check keras_retinanet tests bin
 
 ## test: the default suite (tiny models, small images; under 12 minutes on 2 cores)
 test: $(STAMP)

@@ -44,7 +44,7 @@ def test_decoder_compiles_with_xla_and_handles_no_detections():
     decoder = DetectionDecoder(max_detections=3)
     logits = np.full((2, 9, 4), -8.0, np.float32)
     boxes = np.tile(np.array([[0, 0, 5, 5]], np.float32), (2, 9, 1))
-    compiled = tf.function(lambda l, b: decoder(l, b, level_anchor_counts=[9], image_size=[32, 32]), jit_compile=True)
+    compiled = tf.function(lambda x, b: decoder(x, b, level_anchor_counts=[9], image_size=[32, 32]), jit_compile=True)
     detections = compiled(logits, boxes)
     assert detections["num_detections"].numpy().tolist() == [0, 0]
     assert (detections["classes"].numpy() == -1).all()

@@ -115,7 +115,9 @@ train:
     model = train(load_config(str(path)), str(model_dir), verbose=0, given=given_settings(str(path)))
     report = model.metadata["init_from"]
     # Every tensor of the torchvision file but the class logits, counted by its torchvision key.
-    count = lambda prefix: sum(key.startswith(prefix) for key in state)
+    def count(prefix):
+        return sum(key.startswith(prefix) for key in state)
+
     assert report["loaded"] == (
         f"backbone ({count('backbone.body.')} tensors), feature_pyramid ({count('backbone.fpn.')} tensors), "
         f"box_head ({count('head.regression_head.')} tensors), classification_head hidden layers "

@@ -38,9 +38,9 @@ def test_labeler_runs_in_tf_data_and_under_xla():
     boxes = np.array([[0, 0, 10, 10], [0, 0, 0, 0]], np.float32)
     labels = np.array([1, -1])
     labeler = AnchorLabeler()
-    dataset = tf.data.Dataset.from_tensors((boxes, labels)).map(lambda b, l: labeler(ANCHORS, b, l))
+    dataset = tf.data.Dataset.from_tensors((boxes, labels)).map(lambda b, y: labeler(ANCHORS, b, y))
     from_data = next(iter(dataset))
-    compiled = tf.function(lambda b, l: labeler(ANCHORS, b[None], l[None]), jit_compile=True)(boxes, labels)
+    compiled = tf.function(lambda b, y: labeler(ANCHORS, b[None], y[None]), jit_compile=True)(boxes, labels)
     assert from_data["class_targets"].numpy().tolist() == [1] + [AnchorTarget.BACKGROUND] * 3
     np.testing.assert_array_equal(compiled["class_targets"][0], from_data["class_targets"])
 

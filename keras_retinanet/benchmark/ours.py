@@ -245,11 +245,11 @@ def labelling(setting):
     boxes, labels = random_targets(batch, setting.max_boxes, size, setting.num_classes)
     anchors = AnchorGenerator()([size, size])
     labeler = AnchorLabeler()
-    in_model = tf.function(lambda b, l: labeler(anchors, b, l), jit_compile=True)
+    in_model = tf.function(lambda boxes, labels: labeler(anchors, boxes, labels), jit_compile=True)
     iterator = iter(
         tf.data.Dataset.from_tensor_slices((boxes, labels))
         .repeat()
-        .map(lambda b, l: labeler(anchors, b, l), num_parallel_calls=tf.data.AUTOTUNE)
+        .map(lambda boxes, labels: labeler(anchors, boxes, labels), num_parallel_calls=tf.data.AUTOTUNE)
         .batch(batch)
     )
     return {

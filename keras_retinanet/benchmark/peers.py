@@ -90,8 +90,9 @@ def torchvision_train(setting, dtype):
     boxes, labels = random_targets(setting.train_batch_size, setting.max_boxes, setting.image_size,
                                    setting.num_classes)
     targets = [
-        {"boxes": torch.from_numpy(b[l >= 0]), "labels": torch.from_numpy(l[l >= 0]).long()}
-        for b, l in zip(boxes, labels)
+        {"boxes": torch.from_numpy(image_boxes[image_labels >= 0]),
+         "labels": torch.from_numpy(image_labels[image_labels >= 0]).long()}
+        for image_boxes, image_labels in zip(boxes, labels)
     ]
 
     def step():

@@ -5,3 +5,8 @@ from keras_retinanet.layers.anchor_generator import AnchorGenerator
 from keras_retinanet.layers.detection_decoder import DetectionDecoder
 from keras_retinanet.layers.feature_pyramid import FeaturePyramid
 from keras_retinanet.layers.heads import RetinaNetHead
+
+__all__ = [
+    "AnchorGenerator", "DetectionDecoder", "FeaturePyramid", "FrozenBatchNormalization", "GroupNormalization",
+    "ImageNormalization", "RetinaNetHead",
+]

@@ -120,7 +120,9 @@ def resolved_config(config, source, given, where="the config"):
 def _anchor_counts(mine, theirs, key):
     if not key.startswith("model.anchors.") or key == "model.anchors.sizes":
         return ""
-    count = lambda settings: len(settings["model.anchors.scales"]) * len(settings["model.anchors.aspect_ratios"])
+    def count(settings):
+        return len(settings["model.anchors.scales"]) * len(settings["model.anchors.aspect_ratios"])
+
     return f" (anchors per location: {count(mine)} here, {count(theirs)} in the source)"
 
 
