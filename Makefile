@@ -15,12 +15,12 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-## demo: generate the shapes dataset, train on it (about 10 minutes on 2 CPU cores), evaluate, draw predictions
+## demo: generate the shapes dataset, train on it (about 5-8 minutes on 2 CPU cores), evaluate, draw predictions
 demo: $(STAMP)
 	$(PY) -m keras_retinanet.cli.demo
 
 ## demo-fine-tune: a detector trained on generated shapes fine-tuned on other shapes (model.init_from), beside the
-## same model from scratch, with the settings that matter varied (about 3 minutes on 2 CPU cores)
+## same model from scratch, with the settings that matter varied (about 2.5 minutes on 2 CPU cores)
 demo-fine-tune: $(STAMP)
 	$(PY) -m keras_retinanet.cli.fine_tuning_demo
 
@@ -28,12 +28,12 @@ demo-fine-tune: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check keras_retinanet tests bin
 
-## test: the default suite (tiny models, small images; under 12 minutes on 2 cores)
+## test: the default suite (tiny models, small images; about 11 minutes of pytest on 2 cores, 12 in all)
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15
 
 ## test-slow: the long tests (killed runs and workers, the benchmark's small run, full-size backbones, every shipped
-## config under mirrored, the study's run, mixed precision, determinism; about 10 minutes), which .ci/run runs too
+## config under mirrored, the study's run, mixed precision, determinism; about 11 minutes), which .ci/run runs too
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow --durations=15
 
