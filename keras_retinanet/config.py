@@ -21,8 +21,10 @@ from typing import Optional
 
 import yaml
 
+from keras_retinanet.errors import InputError
 
-class ConfigError(ValueError):
+
+class ConfigError(InputError, ValueError):
     """An experiment setting that is unknown, of the wrong type or out of range."""
 
 

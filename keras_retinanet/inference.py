@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from keras_retinanet.config import DataConfig, ExperimentConfig, from_dict, shown
 from keras_retinanet.data.pipeline import inference_dataset, to_original_coordinates
+from keras_retinanet.errors import InputError
 from keras_retinanet.models import RetinaNet
 
 MODEL_FILE = "model.keras"
@@ -28,7 +29,7 @@ MAX_ZIP_DIRECTORY_BYTES = 2**20  # the list of members, which zipfile reads whol
 LAMBDA_CAUSE = "it holds a Lambda layer with Python code, which safe loading does not run"
 
 
-class ModelError(ValueError):
+class ModelError(InputError, ValueError):
     """A model file that is missing or cannot be loaded safely; the message names the file and the cause."""
 
 

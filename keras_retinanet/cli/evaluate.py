@@ -50,11 +50,14 @@ def main(argv):
     from keras_retinanet.data.splits import official_ground_truth, read_split
     from keras_retinanet.evaluation import evaluate_litert, evaluate_model, write_evaluation
     from keras_retinanet.evaluation.report import write_analysis
-    from keras_retinanet.export.litert_runner import LiteRTDetector
-    from keras_retinanet.inference import load_trained_model, model_data_config
+    from keras_retinanet.export.litert_runner import LiteRTDetector, LiteRTModelError
+    from keras_retinanet.inference import ModelError, load_trained_model, model_data_config
 
     if FLAGS.model and FLAGS.model.endswith(".tflite"):
-        model = LiteRTDetector(FLAGS.model)
+        try:
+            model = LiteRTDetector(FLAGS.model)
+        except LiteRTModelError as error:  # litert_runner imports nothing of ours: its errors are no InputError
+            raise ModelError(str(error)) from error
         data_config = from_dict(DataConfig, model.info["data"], source=f"{FLAGS.model}'s description")
     else:
         model = load_trained_model(FLAGS.model_dir or FLAGS.model)

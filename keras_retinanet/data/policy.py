@@ -40,6 +40,7 @@ from PIL import Image
 
 from keras_retinanet.config import INT32_MAX, shown
 from keras_retinanet.data.dataset import DetectionDataset, ImageRecord
+from keras_retinanet.errors import InputError
 
 logger = logging.getLogger("keras_retinanet.data")
 
@@ -65,7 +66,7 @@ INSPECTION_THREADS = min(8, (os.cpu_count() or 1) * 2)
 _LOGGED_PER_REASON = 10
 
 
-class DataError(ValueError):
+class DataError(InputError, ValueError):
     """Input that cannot be used as annotated; the message names the file, the line or record, and the value."""
 
 

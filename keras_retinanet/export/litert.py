@@ -30,6 +30,7 @@ from tensorflow.lite.tools import flatbuffer_utils
 
 from keras_retinanet.config import to_dict
 from keras_retinanet.data.pipeline import load_images, pad_to_multiple, padded_size, padding_pixel
+from keras_retinanet.errors import InputError
 from keras_retinanet.export.litert_runner import SIGNATURE, description_path, fit_to_input
 from keras_retinanet.export.saved_model import export_decoder, label_map, object_detection_outputs
 from keras_retinanet.inference import decode_in_original_pixels, stored_data_config
@@ -37,7 +38,7 @@ from keras_retinanet.inference import decode_in_original_pixels, stored_data_con
 QUANTIZATIONS = ("float32", "float16", "int8")
 
 
-class LiteRTExportError(ValueError):
+class LiteRTExportError(InputError, ValueError):
     """A model or setting that cannot become a LiteRT model; the message names the cause (e.g. the ops)."""
 
 

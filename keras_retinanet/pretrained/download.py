@@ -18,6 +18,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from keras_retinanet.errors import InputError
+
 CHUNK_BYTES = 1 << 20
 MAX_UNSIZED_BYTES = 4 << 30  # a file whose size is not pinned is refused past 4 GiB (weights files are < 1 GB)
 TIMEOUT_SECONDS = 60  # to connect, and for each read
@@ -25,7 +27,7 @@ OFFLINE_HINT = "without internet access, give --source_dir=a local copy"
 DIGEST_NAMES = {"sha256": "SHA-256", "md5": "MD5"}
 
 
-class DownloadError(RuntimeError):
+class DownloadError(InputError, RuntimeError):
     """A file that cannot be fetched or read, or whose content is not the pinned one; the message names it."""
 
 

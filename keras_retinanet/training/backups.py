@@ -13,12 +13,14 @@ import os
 import re
 import time
 
+from keras_retinanet.errors import InputError
+
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"epoch-([0-9]+)\.json$")
 
 
-class BackupError(RuntimeError):
+class BackupError(InputError, RuntimeError):
     """No backup in the folder could be read; the message names the files and how to start over."""
 
 

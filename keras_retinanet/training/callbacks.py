@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_retinanet.data.pipeline import load_images
+from keras_retinanet.errors import InputError
 from keras_retinanet.evaluation.detector import evaluate_model
 from keras_retinanet.inference import detect
 from keras_retinanet.visualization import DEFAULT_DRAW_THRESHOLD, draw_batch_detections
@@ -73,7 +74,7 @@ def write_pr_curves(evaluation, step):
             tf.summary.experimental.write_raw_pb(summary.SerializeToString(), step=step)
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(InputError, RuntimeError):
     """Training produced a NaN or infinite loss; the message names the iteration and the loss term."""
 
 

@@ -6,12 +6,13 @@ import os
 import tensorflow as tf
 
 from keras_retinanet.config import cut, shown
+from keras_retinanet.errors import InputError
 
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker")
 COMMUNICATIONS = ("auto", "ring", "nccl")
 
 
-class StrategyError(ValueError):
+class StrategyError(InputError, ValueError):
     """A strategy that cannot run here, or a setting it cannot run with; the message says what to set."""
 
 

@@ -1,0 +1,11 @@
+"""The one base of every error a user's input can cause: a file, a setting, the environment a program runs in.
+
+Its subclasses (`ConfigError`, `DataError`, `ModelError`, ...) name the file, key or value in their message, which
+the command lines print as one line instead of a traceback (`keras_retinanet.cli.run_program`). Each also keeps the
+built-in base it had (`ValueError`, `RuntimeError`), so code catching that still catches it. This module imports
+nothing of ours, so that every module can import it.
+"""
+
+
+class InputError(Exception):
+    """An error a user's input caused (a file, a setting, the environment); the message, one line, names it."""
