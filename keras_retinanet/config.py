@@ -314,7 +314,7 @@ def choices():
     from keras_retinanet.data.pipeline import RESIZE_RULES
     from keras_retinanet.layers import anchor_generator, feature_pyramid, heads, image_normalization
     from keras_retinanet.losses import BOX_LOSSES, CLASSIFICATION_LOSSES
-    from keras_retinanet.training.loop import DTYPE_POLICIES
+    from keras_retinanet.precision import DTYPE_POLICIES
 
     return {
         "model.backbone.depth": tuple(RESNET_ARCHITECTURES),

@@ -4,6 +4,9 @@ import contextlib
 
 import keras
 
+# The Keras dtype policies a model trains under (`train.dtype_policy`).
+DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+
 
 @contextlib.contextmanager
 def dtype_policy_scope(name):

@@ -9,7 +9,8 @@ import time
 from keras_retinanet.benchmark.inputs import random_images, random_targets
 from keras_retinanet.benchmark.timing import median_seconds
 
-DTYPE_POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
+# The Keras dtype policy (`precision.DTYPE_POLICIES`) each benchmarked dtype runs under.
+POLICY_OF_DTYPE = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
 
 
 def _detector(setting, dtype):
@@ -18,7 +19,7 @@ def _detector(setting, dtype):
     from keras_retinanet import RetinaNet
     from keras_retinanet.backbones import ResNetBackbone
 
-    keras.mixed_precision.set_global_policy(DTYPE_POLICIES[dtype])
+    keras.mixed_precision.set_global_policy(POLICY_OF_DTYPE[dtype])
     keras.utils.set_random_seed(0)
     return RetinaNet(ResNetBackbone(setting.depth), num_classes=setting.num_classes)
 
@@ -31,7 +32,7 @@ def floor(setting):
     return {
         "machine": describe_machine(),
         "gflop_per_image": forward_flops(model, setting.image_size) / 1e9,
-        "peak_gflops": {dtype: matmul_peak(dtype) for dtype in DTYPE_POLICIES},
+        "peak_gflops": {dtype: matmul_peak(dtype) for dtype in POLICY_OF_DTYPE},
     }
 
 

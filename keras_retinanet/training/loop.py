@@ -14,7 +14,7 @@ from keras_retinanet.inference import MODEL_FILE
 from keras_retinanet.models import build_retinanet
 from keras_retinanet.models.transfer import freeze
 from keras_retinanet.optimizers import make_optimizer
-from keras_retinanet.precision import dtype_policy_scope
+from keras_retinanet.precision import DTYPE_POLICIES, dtype_policy_scope  # noqa: F401 (once defined here)
 from keras_retinanet.training.backups import Backups
 from keras_retinanet.training.callbacks import (
     BackupEveryEpoch, LearningRateLogger, PeriodicEvaluation, StopOnNonFiniteLoss,
@@ -25,7 +25,6 @@ from keras_retinanet.training.strategies import (
 )
 
 CONFIG_FILE = "config.yaml"
-DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 def train(config, model_dir, strategy="default", verbose=1, communication="auto", restart=False, callbacks=(),
