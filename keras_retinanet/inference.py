@@ -20,6 +20,7 @@ from keras_retinanet.config import DataConfig, ExperimentConfig, from_dict, show
 from keras_retinanet.data.pipeline import inference_dataset, to_original_coordinates
 from keras_retinanet.errors import InputError
 from keras_retinanet.models import RetinaNet
+from keras_retinanet.progress import image_progress
 
 MODEL_FILE = "model.keras"
 # Bounds on what a model file declares it holds, checked before anything is read or built from it:
@@ -214,10 +215,10 @@ def decode_in_original_pixels(model, predictions, input_size, scales, image_size
 _detect_functions = weakref.WeakKeyDictionary()  # model -> its traced detection path, reused across calls
 
 
-def detect(model, images, data_config, batch_size):
+def detect(model, images, data_config, batch_size, progress=False):
     """Runs `model` over `images` (image file paths or a `DetectionDataset`), prepared per `data_config`:
     detections (numpy) in pixels of the upright original images, in order. A batch holds images of one padded size
-    only, so each image gets the detections it gets alone."""
+    only, so each image gets the detections it gets alone. `progress`: show a progress bar with images/s."""
     run = _detect_functions.get(model)
     if run is None:
         # Traced outside any distribution strategy the model was trained under: under MirroredStrategy, Keras'
@@ -226,10 +227,12 @@ def detect(model, images, data_config, batch_size):
             functools.partial(detections_in_original_pixels, model), reduce_retracing=True
         )
     batches, indices = [], []
+    update = image_progress(len(getattr(images, "records", images)), progress)
     for batch, info in inference_dataset(images, data_config, batch_size, same_size_batches=True):
         detections = run(batch, info["scale"], info["image_size"], info["original_size"])
         batches.append({key: value.numpy() for key, value in detections.items()})
         indices.append(info["index"].numpy())
+        update(sum(len(index) for index in indices))
     if not batches:
         return {}
     order = np.argsort(np.concatenate(indices))

@@ -12,6 +12,7 @@ from pycocotools.coco import COCO
 from keras_retinanet.cli.convert_dataset import convert_to_coco
 from keras_retinanet.data import read_coco, read_csv, read_tfrecord, read_voc, write_tfrecords
 from keras_retinanet.data.pipeline import load_images
+from test_progress import final_lines
 from test_tfrecord import make_voc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,6 +85,7 @@ def test_cli_csv_to_tfrecord_and_a_data_error(tmp_path):
     assert f"{csv}: 2 images, 2 boxes, 0 ignore regions, 2 classes" in result.stdout
     assert f"{csv}: 1 x box with x2 <= x1 or y2 <= y1: box skipped" in result.stdout
     assert f"wrote 2 images to 2 shard(s) {prefix}-*-of-00002.tfrecord" in result.stdout
+    assert [line[:2] for line in final_lines(result.stdout)] == [(2, 2)]  # the progress bar's one line in a pipe
     assert sorted(os.listdir(tmp_path / "out")) == [
         "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord", "train.label_map.pbtxt"]
     _assert_same_records(read_tfrecord(f"{prefix}-*", f"{prefix}.label_map.pbtxt"), read_csv(str(csv), str(images)))

@@ -16,6 +16,7 @@ from keras_retinanet.data import statistics
 from keras_retinanet.data.pipeline import resize_image
 from keras_retinanet.data.statistics import InputGeometry, best_anchors, box_iou, dataset_statistics, size_bin_names
 from keras_retinanet.models.factory import build_anchor_generator, build_matcher
+from test_progress import final_lines
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RACCOON = os.path.join(ROOT, "tests", "data", "raccoon")
@@ -117,6 +118,7 @@ def test_cli_prints_statistics_and_draws(tmp_path):
     assert "shorter side 400 (longer <= 666), padded to multiples of 128" in result.stdout
     assert "anchor coverage: best anchor IoU >= 0.5" in result.stdout
     assert "bad-input policy: nothing skipped or changed" in result.stdout
+    assert [line[:2] for line in final_lines(result.stdout)] == [(5, 5), (5, 5)]  # statistics, then drawing
     drawn = sorted(os.listdir(tmp_path / "out"))
     assert drawn == ["0000_raccoon-1.png", "0001_raccoon-105.png", "0002_raccoon-150.png", "0003_raccoon-151.png",
                      "0004_raccoon-63.png"]

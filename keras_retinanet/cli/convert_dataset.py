@@ -45,26 +45,16 @@ def convert_to_coco(dataset, output_dir, images_dir=None, progress=None):
     return path, images_dir
 
 
-def _progress(total):
-    """A progress callback printing 'done/total images' about every tenth of the way (readable in logs too)."""
-    step = max(1, total // 10)
-
-    def update(done):
-        if done % step == 0 or done == total:
-            print(f"  {done}/{total} images written", flush=True)
-
-    return update
-
-
 def main(argv):
     del argv
     from keras_retinanet.config import DataConfig, SplitConfig
     from keras_retinanet.data import DataError, write_tfrecords
     from keras_retinanet.data.splits import read_split
+    from keras_retinanet.progress import image_progress
 
     split = SplitConfig(FLAGS.annotations, FLAGS.images, FLAGS.format, FLAGS.classes)
     dataset = read_split(split, DataConfig(strict=FLAGS.strict))
-    progress = _progress(len(dataset.records))
+    progress = image_progress(len(dataset.records))
     try:
         if FLAGS.to == "tfrecord":
             paths = write_tfrecords(dataset, FLAGS.output, FLAGS.num_shards, progress)

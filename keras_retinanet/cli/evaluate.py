@@ -73,10 +73,11 @@ def main(argv):
     dataset = read_split(split, data_config)
     ground_truth = official_ground_truth(split) or to_coco_ground_truth(dataset)
     if isinstance(model, LiteRTDetector):
-        evaluation, results = evaluate_litert(model, dataset, ground_truth=ground_truth, evaluator=FLAGS.evaluator)
+        evaluation, results = evaluate_litert(model, dataset, ground_truth=ground_truth, evaluator=FLAGS.evaluator,
+                                              progress=True)
     else:
         evaluation, results = evaluate_model(model, dataset, data_config, FLAGS.batch_size,
-                                             ground_truth=ground_truth, evaluator=FLAGS.evaluator)
+                                             ground_truth=ground_truth, evaluator=FLAGS.evaluator, progress=True)
     print(evaluation.summary)
     print()
     print(evaluation.format_per_class_table())

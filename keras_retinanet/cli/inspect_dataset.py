@@ -69,7 +69,7 @@ def main(argv):
     classes = dataset.num_classes
     print(f"dataset: {dataset.source} ({split.format}), {classes} class{'' if classes == 1 else 'es'}")
     print(f"{geometry.describe()} (from {FLAGS.config or 'the defaults of ExperimentConfig'})")
-    print(format_statistics(dataset_statistics(dataset, geometry)))
+    print(format_statistics(dataset_statistics(dataset, geometry, progress=True)))
     print("bad-input policy: " + (("\n" + dataset.report.summary()) if dataset.report.summary()
                                   else "nothing skipped or changed"))
     if FLAGS.draw:
@@ -79,14 +79,16 @@ def main(argv):
 
 def draw_dataset(dataset, geometry, count, output_dir):
     """Writes the first `count` images of `dataset` as the model sees them, with boxes and anchors (see the module
-    docstring), to PNG files in `output_dir`; returns their paths."""
+    docstring), to PNG files in `output_dir`, with a progress bar; returns their paths."""
     import numpy as np
 
     from keras_retinanet.data.pipeline import load_images, pad_to_multiple, resize_image
+    from keras_retinanet.progress import image_progress
 
     os.makedirs(output_dir, exist_ok=True)
     data = geometry.data
     paths = []
+    update = image_progress(min(count, len(dataset.records)))
     for index, (record, image) in enumerate(zip(dataset.records[:count], load_images(dataset))):
         resized, _ = resize_image(image, data.min_size, data.max_size, data.resize_rule)
         padded = pad_to_multiple(resized, data.size_divisor, data.resize_rule).numpy()
@@ -96,6 +98,7 @@ def draw_dataset(dataset, geometry, count, output_dir):
         path = os.path.join(output_dir, f"{index:04d}_{name}.png")
         picture.save(path)
         paths.append(path)
+        update(len(paths))
     return paths
 
 

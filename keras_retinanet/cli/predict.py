@@ -59,7 +59,7 @@ def main(argv):
     model = load_trained_model(FLAGS.model)
     data_config = model_data_config(model)
     class_names = model.metadata["class_names"]
-    detections = detect(model, paths, data_config, FLAGS.batch_size)
+    detections = detect(model, paths, data_config, FLAGS.batch_size, progress=True)
 
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     image_ids = list(range(1, len(paths) + 1))

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from keras_retinanet.boxes.iou import pairwise_iou
 from keras_retinanet.data.pipeline import padded_size, resized_size
+from keras_retinanet.progress import image_progress
 
 # Bin edges of the box size histogram: sqrt(area) in pixels of the resized input.
 SIZE_BIN_EDGES = (16, 32, 64, 128, 256, 512)
@@ -141,27 +142,29 @@ class DatasetStatistics:
         return float(np.mean(self.best_iou >= threshold)) if self.num_boxes else float("nan")
 
 
-def dataset_statistics(dataset, geometry):
-    """`DatasetStatistics` of `dataset` (a `DetectionDataset`) at the input of `geometry` (an `InputGeometry`)."""
+def dataset_statistics(dataset, geometry, progress=False):
+    """`DatasetStatistics` of `dataset` (a `DetectionDataset`) at the input of `geometry` (an `InputGeometry`);
+    `progress`: show a progress bar with images/s."""
     num_classes = dataset.num_classes
     boxes_per_class = np.zeros(num_classes, np.int64)
     ignore_per_class = np.zeros(num_classes, np.int64)
     sizes, areas, ratios, best, images, originals = [], [], [], [], [], []
-    for record in dataset.records:
+    update = image_progress(len(dataset.records), progress)
+    for done, record in enumerate(dataset.records, 1):
         boxes_per_class += np.bincount(record.labels, minlength=num_classes)[:num_classes]
         ignore_per_class += np.bincount(record.ignore_labels, minlength=num_classes)[:num_classes]
-        if not len(record.boxes):
-            continue
-        resized = geometry.scale_boxes(record.boxes, record.height, record.width)
-        widths, heights = resized[:, 2] - resized[:, 0], resized[:, 3] - resized[:, 1]
-        sizes.append(np.sqrt(widths * heights))
-        ratios.append(heights / widths)
-        original = record.boxes
-        areas.append((original[:, 2] - original[:, 0]) * (original[:, 3] - original[:, 1]))
-        anchors = geometry.anchors(geometry.padded_size(*geometry.resized_size(record.height, record.width)))
-        best.append(best_anchors(resized, anchors)[0])
-        images.extend([record.path] * len(record.boxes))
-        originals.append(original)
+        if len(record.boxes):
+            resized = geometry.scale_boxes(record.boxes, record.height, record.width)
+            widths, heights = resized[:, 2] - resized[:, 0], resized[:, 3] - resized[:, 1]
+            sizes.append(np.sqrt(widths * heights))
+            ratios.append(heights / widths)
+            original = record.boxes
+            areas.append((original[:, 2] - original[:, 0]) * (original[:, 3] - original[:, 1]))
+            anchors = geometry.anchors(geometry.padded_size(*geometry.resized_size(record.height, record.width)))
+            best.append(best_anchors(resized, anchors)[0])
+            images.extend([record.path] * len(record.boxes))
+            originals.append(original)
+        update(done)
     concatenated = lambda arrays: np.concatenate(arrays) if arrays else np.zeros(0, np.float32)  # noqa: E731
     return DatasetStatistics(
         class_names=list(dataset.class_names),

@@ -7,28 +7,34 @@ from keras_retinanet.data.pipeline import load_images
 from keras_retinanet.data.policy import DataError
 from keras_retinanet.evaluation.coco_eval import detections_to_coco_results, evaluate_coco
 from keras_retinanet.inference import detect
+from keras_retinanet.progress import image_progress
 
 
-def evaluate_model(model, dataset, data_config, batch_size, ground_truth=None, evaluator="pycocotools"):
+def evaluate_model(model, dataset, data_config, batch_size, ground_truth=None, evaluator="pycocotools",
+                   progress=False):
     """COCO evaluation of `model` on `dataset` with `evaluator` (see `EVALUATORS`): (evaluation, results).
 
     The ground truth is `dataset`'s own records in COCO form (VOC `difficult` objects and COCO crowds as crowd
     regions), or `ground_truth` (a COCO instances JSON, e.g. the official one with its mask areas) restricted to
     the images of `dataset`. Every class of `dataset` must be a class of the model, with the same category id and
     name; detections of model classes the dataset lacks (e.g. torchvision's background and unused COCO ids) are
-    left out.
+    left out. `progress`: show a progress bar with images/s while detecting.
     """
     metadata = model.metadata or {}
     label_map = dict(zip(metadata["category_ids"], metadata["class_names"])) if "category_ids" in metadata else None
-    detections = detect(model, dataset, data_config, batch_size)
+    detections = detect(model, dataset, data_config, batch_size, progress)
     return _evaluate(detections, dataset, label_map, ground_truth, evaluator)
 
 
-def evaluate_litert(detector, dataset, ground_truth=None, evaluator="pycocotools"):
+def evaluate_litert(detector, dataset, ground_truth=None, evaluator="pycocotools", progress=False):
     """`evaluate_model` for an exported LiteRT model (a `LiteRTDetector`): each image fitted into the model's fixed
     input (`LiteRTDetector.detect_image`), detections mapped back to the image."""
     labels = {category_id: label for label, category_id in enumerate(detector.label_map)}
-    per_image = [detector.detect_image(image) for image in load_images(dataset)]
+    update = image_progress(len(dataset.records), progress)
+    per_image = []
+    for image in load_images(dataset):
+        per_image.append(detector.detect_image(image))
+        update(len(per_image))
     size = max([len(found["scores"]) for found in per_image], default=0)
     detections = {
         "boxes": np.zeros((len(per_image), size, 4), np.float32),

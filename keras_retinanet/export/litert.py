@@ -34,6 +34,7 @@ from keras_retinanet.errors import InputError
 from keras_retinanet.export.litert_runner import SIGNATURE, description_path, fit_to_input
 from keras_retinanet.export.saved_model import export_decoder, label_map, object_detection_outputs
 from keras_retinanet.inference import decode_in_original_pixels, stored_data_config
+from keras_retinanet.progress import image_progress
 
 QUANTIZATIONS = ("float32", "float16", "int8")
 
@@ -48,7 +49,8 @@ def default_input_size(data_config):
 
 
 def export_litert(model, output_path, input_size=None, quantization="float32", representative_data=None,
-                  num_calibration_images=100, score_threshold=None, iou_threshold=None, max_detections=None):
+                  num_calibration_images=100, score_threshold=None, iou_threshold=None, max_detections=None,
+                  progress=False):
     """Writes `model` (a `RetinaNet` with `class_names` and `category_ids` in its metadata) as a LiteRT model.
 
     Args:
@@ -58,6 +60,7 @@ def export_litert(model, output_path, input_size=None, quantization="float32", r
         representative_data: for "int8": a `DetectionDataset` whose images calibrate the quantisation.
         num_calibration_images: images taken from `representative_data`, spread evenly over it.
         score_threshold, iou_threshold, max_detections: default: the model's decoder settings.
+        progress: show a progress bar with images/s over the calibration images.
 
     Returns the description's contents.
     """
@@ -82,7 +85,7 @@ def export_litert(model, output_path, input_size=None, quantization="float32", r
         flatbuffer = convert_to_litert(model, detect, float16=True)
     else:  # the network in int8, decoding and NMS in float32 (the quantiser would take them to int8 too)
         images = calibration_images(representative_data, input_size, data_config.resize_rule,
-                                    num_calibration_images)
+                                    num_calibration_images, progress)
         flatbuffer = join_models(convert_to_litert(model, network, calibration=images),
                                  convert_to_litert(model, postprocess))
 
@@ -146,19 +149,22 @@ def _detection_functions(model, input_size, data_config, decoder, category_ids):
     )
 
 
-def calibration_images(dataset, input_size, resize_rule, count):
+def calibration_images(dataset, input_size, resize_rule, count, progress=False):
     """A function yielding up to `count` images of `dataset` (spread evenly over it), each fitted into
-    `input_size` as `fit_to_input` does for users, as the converter's representative dataset wants them."""
+    `input_size` as `fit_to_input` does for users, as the converter's representative dataset wants them;
+    `progress`: show a progress bar with images/s as the converter calibrates on them."""
     if not dataset.records:
         raise LiteRTExportError(f"{dataset.source}: the representative dataset has no images")
     subset = dataset.shard(0, max(1, len(dataset.records) // count))
     pixel = padding_pixel(resize_rule).numpy()
 
     def images():
+        update = image_progress(min(count, len(subset.records)), progress)
         for index, image in enumerate(load_images(subset)):
             if index == count:
                 return
             yield {"images": fit_to_input(image, input_size, pixel)[0][None]}
+            update(index + 1)  # when the converter asks for the next: this one is calibrated
 
     return images
 
