@@ -3,14 +3,17 @@
 import keras
 import tensorflow as tf
 
+# The formats `keras.utils.bounding_boxes.convert_format` takes. Keras 3 exports no public name for its list, so it
+# is read from the module that keeps it (and checks against it), rather than copied.
+from keras.src.layers.preprocessing.image_preprocessing.bounding_boxes.bounding_box import (
+    SUPPORTED_FORMATS as BOX_FORMATS,
+)
+
 from keras_retinanet.boxes import AnchorLabeler, BoxCoder, Matcher
 from keras_retinanet.layers import AnchorGenerator, DetectionDecoder, FeaturePyramid, RetinaNetHead
 from keras_retinanet.losses import FocalLoss, SmoothL1Loss
 from keras_retinanet.losses.normalized import global_sum
 from keras_retinanet.precision import dtype_policy_scope
-
-BOX_FORMATS = ("xyxy", "yxyx", "xywh", "center_xywh", "center_yxhw", "rel_xyxy", "rel_yxyx", "rel_xywh",
-               "rel_center_xywh")
 
 
 @keras.saving.register_keras_serializable(package="keras_retinanet")
