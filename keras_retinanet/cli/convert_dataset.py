@@ -6,7 +6,8 @@ Reads a dataset in any supported format (coco, voc, csv, tfrecord) with the bad-
       `PREFIX.label_map.pbtxt`;
   coco: `OUTPUT/annotations.json`, its file names relative to --images; a TFRecord dataset's embedded images are
       written to `OUTPUT/images/` (then the image folder for `bin/evaluate` and pycocotools).
-Prints what the policy skipped or changed and what was written.
+Prints what the policy skipped or changed, a progress bar with images/s while images are written, and what was
+written.
 """
 
 import json
