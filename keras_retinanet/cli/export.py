@@ -114,6 +114,7 @@ def export_tflite(model, input_size):
         score_threshold=FLAGS.score_threshold,
         iou_threshold=FLAGS.iou_threshold,
         max_detections=FLAGS.max_detections,
+        progress=True,
     )
     height, width = info["input_size"]
     print(f"wrote the {FLAGS.quantization} LiteRT model to {FLAGS.output} and its description to "
