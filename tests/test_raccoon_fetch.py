@@ -65,7 +65,7 @@ def test_unreachable_files_say_what_to_do(tmp_path):
     files = {"images/raccoon-2.jpg": manifest()["images/raccoon-2.jpg"]}
     with pytest.raises(DatasetFetchError, match="cannot download .*give --source_dir=a local copy"):
         fetch_raccoon(str(tmp_path), url_template=f"file://{tmp_path}/missing/{{path}}", files=files)
-    process = subprocess.run([sys.executable, "-m", "keras_retinanet.datasets.raccoon", f"--output_dir={tmp_path}/o",
+    process = subprocess.run([sys.executable, "-m", "keras_retinanet.cli.fetch_raccoon", f"--output_dir={tmp_path}/o",
                               f"--source_dir={VENDORED}"], capture_output=True, text=True, cwd=ROOT,
                              env={**os.environ, "PYTHONPATH": ROOT}, timeout=300)
     assert process.returncode == 1

@@ -1,6 +1,6 @@
 """Fetches the raccoon dataset at a pinned commit, checking every file's SHA-256:
 `bin/fetch_raccoon [--output_dir=data/raccoon] [--source_dir=LOCAL_COPY]` (also
-`python -m keras_retinanet.datasets.raccoon`).
+`python -m keras_retinanet.cli.fetch_raccoon`).
 
 github.com/datitran/raccoon_dataset (MIT licence): 200 photos, VOC XML annotations, CSV labels with the published
 160 / 40 split; configs/raccoon.yaml reads it from data/raccoon. Files already in place with the right checksum are

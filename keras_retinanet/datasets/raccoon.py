@@ -2,8 +2,8 @@
 annotations and CSV labels with a published split, fetched at a pinned commit, every file checked against its
 size and SHA-256 (`raccoon.sha256`, made from that commit: `<sha256>  <bytes>  <path>` lines).
 
-    python -m keras_retinanet.datasets.raccoon [--output_dir=data/raccoon] [--source_dir=LOCAL_COPY]
-    (also bin/fetch_raccoon, retinanet-fetch-raccoon)
+    bin/fetch_raccoon [--output_dir=data/raccoon] [--source_dir=LOCAL_COPY]
+    (also retinanet-fetch-raccoon, python -m keras_retinanet.cli.fetch_raccoon)
 
 Files already in place with the right checksum are kept, so a rerun after an interruption fetches only what is
 missing; a file whose checksum differs is an error that names it, and nothing unchecked is written under a file's
@@ -57,8 +57,3 @@ def fetch_raccoon(output_dir="data/raccoon", source_dir=None, url_template=URL_T
                                 files.items()))
     return sum(written), len(written) - sum(written)
 
-
-if __name__ == "__main__":
-    from keras_retinanet.cli.fetch_raccoon import run
-
-    run()

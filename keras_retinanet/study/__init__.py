@@ -3,7 +3,7 @@ names an experiment, its variants and the tables they form; `runner.run_study` t
 (resumable); `report.write_report` writes the tables beside the paper's numbers, the verdict on each claim, and the
 figures.
 
-Command line: `bin/study` or `python -m keras_retinanet.study` (`--help`).
+Command line: `bin/study` or `python -m keras_retinanet.cli.study` (`--help`).
 """
 
 from keras_retinanet.study.spec import Study, load_study
