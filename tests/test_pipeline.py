@@ -2,13 +2,14 @@
 
 import io
 import os
+import re
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from keras_retinanet.config import DataConfig
-from keras_retinanet.data import DetectionDataset, ImageRecord
+from keras_retinanet.data import DataError, DetectionDataset, ImageRecord
 from keras_retinanet.data.pipeline import (
     decode_pixels,
     inference_dataset,
@@ -111,7 +112,9 @@ def test_ignore_regions_and_max_boxes(tmp_path):
     config = DataConfig(min_size=40, max_size=40, horizontal_flip=False, max_boxes=3)
     _, targets = next(iter(training_dataset(dataset, config, 1)))
     assert targets["labels"][0].numpy().tolist() == [0, -2, -1]
-    with pytest.raises(ValueError, match="more than data.max_boxes=1"):
+    expected = (f"{record.path} (image 1 of {tmp_path}): 2 boxes (ignore regions included), more than "
+                "data.max_boxes=1; set data.max_boxes to 2 or more")
+    with pytest.raises(DataError, match=f"^{re.escape(expected)}$"):
         training_dataset(dataset, DataConfig(max_boxes=1), 1)
 
 

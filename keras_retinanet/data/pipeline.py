@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from keras_retinanet.boxes.labels import GroundTruth
 from keras_retinanet.data.dataset import DetectionDataset
-from keras_retinanet.data.policy import inspect_image
+from keras_retinanet.data.policy import DataError, inspect_image
 
 # By default padded image sides are multiples of the coarsest pyramid stride (P7: 2^7), so that every level tiles
 # the image exactly (Detectron's choice); `data.size_divisor` can lower it (32 is torchvision's) to pad less.
@@ -221,12 +221,12 @@ def training_dataset(dataset, config, batch_size, skip_batches=0):
     """
     if not dataset.records:
         raise ValueError(f"{dataset.source}: the training set has no images")
-    most_boxes = max(len(r.boxes) + len(r.ignore_boxes) for r in dataset.records)
+    crowded = max(dataset.records, key=lambda record: len(record.boxes) + len(record.ignore_boxes))
+    most_boxes = len(crowded.boxes) + len(crowded.ignore_boxes)
     if most_boxes > config.max_boxes:
-        raise ValueError(
-            f"{dataset.source}: an image has {most_boxes} boxes (ignore regions included), more than "
-            f"data.max_boxes={config.max_boxes}: raise data.max_boxes"
-        )
+        raise DataError(f"{crowded.path} (image {crowded.image_id} of {dataset.source}): {most_boxes} boxes (ignore "
+                        f"regions included), more than data.max_boxes={config.max_boxes}; set data.max_boxes to "
+                        f"{most_boxes} or more")
     skipped = skip_batches * batch_size
     batches = (
         _decoded_records(dataset, config, skipped)
