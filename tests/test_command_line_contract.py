@@ -169,6 +169,17 @@ def test_train_refuses_bad_configs_and_environments_in_one_line(files):
         expected.append(text)
     cases.append([f"--config={files['good']}", f"--model_dir={model_dir}", "--set=train.freeze=[backbone, head]"])
     expected.append("'train.freeze' = ('backbone', 'head'): names each of")
+    # An image with more boxes than data.max_boxes (its own model folder: made before the batches are).
+    coco = json.loads((files["data"] / "annotations" / "instances_train.json").read_text())
+    image = coco["images"][0]
+    crowded = [annotation for annotation in coco["annotations"] if annotation["image_id"] == image["id"]][:1] * 3
+    coco["annotations"] += [{**annotation, "id": 1000 + index} for index, annotation in enumerate(crowded)]
+    (root / "crowded.json").write_text(json.dumps(coco))
+    count = sum(annotation["image_id"] == image["id"] for annotation in coco["annotations"])
+    cases.append([f"--config={files['good']}", f"--model_dir={root / 'crowded_run'}", "--set=data.max_boxes=2",
+                  f"--set=data.train.annotations={root / 'crowded.json'}"])
+    expected.append(f"{files['data'] / 'train' / image['file_name']} (image {image['id']} of {root / 'crowded.json'}): "
+                    f"{count} boxes (ignore regions included), more than data.max_boxes=2")
     assert_one_line_errors("train", cases, expected)
     assert not marker.exists()
     assert not os.path.exists(model_dir)
