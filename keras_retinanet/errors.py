@@ -3,7 +3,9 @@
 Its subclasses (`ConfigError`, `DataError`, `ModelError`, ...) name the file, key or value in their message, which
 the command lines print as one line instead of a traceback (`keras_retinanet.cli.run_program`). Each also keeps the
 built-in base it had (`ValueError`, `RuntimeError`), so code catching that still catches it. This module imports
-nothing of ours, so that every module can import it.
+nothing of ours, so that every module can import it. The stand-alone `export/litert_runner.py` cannot (it is
+copied onto devices alone): where our code opens a user's LiteRT model, its `LiteRTModelError` becomes a
+`ModelError`.
 """
 
 
