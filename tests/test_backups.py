@@ -111,28 +111,48 @@ def _weights(model_dir):
     return int(model.optimizer.iterations.numpy()), [weight.numpy() for weight in model.weights]
 
 
+def _wait_for(condition, process, timeout=300):
+    """Polls `condition` every millisecond until it holds (True) or `process` has ended (False); fails the test if
+    neither happens within `timeout` seconds, which no machine should need."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            return False
+        assert time.monotonic() < deadline, f"nothing happened in {timeout} s"
+        time.sleep(0.001)
+    return True
+
+
 @pytest.mark.slow  # minutes on 2 cores: `make test-slow`, which CI runs too
 def test_bin_train_killed_at_random_moments_ends_with_the_weights_of_an_uninterrupted_run(tmp_path):
     """SIGKILL at random moments, once while a backup is being written; each rerun of the same command resumes
     from the last complete backup with the batches that come next, so the final weights are those of a run that
-    was never stopped (TensorFlow's op determinism on)."""
-    config = _experiment(tmp_path)
+    was never stopped (TensorFlow's op determinism on). The moments are events of the run, not times, so that they
+    fall in training on any machine: the first file of a backup being written, or a random point of a random
+    checkpoint interval (a fraction of the time the interval before it took)."""
+    config = _experiment(tmp_path)  # 15 checkpoint intervals
     uninterrupted = _train(config, tmp_path / "uninterrupted")
     assert uninterrupted.wait(timeout=600) == 0, uninterrupted.stderr.read()[-3000:]
 
     model_dir = tmp_path / "killed"
-    backup = model_dir / "backup"
+    backup, backups = model_dir / "backup", Backups(model_dir / "backup")
     moments = random.Random(0)
     kills, killed_while_writing = 0, False
     for attempt in range(6):
         process = _train(config, model_dir)
+        newest = (backups.epochs() or [0])[0]
         if attempt == 0:  # the moment a backup's file is being written
-            while process.poll() is None and not (backup.exists() and any(
-                    name.startswith("writing-") for name in os.listdir(backup))):
-                pass
-        else:
-            time.sleep(moments.uniform(6.0, 14.0))  # start-up takes about 6 s here; training about 8 s
-        if process.poll() is not None:
+            alive = _wait_for(lambda: backup.exists() and any(
+                name.startswith("writing-") for name in os.listdir(backup)), process)
+        else:  # in interval `target`, timed by the two before it (not the first after a start: it holds the start-up)
+            target = newest + 3 + moments.randrange(2)
+            if target > 15:  # beyond the end: this run finishes
+                break
+            alive = _wait_for(lambda: (backups.epochs() or [0])[0] >= target - 2, process)
+            started = time.monotonic()
+            alive = alive and _wait_for(lambda: backups.epochs()[0] >= target - 1, process)
+            time.sleep(moments.uniform(0.0, 1.0) * (time.monotonic() - started))
+        if not alive or process.poll() is not None:
             break
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -141,7 +161,7 @@ def test_bin_train_killed_at_random_moments_ends_with_the_weights_of_an_uninterr
         killed_while_writing |= bool(writing)
     else:
         process = _train(config, model_dir)
-        process.wait(timeout=600)
+    process.wait(timeout=600)
     assert process.returncode == 0, process.stderr.read()[-3000:]
     assert kills >= 2 and killed_while_writing
 
