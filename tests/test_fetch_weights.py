@@ -77,8 +77,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if site.drop_after is not None:
             body, site.drop_after = body[:site.drop_after], None
+        site.sent += len(body)  # counted before the write: the client may finish reading before this thread resumes
         self.wfile.write(body)
-        site.sent += len(body)
 
     def log_message(self, *args):
         pass
