@@ -16,11 +16,12 @@ from keras_retinanet.export import export_saved_model
 from keras_retinanet.layers import DetectionDecoder
 from keras_retinanet.inference import detect, load_trained_model, model_data_config
 
-from tiny import TINY_MODEL_YAML, trained_for_export
+from tiny import TINY_MODEL_YAML, copy_of_trained
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
 
+# The shared tiny model's experiment (tiny.TRAINED_TINY_CONFIG) with this module's input sizes and splits.
 TINY_CONFIG = TINY_MODEL_YAML + """  decoder: {score_threshold: 0.3, pre_nms_top_k: 100, max_detections: 40}
 data:
   train: {annotations: DATA/annotations/instances_train.json, images: DATA/train}
@@ -80,10 +81,11 @@ def encode(image, format="PNG", **options):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A tiny model trained by `train` (two iterations), exported with bin/export and its defaults."""
+def exported(trained_tiny, tmp_path_factory):
+    """The session's tiny model (trained by `train` for two iterations), storing this module's TINY_CONFIG (its
+    input sizes), exported with bin/export and its defaults."""
     root = tmp_path_factory.mktemp("export")
-    model, data, model_dir = trained_for_export(root, TINY_CONFIG, {"train": 8})
+    model, data, model_dir = copy_of_trained(trained_tiny, root, TINY_CONFIG)
 
     export_dir = root / "saved_model"
     result = subprocess.run(

@@ -17,13 +17,14 @@ from keras_retinanet.export.litert import LiteRTExportError, convert_to_litert, 
 from keras_retinanet.export.litert_runner import LiteRTDetector, LiteRTModelError, description_path, fit_to_input
 from keras_retinanet.layers import DetectionDecoder
 
-from tiny import TINY_MODEL_YAML, trained_for_export
+from tiny import TINY_MODEL_YAML, copy_of_trained
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = os.path.join(ROOT, "keras_retinanet", "export", "litert_runner.py")
 MIN_SIZE = 96  # the training size: the default input is 96 x 96
 MAX_DETECTIONS = 40
 
+# The shared tiny model's experiment (tiny.TRAINED_TINY_CONFIG) with the validation split of these tests.
 TINY_CONFIG = TINY_MODEL_YAML + f"""  decoder:
     {{score_threshold: 0.3, pre_nms_top_k: 100, max_detections: {MAX_DETECTIONS}}}
 data:
@@ -65,11 +66,11 @@ np.savez(sys.argv[4], **outputs)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny model trained by `train` (two iterations, output layers then spread), with category ids that are not
-    label + 1, saved in a model directory."""
+def trained(trained_tiny, tmp_path_factory):
+    """The session's tiny model (trained by `train` for two iterations, output layers then spread, with category ids
+    that are not label + 1), storing this module's TINY_CONFIG, copied into a model directory of this module."""
     root = tmp_path_factory.mktemp("litert")
-    model, data, model_dir = trained_for_export(root, TINY_CONFIG, {"train": 8, "val": 6})
+    model, data, model_dir = copy_of_trained(trained_tiny, root, TINY_CONFIG)
     return {"root": root, "data": data, "model": model, "model_dir": model_dir}
 
 

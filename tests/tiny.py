@@ -83,6 +83,46 @@ def trained_for_export(root, config_yaml, splits):
     return model, data, model_dir
 
 
+# The experiment of the trained tiny model that the export and LiteRT tests share (conftest's `trained_tiny`); no
+# validation split, whose evaluation at the end would double the training time: the modules add theirs
+# (`copy_of_trained`).
+TRAINED_TINY_CONFIG = TINY_MODEL_YAML + """  decoder: {score_threshold: 0.3, pre_nms_top_k: 100, max_detections: 40}
+data:
+  train: {annotations: DATA/annotations/instances_train.json, images: DATA/train}
+  min_size: 96
+  max_size: 160
+  max_boxes: 8
+train: {batch_size: 4, iterations: 2, warmup_iterations: 1, lr_steps: [2], checkpoint_every: 2, eval_every: 2}
+"""
+
+
+def copy_of_trained(trained, folder, config_yaml):
+    """The session's trained tiny model (conftest's `trained_tiny`: its data and model folders) copied into
+    folder/model and loaded from there, for one test module to use, change and write beside, storing the experiment
+    config `config_yaml` (DATA names the data folder; the model and train sections must be the shared model's) as
+    `train` run with it would have: the settings inference reads (the input sizes, the splits) are the module's own,
+    without training again. Returns (model, data folder, model folder)."""
+    import shutil
+
+    from keras_retinanet.config import dump_config, load_config, to_dict
+    from keras_retinanet.inference import load_trained_model
+
+    data, trained_dir = trained
+    model_dir = folder / "model"
+    shutil.copytree(trained_dir, model_dir)
+    model = load_trained_model(str(model_dir))
+    config_path = folder / "tiny.yaml"
+    config_path.write_text(config_yaml.replace("DATA", str(data)))
+    config = load_config(str(config_path))
+    stored = to_dict(config)
+    for section in ("model", "train"):
+        assert stored[section] == model.metadata["config"][section], f"{section} differs from the shared model's"
+    model.metadata = {**model.metadata, "config": stored}
+    model.save(str(model_dir / "model.keras"))
+    dump_config(config, str(model_dir / "config.yaml"))
+    return model, data, model_dir
+
+
 def split_batch():
     """Four 64 x 64 images and their targets, for splitting into halves: images 0-1 hold four boxes, image 2 one
     and image 3 none, so the halves have different numbers of positive anchors."""
