@@ -161,6 +161,8 @@ train:
     assert sorted(logged_losses(model_dir)) == list(range(killed_at, 20))
     import keras
 
+    import keras_retinanet.models  # noqa: F401  (registers our classes, which the saved model names, with Keras)
+
     model = keras.saving.load_model(model_dir / "model.keras", safe_mode=True)
     assert int(model.optimizer.iterations.numpy()) == 160
 
@@ -199,6 +201,8 @@ def _mirrored_train(config, model_dir, overrides):
 def test_every_shipped_config_trains_under_mirrored_on_two_cpu_devices(shapes, tmp_path, config):
     """Each shipped config's model (narrower, on small images) trains two steps; only the data and sizes differ."""
     import keras
+
+    import keras_retinanet.models  # noqa: F401  (registers our classes, which the saved model names, with Keras)
 
     from keras_retinanet.config import load_config
 
