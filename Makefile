@@ -28,12 +28,12 @@ demo-fine-tune: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check keras_retinanet tests bin
 
-## test: the default suite (tiny models, small images; about 11 minutes of pytest on 2 cores, 12 in all)
+## test: the default suite (tiny models, small images; about 10 minutes of pytest on 2 cores)
 test: $(STAMP)
 	$(PY) -m pytest -q --durations=15
 
 ## test-slow: the long tests (killed runs and workers, the benchmark's small run, full-size backbones, every shipped
-## config under mirrored, the study's run, mixed precision, determinism; about 11 minutes), which .ci/run runs too
+## config under mirrored, the study's run, mixed precision, determinism; about 8 minutes), which .ci/run runs too
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow --durations=15
 
