@@ -37,8 +37,9 @@ def train(config, model_dir, strategy="default", verbose=1, communication="auto"
     classes of the same name. `train.freeze` keeps components as they are; a resumed run must freeze the same.
 
     Writes `config.yaml` (the resolved config; after fine-tuning, headed by what was loaded, matched by class name
-    and initialised anew, also printed and stored in the model's metadata as `init_from`), TensorBoard logs in `logs/`, a backup in `backup/` at every
-    `train.checkpoint_every` iterations (see `Backups`), and the final `model.keras`. Returns the trained model.
+    and initialised anew, also printed and stored in the model's metadata as `init_from`), TensorBoard logs in
+    `logs/`, a backup in `backup/` at every `train.checkpoint_every` iterations (see `Backups`), and the final
+    `model.keras`. Returns the trained model.
     A resumed run continues with the batches the interrupted one would have seen next. `restart` moves the
     backups aside (`backup.discarded-<time>`) and starts from the beginning.
 
@@ -76,22 +77,8 @@ def train(config, model_dir, strategy="default", verbose=1, communication="auto"
         if restart and (aside := backups.move_aside()):
             print(f"--restart: the backups were moved to {aside}")
 
-    keras.utils.set_random_seed(config.data.seed)  # the same initial weights for the same config
-    with strategy.scope(), dtype_policy_scope(train_config.dtype_policy):
-        model = build_retinanet(config.model, train_set.num_classes)
-        model.metadata = {
-            "class_names": list(train_set.class_names),
-            "category_ids": [int(i) for i in train_set.category_ids],
-            "config": to_dict(config),
-        }
-        fine_tuned = start_from(source, model, train_set.class_names) if source else None
-        source = None  # frees the source model
-        if fine_tuned:
-            model.metadata["init_from"] = fine_tuned
-        freeze(model, train_config.freeze)
-        # Under mixed_float16, compile wraps the optimizer in a LossScaleOptimizer (dynamic loss scaling).
-        model.compile(optimizer=make_optimizer(train_config), jit_compile=train_config.jit_compile)
-        model.optimizer.build(model.trainable_variables)  # a backup holds the optimizer's state too
+    model, fine_tuned = _compiled_model(config, strategy, train_set, source)
+    source = None  # frees the source model
     if chief:
         notes = report_lines(fine_tuned) if fine_tuned else []
         dump_config(config, os.path.join(model_dir, CONFIG_FILE), comments=notes)
@@ -101,31 +88,59 @@ def train(config, model_dir, strategy="default", verbose=1, communication="auto"
 
     steps_per_epoch = train_config.checkpoint_every
     epochs = math.ceil(train_config.iterations / steps_per_epoch)
-    callbacks = [*callbacks, StopOnNonFiniteLoss(), LearningRateLogger()]
-    if chief:
-        callbacks.append(BackupEveryEpoch(backups))
-    if val_set is not None:
-        callbacks.append(
-            PeriodicEvaluation(val_set, official_ground_truth(config.data.val), config.data, train_config.batch_size,
-                               train_config.eval_every, epochs * steps_per_epoch, os.path.join(model_dir, "logs", "eval"))
-        )
-    if chief:
-        callbacks.append(
-            keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"), update_freq=min(100, steps_per_epoch))
-        )
     model.fit(
         _distributed_training_dataset(strategy, train_set, config.data, train_config.batch_size,
                                       skip_batches=initial_epoch * steps_per_epoch),
         initial_epoch=initial_epoch,
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
-        callbacks=callbacks,
+        callbacks=_callbacks(config, model_dir, backups if chief else None, val_set, epochs, callbacks),
         verbose=verbose,
         shuffle=False,  # the dataset shuffles itself, with its seed
     )
     if chief:
         model.save(os.path.join(model_dir, MODEL_FILE))
     return model
+
+
+def _compiled_model(config, strategy, train_set, source):
+    """The model `config` describes for `train_set`'s classes, built (from `source`'s weights where given: returns
+    the `start_from` report too, else None), frozen as `train.freeze` says and compiled, its optimizer built."""
+    keras.utils.set_random_seed(config.data.seed)  # the same initial weights for the same config
+    with strategy.scope(), dtype_policy_scope(config.train.dtype_policy):
+        model = build_retinanet(config.model, train_set.num_classes)
+        model.metadata = {
+            "class_names": list(train_set.class_names),
+            "category_ids": [int(i) for i in train_set.category_ids],
+            "config": to_dict(config),
+        }
+        fine_tuned = start_from(source, model, train_set.class_names) if source else None
+        if fine_tuned:
+            model.metadata["init_from"] = fine_tuned
+        freeze(model, config.train.freeze)
+        # Under mixed_float16, compile wraps the optimizer in a LossScaleOptimizer (dynamic loss scaling).
+        model.compile(optimizer=make_optimizer(config.train), jit_compile=config.train.jit_compile)
+        model.optimizer.build(model.trainable_variables)  # a backup holds the optimizer's state too
+    return model, fine_tuned
+
+
+def _callbacks(config, model_dir, backups, val_set, epochs, extra):
+    """`extra`, then: stop on a non-finite loss, log the learning rate, and where given, back up into `backups`
+    (the chief's: also TensorBoard logs) and evaluate on `val_set`."""
+    steps_per_epoch = config.train.checkpoint_every
+    callbacks = [*extra, StopOnNonFiniteLoss(), LearningRateLogger()]
+    if backups is not None:
+        callbacks.append(BackupEveryEpoch(backups))
+    if val_set is not None:
+        callbacks.append(
+            PeriodicEvaluation(val_set, official_ground_truth(config.data.val), config.data, config.train.batch_size,
+                               config.train.eval_every, epochs * steps_per_epoch, os.path.join(model_dir, "logs", "eval"))
+        )
+    if backups is not None:
+        callbacks.append(
+            keras.callbacks.TensorBoard(os.path.join(model_dir, "logs"), update_freq=min(100, steps_per_epoch))
+        )
+    return callbacks
 
 
 def _check_same_freeze(model_dir, backups, frozen):
