@@ -225,7 +225,8 @@ def synthetic_photos(folder, count=24):
             png = os.path.join(folder, name, image["file_name"])
             jpeg = os.path.splitext(png)[0] + ".jpg"
             Image.open(png).save(jpeg, quality=90)
-            images.append({**image, "id": image["id"] + offset, "file_name": os.path.join(name, os.path.basename(jpeg))})
+            file_name = os.path.join(name, os.path.basename(jpeg))
+            images.append({**image, "id": image["id"] + offset, "file_name": file_name})
         annotations += [{**a, "id": len(annotations) + i + 1, "image_id": a["image_id"] + offset}
                         for i, a in enumerate(coco["annotations"])]
     path = os.path.join(folder, "annotations", "instances_photos.json")

@@ -37,7 +37,8 @@ def markdown(report):
     """The table of a `bin/benchmark` report (its JSON), with the machine and the command above it."""
     machine = report["machine"]
     lines = [
-        f"Measured {report['date']} on {machine_text(machine)}, TensorFlow {machine['tensorflow']}, with `{report['command']}`. Floor: {report['gflop_per_image']:.1f} "
+        f"Measured {report['date']} on {machine_text(machine)}, TensorFlow {machine['tensorflow']}, with "
+        f"`{report['command']}`. Floor: {report['gflop_per_image']:.1f} "
         "GFLOP a forward per image (a training step: 3 times that) over the matmul peak measured in the same run ("
         + ", ".join(f"{dtype} {gflops:.0f} GFLOP/s" for dtype, gflops in report["peak_gflops"].items())
         + f"). Medians of {report['setting']['repeats']} runs.",
