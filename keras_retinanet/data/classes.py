@@ -6,7 +6,8 @@ import json
 import re
 
 from keras_retinanet.config import INT32_MAX, shown
-from keras_retinanet.data.policy import DataError, read_data_file
+from keras_retinanet.data.files import read_data_file
+from keras_retinanet.data.records import DataError
 
 # The largest category id: labels hold category ids (as int32) while TFRecords are read.
 MAX_CATEGORY_ID = INT32_MAX

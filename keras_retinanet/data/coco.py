@@ -1,24 +1,28 @@
-"""Reader for COCO-format detection annotations (an instances JSON plus a folder of images)."""
+"""Parser of COCO-format detection annotations (an instances JSON naming its image files); the dataset as COCO
+ground truth.
 
+`keras_retinanet.data.read_coco` reads such a file, with the folder of images, into a `DetectionDataset`."""
+
+import importlib
 import json
 import os
 import re
 import sys
+import warnings
 
 import numpy as np
 
 from keras_retinanet.config import cut, shown
 from keras_retinanet.data.classes import MAX_CATEGORY_ID
-from keras_retinanet.data.policy import AnnotatedImage, DataError, DataPolicy, finish_dataset, images_folder
-from keras_retinanet.data.policy import read_data_file, safe_image_path
+from keras_retinanet.data.files import read_data_file
+from keras_retinanet.data.records import AnnotatedImage, Annotations, DataError
 
 # JSON numbers: integers within int64 (image ids go into int64 arrays), floats of at most this many characters.
 _INT64 = range(-(2**63), 2**63)
 
 
-def read_coco(annotations_path, images_dir, policy=DataPolicy()):
-    """Reads a COCO instances JSON into a `DetectionDataset`, applying the bad-input `policy` (see
-    `keras_retinanet.data.policy`).
+def parse_coco(annotations):
+    """The `Annotations` of a COCO instances JSON; each image's name is its `file_name`.
 
     Category ids (COCO's 1..90 with gaps) map to contiguous labels in increasing id order. `iscrowd=1` boxes become
     ignore regions (a missing `iscrowd` counts as 0); bboxes [x, y, w, h] become `xyxy`; images without
@@ -28,11 +32,9 @@ def read_coco(annotations_path, images_dir, policy=DataPolicy()):
         DataError: naming the file and the offending image / annotation / category and value, for a missing,
             unreadable or non-regular file, invalid JSON (nested too deeply, or a number out of bounds: see
             `load_json`), a top-level section that is not a list, a missing key, an unknown image or category id,
-            duplicate ids or category names, a bbox that is not 4 finite numbers, a `file_name` that is absolute or
-            leaves `images_dir`; and every skip of the policy when it is strict.
+            duplicate ids or category names, a bbox that is not 4 finite numbers.
     """
-    source = os.fspath(annotations_path)
-    images_dir = images_folder(images_dir, source)
+    source = os.fspath(annotations)
     content = _load_instances_json(source)
     category_ids, class_names = _read_categories(content["categories"], source)
     images = _read_images(content["images"], source)
@@ -48,7 +50,7 @@ def read_coco(annotations_path, images_dir, policy=DataPolicy()):
     annotated = [
         AnnotatedImage(
             image_id=image_id,
-            path=safe_image_path(images_dir, image["file_name"], f"{source}: image id {image_id}"),
+            path=image["file_name"],
             where=f"{source}: image id {image_id}",
             stated_size=(image["width"], image["height"]),
             boxes=boxes[position],
@@ -60,7 +62,7 @@ def read_coco(annotations_path, images_dir, policy=DataPolicy()):
         )
         for position, (image_id, image) in enumerate(images.items())
     ]
-    return finish_dataset(annotated, class_names, category_ids, source, policy)
+    return Annotations(source, annotated, class_names, category_ids)
 
 
 def _load_instances_json(source):
@@ -253,3 +255,13 @@ def _describe(entry, index):
 
 def _is_integer(value):
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def __getattr__(name):
+    """`read_coco`, which moved to `keras_retinanet.data.reading` (one signature for every format), with a
+    DeprecationWarning."""
+    if name != "read_coco":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"keras_retinanet.data.coco.{name} moved to keras_retinanet.data.{name}", DeprecationWarning,
+                  stacklevel=2)
+    return getattr(importlib.import_module("keras_retinanet.data.reading"), name)

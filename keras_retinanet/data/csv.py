@@ -1,13 +1,17 @@
-"""Reader for CSV annotations in fizyr/keras-retinanet's format: `path,x1,y1,x2,y2,class`, one box per line."""
+"""Parser of CSV annotations in fizyr/keras-retinanet's format: `path,x1,y1,x2,y2,class`, one box per line.
 
+`keras_retinanet.data.read_csv` reads such a file into a `DetectionDataset`."""
+
+import importlib
 import os
+import warnings
 
 import numpy as np
 
 from keras_retinanet.config import shown
 from keras_retinanet.data.classes import NamedClasses, csv_rows
-from keras_retinanet.data.policy import AnnotatedImage, DataError, DataPolicy, finish_dataset, images_folder
-from keras_retinanet.data.policy import parse_number, read_data_file, safe_image_path
+from keras_retinanet.data.files import parse_number, read_data_file
+from keras_retinanet.data.records import AnnotatedImage, Annotations, DataError
 
 # Column names a header row may use (lower case), per column.
 COLUMNS = {
@@ -23,28 +27,24 @@ COLUMNS = {
 _REQUIRED = ("path", "x1", "y1", "x2", "y2", "class")
 
 
-def read_csv(annotations, images_dir, classes=None, policy=DataPolicy()):
-    """Reads a CSV annotation file into a `DetectionDataset`, applying the bad-input `policy`.
+def parse_csv(annotations, classes=None):
+    """The `Annotations` of a CSV annotation file.
 
     Args:
         annotations: the CSV file. Without a header its columns are `path,x1,y1,x2,y2,class`; a first row made only
             of column names (`COLUMNS`, e.g. `filename,width,height,class,xmin,ymin,xmax,ymax`) is a header and
-            sets the order; `width` and `height` columns are checked against the images. Coordinates are
-            continuous pixels (floats allowed); a row `path,,,,,` lists an image without objects.
-        images_dir: the folder the paths are relative to.
+            sets the order; `width` and `height` columns give the stated image sizes. Coordinates are continuous
+            pixels (floats allowed); a row `path,,,,,` lists an image without objects.
         classes: a class file (`name,id` lines) or None to take the sorted class names of the CSV, with ids 1, 2, ...
-        policy: a `DataPolicy`.
 
-    Image ids are 1, 2, ... in order of first appearance.
+    Image ids are 1, 2, ... in order of first appearance; rows naming one image (`a.jpg`, `./a.jpg`) share it.
 
     Raises:
         DataError: naming the file, line and value, for a missing, unreadable or non-regular file, text that is not
             UTF-8 CSV, a wrong number of columns, a coordinate that is not a finite decimal number, a row with some
-            coordinates empty, an unknown class name, contradicting sizes of one image; and every skip of the policy
-            when it is strict.
+            coordinates empty, an unknown class name, contradicting sizes of one image.
     """
     annotations = os.fspath(annotations)
-    images_dir = images_folder(images_dir, annotations)
     # Without the byte-order mark spreadsheet programs start the file with, which is not part of the first name.
     rows = csv_rows(read_data_file(annotations, "CSV annotation file"), annotations)
     if not rows:
@@ -54,16 +54,16 @@ def read_csv(annotations, images_dir, classes=None, policy=DataPolicy()):
         columns = {name: index for index, name in enumerate(_REQUIRED)}
     else:
         rows = rows[1:]
-    entries = _image_entries(rows, columns, images_dir, annotations)
+    entries = _image_entries(rows, columns, annotations)
 
     named_classes = NamedClasses(classes, [name for entry in entries.values() for name in entry["names"]])
     images = []
-    for image_id, (path, entry) in enumerate(entries.items(), start=1):
+    for image_id, entry in enumerate(entries.values(), start=1):
         labels = [named_classes.label(name, where) for name, where in zip(entry["names"], entry["locations"])]
         images.append(
             AnnotatedImage(
                 image_id=image_id,
-                path=path,
+                path=entry["name"],
                 where=entry["where"],
                 stated_size=entry["size"],
                 boxes=np.array(entry["boxes"], np.float64).reshape(-1, 4),
@@ -71,23 +71,25 @@ def read_csv(annotations, images_dir, classes=None, policy=DataPolicy()):
                 box_locations=entry["locations"],
             )
         )
-    return finish_dataset(images, named_classes.class_names, named_classes.category_ids, annotations, policy)
+    return Annotations(annotations, images, named_classes.class_names, named_classes.category_ids)
 
 
-def _image_entries(rows, columns, images_dir, annotations):
-    """{image path: {"where", "size", "boxes", "names", "locations"}} of the numbered CSV `rows`, in order of first
-    appearance."""
+def _image_entries(rows, columns, annotations):
+    """{normalised image name: {"name", "where", "size", "boxes", "names", "locations"}} of the numbered CSV `rows`,
+    in order of first appearance ("name": as first written)."""
     entries = {}
     for number, row in rows:
         where = f"{annotations}: line {number}"
         if len(row) != len(columns):
             raise DataError(f"{where}: expected {len(columns)} columns, got {len(row)}: {shown(','.join(row))}")
-        path = safe_image_path(images_dir, row[columns["path"]].strip(), where)
-        entry = entries.setdefault(path, {"where": where, "size": None, "boxes": [], "names": [], "locations": []})
+        name = row[columns["path"]].strip()
+        key = os.path.normpath(name) if name else name  # rows writing one file differently (`./a.jpg`) share it
+        entry = entries.setdefault(key, {"name": name, "where": where, "size": None, "boxes": [], "names": [],
+                                         "locations": []})
         if "width" in columns:
             size = tuple(_size(row[columns[key]], key, where) for key in ("width", "height"))
             if entry["size"] not in (None, size):
-                raise DataError(f"{where}: image {path} was given size {entry['size']} before, now {size}")
+                raise DataError(f"{where}: image {entry['name']} was given size {entry['size']} before, now {size}")
             entry["size"] = size
         fields = [row[columns[key]].strip() for key in ("x1", "y1", "x2", "y2", "class")]
         if not any(fields):
@@ -123,3 +125,13 @@ def _size(text, name, where):
     if value <= 0:
         raise DataError(f"{where}: {name} must be a positive integer, got {shown(text.strip())}")
     return value
+
+
+def __getattr__(name):
+    """`read_csv`, which moved to `keras_retinanet.data.reading` (one signature for every format), with a
+    DeprecationWarning."""
+    if name != "read_csv":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"keras_retinanet.data.csv.{name} moved to keras_retinanet.data.{name}", DeprecationWarning,
+                  stacklevel=2)
+    return getattr(importlib.import_module("keras_retinanet.data.reading"), name)

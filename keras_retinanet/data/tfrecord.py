@@ -1,4 +1,5 @@
-"""TFRecord datasets in the TF Object Detection API `tf.Example` layout: images embedded, boxes normalised.
+"""TFRecord datasets in the TF Object Detection API `tf.Example` layout: images embedded, boxes normalised. Here:
+their parser (`keras_retinanet.data.read_tfrecord` reads them into a `DetectionDataset`) and their writers.
 
 Read features: `image/encoded`, `image/filename`, `image/source_id`, `image/height`, `image/width`,
 `image/object/bbox/{xmin,ymin,xmax,ymax}` (floats in 0..1 of the width / height), `image/object/class/label`
@@ -7,12 +8,13 @@ Read features: `image/encoded`, `image/filename`, `image/source_id`, `image/heig
 (plus `image/format`), so that the files also feed the TF Object Detection API and tools built on it.
 """
 
-import concurrent.futures
 import dataclasses
+import importlib
 import io
 import logging
 import os
 import re
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -20,10 +22,9 @@ from PIL import Image
 
 from keras_retinanet.config import cut, shown
 from keras_retinanet.data.classes import MAX_CATEGORY_ID, read_class_file, write_label_map
+from keras_retinanet.data.files import check_regular_file
 from keras_retinanet.data.pipeline import decode_image, encoded_images
-from keras_retinanet.data.dataset import DetectionDataset
-from keras_retinanet.data.policy import AnnotatedImage, DataError, DataPolicy, DataReport, ImageInfo, ImageProblem
-from keras_retinanet.data.policy import INSPECTION_THREADS, check_regular_file, finish_record, inspect_image
+from keras_retinanet.data.records import AnnotatedImage, DataError, EncodedExample
 
 logger = logging.getLogger("keras_retinanet.data")
 
@@ -99,69 +100,64 @@ class TFRecordImages:
         )
 
 
-def read_tfrecord(pattern, classes=None, policy=DataPolicy()):
-    """Reads TFRecord shards in the TF Object Detection API layout into a `DetectionDataset`, applying the
-    bad-input `policy` (see `keras_retinanet.data.policy`). The images stay in the files (`image_source`).
+def parse_tfrecord(annotations, classes=None):
+    """The examples of TFRecord shards in the TF Object Detection API layout, as `TFRecordExamples`.
 
     Args:
-        pattern: a TFRecord file or a glob of shards (`train-*.tfrecord`), read in sorted order.
+        annotations: a TFRecord file or a glob of shards (`train-*.tfrecord`), read in sorted order.
         classes: a class file or `label_map.pbtxt` giving the category ids and names; or None to take them from the
             (label, text) pairs of the examples.
-        policy: a `DataPolicy`. Examples are read in batches and their images checked and dropped batch by batch,
-            so the whole dataset is never in memory.
-
-    Boxes are normalised to `image/width` and `image/height` (the image's own size when both are absent); a
-    stated size that is not the image's is a `size_mismatch`. Images are used as stored: the TF Object Detection
-    API ignores EXIF orientation, so every record has orientation 1. Image ids are the `image/source_id`s when
-    all of them are integers (as the TF Object Detection API's COCO converter writes them), else 1, 2, ... in
-    example order over the sorted shards (skipped examples counted). Each record's `path` is
-    `SHARD#INDEX (FILENAME)`, INDEX being the example's 0-based position in its shard.
 
     Raises:
-        DataError: naming the shard, the example and the value, for no matching file, a corrupt file, an example
-            that does not parse, object fields of different lengths, a class label not in the class file, a label
-            without text (no class file) or with two texts, duplicate integer source ids; and every skip of the
-            policy when it is strict.
+        DataError: naming the pattern when no file matches it, or a matching local file that is not a regular
+            file; iterating the examples raises the rest (see `TFRecordExamples`).
     """
-    pattern = os.fspath(pattern)
+    pattern = os.fspath(annotations)
     shards = sorted(tf.io.gfile.glob(pattern))
     if not shards:
         raise DataError(f"{pattern}: no TFRecord file matches this path or pattern")
     for shard in shards:
         if "://" not in shard:  # a local file (remote file systems have no FIFOs)
             check_regular_file(shard, "TFRecord file")
-    names = _ClassNames(classes)
-    report = DataReport(pattern, policy.strict)
-    records, keep, locations, source_ids, file_names, shard_sizes = [], [], [], [], [], []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=INSPECTION_THREADS) as pool:
-        for shard in shards:
-            examples_before = len(keep)
+    return TFRecordExamples(pattern, tuple(shards), _ClassNames(classes))
+
+
+class TFRecordExamples:
+    """The examples of TFRecord `shards` (matched by the pattern `source`), parsed as they are read.
+
+    `batches()` yields them, so that the whole dataset is never in memory; once it has, `classes()` gives the
+    dataset's classes. Each example is an `EncodedExample`: boxes normalised to `image/width` and `image/height`
+    (the image's own size when both are absent), labels the category ids `image/object/class/label`, `where` (and
+    `path`) `SHARD#INDEX (FILENAME)`, INDEX being the example's 0-based position in its shard. `difficult` and
+    `is_crowd` objects are ignore regions.
+    """
+
+    def __init__(self, source, shards, names):
+        self.source = source
+        self.shards = shards
+        self._names = names
+
+    def batches(self):
+        """Yields lists of `EncodedExample`s, shard by shard in sorted order.
+
+        Raises:
+            DataError: naming the shard, the example and the value, for no examples at all, a corrupt file, an
+                example that does not parse, object fields of different lengths, a class label not in the class
+                file, a label without text (no class file) or with two texts.
+        """
+        count = 0
+        for index, shard in enumerate(self.shards):
             for start, batch in _parsed_batches(shard):
-                examples = [_example(batch, i, f"{shard}#{start + i}", names)
+                examples = [_example(batch, i, f"{shard}#{start + i}", index, self._names)
                             for i in range(len(batch["image/encoded"]))]
-                infos = pool.map(lambda example: _inspect(example, policy), examples)
-                for example, info in zip(examples, infos):
-                    locations.append(example["where"])
-                    source_ids.append(example["source_id"])
-                    record = _finish(example, info, report)
-                    keep.append(record is not None)
-                    if record is not None:
-                        records.append(record)
-                        file_names.append(example["file_name"])
-            shard_sizes.append(len(keep) - examples_before)
-    if not locations:
-        raise DataError(f"{pattern}: no examples in {', '.join(shards)}")
-    category_ids, class_names = names.classes()
-    image_ids = _image_ids(source_ids, locations)[np.array(keep)]
-    # Records were made with category ids for labels (all checked known); now the contiguous labels.
-    records = [
-        dataclasses.replace(record, image_id=int(image_id), labels=np.searchsorted(category_ids, record.labels),
-                            ignore_labels=np.searchsorted(category_ids, record.ignore_labels))
-        for record, image_id in zip(records, image_ids)
-    ]
-    image_source = TFRecordImages(tuple(shards), np.array(keep), tuple(file_names), tuple(shard_sizes))
-    return DetectionDataset(records, class_names, category_ids, source=pattern, image_source=image_source,
-                            report=report)
+                count += len(examples)
+                yield examples
+        if not count:
+            raise DataError(f"{self.source}: no examples in {', '.join(self.shards)}")
+
+    def classes(self):
+        """(category ids in increasing order, their names): the class file's, or those the examples named."""
+        return self._names.classes()
 
 
 def _parsed_batches(shard):
@@ -204,8 +200,8 @@ def _first_line(error):
     return error.message.strip().splitlines()[0]
 
 
-def _example(batch, i, location, names):
-    """One parsed example's checked annotation: normalised boxes, category ids, ignore flags and where it is."""
+def _example(batch, i, location, shard, names):
+    """The `EncodedExample` of one parsed example, checked."""
     file_name = batch["image/filename"][i].decode("utf-8", "replace")
     where = f"{location} ({cut(file_name)})" if file_name else location
     width, height = int(batch["image/width"][i]), int(batch["image/height"][i])
@@ -229,17 +225,22 @@ def _example(batch, i, location, names):
     object_locations = [f"{where}: object {j + 1}" for j in range(count)]
     for j, label in enumerate(labels.tolist()):
         names.check(label, class_texts[j] if class_texts else "", object_locations[j])
-    return {
-        "where": where,
-        "file_name": file_name,
-        "source_id": batch["image/source_id"][i].decode("utf-8", "replace"),
-        "encoded": batch["image/encoded"][i],
-        "stated_size": (width, height) if width else None,
-        "boxes": np.stack(boxes, axis=1).reshape(-1, 4),
-        "labels": labels,
-        "ignored": ignored,
-        "locations": np.array(object_locations, object),
-    }
+    boxes = np.stack(boxes, axis=1).reshape(-1, 4)
+    locations = np.array(object_locations, object)
+    image = AnnotatedImage(
+        image_id=0,  # set once all source ids are known
+        path=where,
+        where=where,
+        stated_size=(width, height) if width else None,
+        boxes=boxes[~ignored],
+        labels=labels[~ignored],
+        box_locations=locations[~ignored],
+        ignore_boxes=boxes[ignored],
+        ignore_labels=labels[ignored],
+        ignore_locations=locations[ignored],
+    )
+    source_id = batch["image/source_id"][i].decode("utf-8", "replace")
+    return EncodedExample(image, batch["image/encoded"][i], file_name, source_id, shard)
 
 
 class _ClassNames:
@@ -283,42 +284,10 @@ class _ClassNames:
         return sorted(self.texts), [self.texts[i][0] for i in sorted(self.texts)]
 
 
-def _inspect(example, policy):
-    """`ImageInfo` (orientation 1: images are used as stored) or the `ImageProblem` of the example's image."""
-    if not example["encoded"]:
-        return ImageProblem("missing_image", f"{example['where']}: no image/encoded bytes")
-    try:
-        info = inspect_image(example["encoded"], policy.verify_images, policy.max_image_pixels, name=example["where"])
-    except ImageProblem as problem:
-        return problem
-    return ImageInfo(info.width, info.height, 1)
-
-
-def _finish(example, info, report):
-    """The example's `ImageRecord` (labels still category ids) after the policy, or None when it is skipped."""
-    if isinstance(info, ImageProblem):
-        report.skip(info.reason, str(info))
-        return None
-    width, height = example["stated_size"] or (info.width, info.height)
-    boxes = example["boxes"] * np.array([width, height, width, height], np.float64)
-    ignored = example["ignored"]
-    image = AnnotatedImage(
-        image_id=0,  # set once all source ids are known
-        path=example["where"],
-        where=example["where"],
-        stated_size=example["stated_size"],
-        boxes=boxes[~ignored],
-        labels=example["labels"][~ignored],
-        box_locations=example["locations"][~ignored],
-        ignore_boxes=boxes[ignored],
-        ignore_labels=example["labels"][ignored],
-        ignore_locations=example["locations"][ignored],
-    )
-    return finish_record(image, info, report)
-
-
-def _image_ids(source_ids, locations):
-    """Integer source ids when all are integers (duplicates are errors), else 1, 2, ..."""
+def image_ids(source_ids, locations):
+    """The image ids of examples with `image/source_id`s `source_ids` (`locations` naming the examples): the
+    integer source ids when all are integers (as the TF Object Detection API's COCO converter writes them;
+    duplicates are DataErrors), else 1, 2, ... in example order."""
     if not all(_INTEGER.fullmatch(source_id) for source_id in source_ids):
         return np.arange(1, len(source_ids) + 1)
     ids = np.array([int(source_id) for source_id in source_ids], np.int64)
@@ -442,3 +411,13 @@ def _unique_name(file_name, image_format, image_id, used):
         name = f"{stem}-{number}{extension}"
     used.add(name.lower())
     return name
+
+
+def __getattr__(name):
+    """`read_tfrecord`, which moved to `keras_retinanet.data.reading` (one signature for every format), with a
+    DeprecationWarning."""
+    if name != "read_tfrecord":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"keras_retinanet.data.tfrecord.{name} moved to keras_retinanet.data.{name}", DeprecationWarning,
+                  stacklevel=2)
+    return getattr(importlib.import_module("keras_retinanet.data.reading"), name)

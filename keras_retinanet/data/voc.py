@@ -1,26 +1,30 @@
-"""Reader for Pascal VOC annotations: one XML file per image (`Annotations/*.xml`) and a folder of images."""
+"""Parser of Pascal VOC annotations: one XML file per image (`Annotations/*.xml`) naming its image file.
 
+`keras_retinanet.data.read_voc` reads them, with the folder of images, into a `DetectionDataset`."""
+
+import importlib
 import os
+import warnings
 
 import numpy as np
 from defusedxml import DefusedXmlException, ElementTree
 
 from keras_retinanet.data.classes import NamedClasses
-from keras_retinanet.data.policy import AnnotatedImage, DataError, DataPolicy, finish_dataset, images_folder
-from keras_retinanet.data.policy import parse_number, read_data_file, safe_image_path
+from keras_retinanet.data.files import parse_number, read_data_file
+from keras_retinanet.data.records import AnnotatedImage, Annotations, DataError
 
 
-def read_voc(annotations, images_dir, classes=None, policy=DataPolicy()):
-    """Reads Pascal VOC XML annotations into a `DetectionDataset`, applying the bad-input `policy`.
+def parse_voc(annotations, classes=None):
+    """The `Annotations` of Pascal VOC XML files.
 
     Args:
         annotations: a folder of XML files (all `*.xml` in it, sorted), or an image-set list such as
             `VOC2007/ImageSets/Main/train.txt` (one image id per line, first column), whose XMLs are
             `VOC2007/Annotations/<id>.xml`.
-        images_dir: the folder the XMLs' `<filename>` entries are in (`VOC2007/JPEGImages`).
         classes: a class file (one name per line, or `name,id` lines) or None to take the sorted class names found
             in the XMLs; without ids, class i gets category id i + 1.
-        policy: a `DataPolicy`.
+
+    Each image's name is the XML's `<filename>`, relative to the images folder (`VOC2007/JPEGImages`).
 
     VOC coordinates are 1-based pixel indices, both ends inclusive: `xmin..xmax` becomes the continuous box
     `[xmin - 1, xmax]`. `difficult` objects become ignore regions (ignored in training; in COCO evaluation a
@@ -30,12 +34,10 @@ def read_voc(annotations, images_dir, classes=None, policy=DataPolicy()):
     Raises:
         DataError: naming the XML file and the value, for a missing, unreadable or non-regular file, unparsable XML,
             a missing field, a number that is not a finite decimal (integers: within int32), an image-set list that
-            lists no image, or a class name that is not in the class file; and every skip of the policy when it is
-            strict.
+            lists no image, or a class name that is not in the class file.
     """
     annotations = os.fspath(annotations)
-    images_dir = images_folder(images_dir, annotations)
-    parsed = [_parse(path, images_dir) for path in _annotation_files(annotations)]
+    parsed = [_parse(path) for path in _annotation_files(annotations)]
     named_classes = NamedClasses(classes, [name for entry in parsed for name, *_ in entry["objects"]])
 
     images = []
@@ -61,7 +63,7 @@ def read_voc(annotations, images_dir, classes=None, policy=DataPolicy()):
                 ignore_locations=locations[True],
             )
         )
-    return finish_dataset(images, named_classes.class_names, named_classes.category_ids, annotations, policy)
+    return Annotations(annotations, images, named_classes.class_names, named_classes.category_ids)
 
 
 def _annotation_files(annotations):
@@ -84,7 +86,7 @@ def _annotation_files(annotations):
     return files
 
 
-def _parse(path, images_dir):
+def _parse(path):
     """{"path", "where", "size", "objects": [(name, difficult, [x1, y1, x2, y2], where)]} of one XML file."""
     try:
         root = ElementTree.fromstring(read_data_file(path, "VOC annotation file", encoding=None))
@@ -111,8 +113,7 @@ def _parse(path, images_dir):
             raise DataError(f"{where}: missing <bndbox>")
         xmin, ymin, xmax, ymax = (_number(bndbox, key, where) for key in ("xmin", "ymin", "xmax", "ymax"))
         objects.append((name, bool(flag), [xmin - 1, ymin - 1, xmax, ymax], where))
-    return {"path": safe_image_path(images_dir, file_name, path), "where": path, "size": stated_size,
-            "objects": objects}
+    return {"path": file_name, "where": path, "size": stated_size, "objects": objects}
 
 
 def _text(element, key, where):
@@ -124,3 +125,13 @@ def _text(element, key, where):
 
 def _number(element, key, where, integer=False):
     return parse_number(_text(element, key, where), f"<{key}>", where, integer)
+
+
+def __getattr__(name):
+    """`read_voc`, which moved to `keras_retinanet.data.reading` (one signature for every format), with a
+    DeprecationWarning."""
+    if name != "read_voc":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"keras_retinanet.data.voc.{name} moved to keras_retinanet.data.{name}", DeprecationWarning,
+                  stacklevel=2)
+    return getattr(importlib.import_module("keras_retinanet.data.reading"), name)
