@@ -5,9 +5,9 @@ Prints the standard 12-number COCO table and per-class AP, and writes metrics.js
 --output_dir (default: DIR/eval), with the analysis beside them (--analysis): pr_curves.png (per class and overall
 at IoU 0.5 and 0.75), error_breakdown.json/.png (the COCO error breakdown: C75, C50, Loc, Sim, Oth, BG, FN),
 confusion_matrix.json/.png (at IoU 0.5), and gallery_false_positives.png / gallery_missed.png (the images with the
-most of each, ground truth dashed, detections scoring >= --draw_threshold). The split defaults to the data.val of the config the model was trained with; any
-format works (COCO, VOC, CSV, TFRecord): the ground truth is built from the records, except for COCO files, whose
-own annotations (with their mask areas) are the truth.
+most of each, ground truth dashed, detections scoring >= --draw_threshold). The split defaults to the data.val of
+the config the model was trained with; any format works (COCO, VOC, CSV, TFRecord): the ground truth is built from
+the records, except for COCO files, whose own annotations (with their mask areas) are the truth.
 """
 
 import dataclasses
@@ -45,29 +45,13 @@ def main(argv):
     if output_dir is None:
         raise app.UsageError("--output_dir is required with --model")
 
-    from keras_retinanet.config import DataConfig, SplitConfig, from_dict
     from keras_retinanet.data.coco import to_coco_ground_truth
     from keras_retinanet.data.splits import official_ground_truth, read_split
-    from keras_retinanet.evaluation import evaluate_litert, evaluate_model, write_evaluation
-    from keras_retinanet.evaluation.report import write_analysis
-    from keras_retinanet.export.litert_runner import LiteRTDetector, LiteRTModelError
-    from keras_retinanet.inference import ModelError, load_trained_model, model_data_config
+    from keras_retinanet.evaluation import evaluate_litert, evaluate_model
+    from keras_retinanet.export.litert_runner import LiteRTDetector
 
-    if FLAGS.model and FLAGS.model.endswith(".tflite"):
-        try:
-            model = LiteRTDetector(FLAGS.model)
-        except LiteRTModelError as error:  # litert_runner imports nothing of ours: its errors are no InputError
-            raise ModelError(str(error)) from error
-        data_config = from_dict(DataConfig, model.info["data"], source=f"{FLAGS.model}'s description")
-    else:
-        model = load_trained_model(FLAGS.model_dir or FLAGS.model)
-        data_config = model_data_config(model)
-    if FLAGS.annotations:
-        split = SplitConfig(FLAGS.annotations, FLAGS.images or "", FLAGS.format or "coco", FLAGS.classes or "")
-    else:
-        split = data_config.val
-        split = SplitConfig(split.annotations, FLAGS.images or split.images, FLAGS.format or split.format,
-                            split.classes if FLAGS.classes is None else FLAGS.classes)
+    model, data_config = _load_model()
+    split = _split(data_config.val)
     if FLAGS.strict is not None:
         data_config = dataclasses.replace(data_config, strict=FLAGS.strict)
     dataset = read_split(split, data_config)
@@ -78,6 +62,41 @@ def main(argv):
     else:
         evaluation, results = evaluate_model(model, dataset, data_config, FLAGS.batch_size,
                                              ground_truth=ground_truth, evaluator=FLAGS.evaluator, progress=True)
+    _report(evaluation, results, ground_truth, dataset, output_dir)
+
+
+def _load_model():
+    """The model of --model_dir or --model (a .keras file, or a .tflite one as a `LiteRTDetector`) and the data
+    config it was trained with."""
+    from keras_retinanet.config import DataConfig, from_dict
+    from keras_retinanet.export.litert_runner import LiteRTDetector, LiteRTModelError
+    from keras_retinanet.inference import ModelError, load_trained_model, model_data_config
+
+    if FLAGS.model and FLAGS.model.endswith(".tflite"):
+        try:
+            model = LiteRTDetector(FLAGS.model)
+        except LiteRTModelError as error:  # litert_runner imports nothing of ours: its errors are no InputError
+            raise ModelError(str(error)) from error
+        return model, from_dict(DataConfig, model.info["data"], source=f"{FLAGS.model}'s description")
+    model = load_trained_model(FLAGS.model_dir or FLAGS.model)
+    return model, model_data_config(model)
+
+
+def _split(trained_val):
+    """The split to evaluate: --annotations, or the model's data.val (`trained_val`) with the split flags given."""
+    from keras_retinanet.config import SplitConfig
+
+    if FLAGS.annotations:
+        return SplitConfig(FLAGS.annotations, FLAGS.images or "", FLAGS.format or "coco", FLAGS.classes or "")
+    return SplitConfig(trained_val.annotations, FLAGS.images or trained_val.images, FLAGS.format or trained_val.format,
+                       trained_val.classes if FLAGS.classes is None else FLAGS.classes)
+
+
+def _report(evaluation, results, ground_truth, dataset, output_dir):
+    """Prints the COCO table and per-class AP, and writes the metrics, detections and (--analysis) the analysis."""
+    from keras_retinanet.evaluation import write_evaluation
+    from keras_retinanet.evaluation.report import write_analysis
+
     print(evaluation.summary)
     print()
     print(evaluation.format_per_class_table())
