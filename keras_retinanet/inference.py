@@ -181,13 +181,14 @@ def stored_data_config(model):
     return model_data_config(model) if (model.metadata or {}).get("config") else DataConfig()
 
 
-def detections_in_original_pixels(model, images, scales, image_sizes, original_sizes, decoder=None):
+def detections_in_original_pixels(model, images, scales, content_sizes, original_sizes, decoder=None):
     """The one detection path: detections of `model` on a padded batch, in pixels of the original images.
 
     Args:
-        images: [B, Hp, Wp, 3] float32, resized and padded as `keras_retinanet.data.pipeline` does.
+        images: [B, Hp, Wp, 3] float32 network inputs, as `keras_retinanet.data.pipeline.preprocess_image` makes
+            them (batches padded to their largest image).
         scales: [B, 2] (y, x) factors that mapped original pixels into the resized images.
-        image_sizes: [B, 2] each resized image's size inside the padding: boxes are clipped to it before NMS (as
+        content_sizes: [B, 2] each resized image's size inside the padding: boxes are clipped to it before NMS (as
             torchvision and detectron2 do).
         original_sizes: [B, 2] the original images' (height, width): boxes are clipped to them.
         decoder: a `DetectionDecoder` with other inference settings than the model's own.
@@ -195,18 +196,18 @@ def detections_in_original_pixels(model, images, scales, image_sizes, original_s
     Returns `RetinaNet.decode_predictions`' dict, its `xyxy` boxes in original pixels.
     """
     predictions = model(images, training=False)
-    return decode_in_original_pixels(model, predictions, tf.shape(images)[1:3], scales, image_sizes, original_sizes,
-                                     decoder=decoder)
+    return decode_in_original_pixels(model, predictions, tf.shape(images)[1:3], scales, content_sizes,
+                                     original_sizes, decoder=decoder)
 
 
-def decode_in_original_pixels(model, predictions, input_size, scales, image_sizes, original_sizes, decoder=None):
+def decode_in_original_pixels(model, predictions, padded_size, scales, content_sizes, original_sizes, decoder=None):
     """The decoding half of `detections_in_original_pixels`: detections from `model`'s raw `predictions` on a batch
-    of `input_size` [height, width] (a tensor, or Python ints for static shapes), in original pixels."""
-    detections = model.decode_predictions(predictions, input_size, image_sizes, decoder=decoder)
+    of `padded_size` [height, width] (a tensor, or Python ints for static shapes), in original pixels."""
+    detections = model.decode_predictions(predictions, padded_size, content_sizes, decoder=decoder)
     boxes = detections["boxes"]
     if model.bounding_box_format != "xyxy":
         boxes = keras.utils.bounding_boxes.convert_format(
-            boxes, model.bounding_box_format, "xyxy", height=input_size[0], width=input_size[1]
+            boxes, model.bounding_box_format, "xyxy", height=padded_size[0], width=padded_size[1]
         )
     detections["boxes"] = to_original_coordinates(boxes, scales, original_sizes)
     return detections
@@ -229,7 +230,7 @@ def detect(model, images, data_config, batch_size, progress=False):
     batches, indices = [], []
     update = image_progress(len(getattr(images, "records", images)), progress)
     for batch, info in inference_dataset(images, data_config, batch_size, same_size_batches=True):
-        detections = run(batch, info["scale"], info["image_size"], info["original_size"])
+        detections = run(batch, info["scale"], info["content_size"], info["original_size"])
         batches.append({key: value.numpy() for key, value in detections.items()})
         indices.append(info["index"].numpy())
         update(sum(len(index) for index in indices))

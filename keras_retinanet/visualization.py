@@ -25,6 +25,9 @@ DASH_COLOURS = ((255, 255, 255), (0, 0, 0))
 # Pictures (bin/predict, the demo, TensorBoard, evaluation galleries) draw detections scoring at least this by
 # default: the decoder keeps everything down to 0.05 for the AP, which would bury the good boxes under weak ones.
 DEFAULT_DRAW_THRESHOLD = 0.5
+# bin/inspect_dataset's anchors: those a box matches, and each box's best.
+MATCHED_ANCHOR_COLOUR = (0, 255, 255)
+BEST_ANCHOR_COLOUR = (255, 0, 255)
 
 
 def class_colour(class_index):
@@ -117,6 +120,24 @@ def draw_batch_detections(image, detections, index, class_names, score_threshold
         score_threshold=score_threshold,
         ground_truth_boxes=ground_truth_boxes,
     )
+
+
+def draw_anchor_matches(image, boxes, labels, anchors, iou, positive_threshold, class_names, ignore_boxes=None):
+    """PIL picture of `image` (a network input, uint8) with its ground-truth `boxes` captioned with the IoU of their
+    best anchor, the `anchors` they match (`iou` [boxes, anchors] >= `positive_threshold`) as thin cyan outlines,
+    each box's best anchor in magenta (even below the threshold) and `ignore_boxes` dashed."""
+    canvas = Image.fromarray(image)
+    draw = ImageDraw.Draw(canvas)
+    best_iou = np.zeros(len(boxes), np.float32)
+    if len(boxes):
+        for anchor in anchors[np.any(iou >= positive_threshold, axis=0)]:
+            draw.rectangle(anchor.round().tolist(), outline=MATCHED_ANCHOR_COLOUR, width=1)
+        best = np.argmax(iou, axis=1)
+        best_iou = iou[np.arange(len(boxes)), best]
+        for anchor in anchors[best]:
+            draw.rectangle(anchor.round().tolist(), outline=BEST_ANCHOR_COLOUR, width=2)
+    return draw_detections(canvas, boxes, scores=best_iou, labels=labels, class_names=class_names,
+                           ground_truth_boxes=ignore_boxes)
 
 
 def image_grid(images, columns):

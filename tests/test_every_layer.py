@@ -37,7 +37,7 @@ LAYER_CASES = {
     "decoder": lambda: (DetectionDecoder(score_threshold=0.1, pre_nms_top_k=5, iou_threshold=0.6, max_detections=4),
                         _decoder_inputs(), {"boxes": (2, 4, 4), "scores": (2, 4), "classes": (2, 4),
                                                 "num_detections": (2,)}, 0, 0,
-                        {"level_anchor_counts": [20, 10], "image_size": [64, 64]}),
+                        {"level_anchor_counts": [20, 10], "content_size": [64, 64]}),
     "anchor_generator": lambda: (AnchorGenerator(sizes=[16, 32, 64, 128, 256], mode="torchvision"), [[96, 64]],
                                  (9 * (12 * 8 + 6 * 4 + 3 * 2 + 2 * 1 + 1 * 1), 4), 0, 0, {}),
     "frozen_batch_norm": lambda: (FrozenBatchNormalization(epsilon=0.0),

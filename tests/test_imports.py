@@ -103,10 +103,11 @@ def test_nothing_below_cli_imports_it():
 
 
 def test_the_bottom_modules_import_nothing_above_them():
-    """`errors.py` and the stand-alone LiteRT runner import nothing of ours; `config.py` only the modules that
+    """`errors.py`, `deprecation.py` and the stand-alone LiteRT runner import nothing of ours; `config.py` only the modules that
     define its allowed values (at first validation), never training, inference or the models."""
     graph = import_graph(module_level=False)
     assert graph["keras_retinanet.errors"] == set()
+    assert graph["keras_retinanet.deprecation"] == set()
     assert graph["keras_retinanet.export.litert_runner"] == set()
     allowed = ("errors", "precision", "backbones", "data", "layers", "losses")
     assert {name for name in graph["keras_retinanet.config"]

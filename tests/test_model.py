@@ -156,6 +156,23 @@ def test_predict_decodes_detections(detector):
     assert (detections["boxes"] >= 0).all() and (detections["boxes"] <= 64).all()  # clipped to the image
 
 
+def test_content_sizes_clip_the_detections_and_the_old_names_still_work(detector):
+    """`{"images", "content_sizes"}` clips each image's boxes to its content; the old `image_sizes` key and the
+    old `decode_predictions` argument names give the same detections, with a DeprecationWarning."""
+    images = np.random.default_rng(3).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
+    content_sizes = np.array([[40, 64], [64, 24]], np.int32)
+    detections = detector.predict({"images": images, "content_sizes": content_sizes}, verbose=0)
+    assert (detections["boxes"][0, :, 3] <= 40).all() and (detections["boxes"][1, :, 2] <= 24).all()
+    assert detections["boxes"][0, :, 3].max() == 40 and detections["boxes"][1, :, 2].max() == 24
+    with pytest.warns(DeprecationWarning, match="image_sizes is now called content_sizes"):
+        old = detector.predict({"images": images, "image_sizes": content_sizes}, verbose=0)
+    np.testing.assert_array_equal(old["boxes"], detections["boxes"])
+    predictions = detector(images, training=False)
+    with pytest.warns(DeprecationWarning, match="image_size is now called padded_size"):
+        old = detector.decode_predictions(predictions, image_size=[64, 64], image_sizes=content_sizes)
+    np.testing.assert_allclose(old["boxes"].numpy(), detections["boxes"], atol=0.01)  # eager vs predict's graph
+
+
 def test_bounding_box_format_applies_to_fit_and_predict():
     keras.utils.set_random_seed(3)
     images, boxes, labels = make_shapes(2, size=64)

@@ -14,6 +14,7 @@ from keras_retinanet.data.pipeline import (
     decode_pixels,
     inference_dataset,
     load_images,
+    preprocess_image,
     resize_image,
     resized_size,
     to_original_coordinates,
@@ -143,7 +144,7 @@ def test_torchvision_preprocessing_floors_sizes_and_pads_with_the_mean_pixel(tmp
     np.testing.assert_allclose(image[30:, :], np.broadcast_to([123.675, 116.28, 103.53], (2, 64, 3)), rtol=1e-6)
     np.testing.assert_allclose(image[:30, 42:], np.broadcast_to([123.675, 116.28, 103.53], (30, 22, 3)), rtol=1e-6)
     (image, info), = [(images[0].numpy(), info) for images, info in inference_dataset(dataset, detectron, 1)]
-    assert info["image_size"][0].numpy().tolist() == [30, 43]  # 42.75 rounded
+    assert info["content_size"][0].numpy().tolist() == [30, 43]  # 42.75 rounded
     np.testing.assert_allclose(info["scale"][0], [30 / 40, 30 / 40], rtol=1e-6)  # Detectron's one factor
     assert np.all(image[30:] == 0)
 
@@ -154,13 +155,32 @@ def test_torchvision_batches_pad_every_image_with_the_mean_pixel(tmp_path):
                         horizontal_flip=False, max_boxes=2)
     mean = np.array([123.675, 116.28, 103.53], np.float32)
     images, info = next(iter(inference_dataset(dataset, config, 2)))
-    assert images.shape == (2, 32, 96, 3) and info["image_size"].numpy().tolist() == [[30, 42], [30, 90]]
+    assert images.shape == (2, 32, 96, 3) and info["content_size"].numpy().tolist() == [[30, 42], [30, 90]]
     np.testing.assert_allclose(images[0, :, 42:], np.broadcast_to(mean, (32, 54, 3)), rtol=1e-6)
     np.testing.assert_allclose(images[1, 30:], np.broadcast_to(mean, (2, 96, 3)), rtol=1e-6)
     images, _ = next(iter(training_dataset(dataset, config, 2)))
     assert images.shape == (2, 32, 96, 3)
     mean_columns = [int(np.all(np.abs(image - mean) < 1e-3, axis=(0, 2)).sum()) for image in images.numpy()]
     assert sorted(mean_columns) == [96 - 90, 96 - 42]  # training batches pad with the mean pixel too
+
+
+@pytest.mark.parametrize("resize_rule", ["detectron", "torchvision"])
+def test_one_preprocessing_gives_each_image_what_the_batches_give_it(tmp_path, resize_rule):
+    """`preprocess_image` is the network input of `inference_dataset`, image by image (odd sizes: rounding up and
+    down, portrait and landscape, one side capped by max_size), with its scale and content size."""
+    sizes = ((37, 53), (53, 37), (41, 41), (13, 97))
+    dataset = _dataset(tmp_path, sizes=sizes, boxes=[[[2, 3, 9, 11]]] * len(sizes))
+    config = DataConfig(min_size=45, max_size=150, size_divisor=32, resize_rule=resize_rule)
+    batches = list(inference_dataset(dataset, config, 1))
+    for image, (batch, info) in zip(load_images(dataset), batches):
+        model_input, scale, content_size = preprocess_image(image, config)
+        np.testing.assert_array_equal(model_input.numpy(), batch[0].numpy())
+        np.testing.assert_array_equal(scale.numpy(), info["scale"][0].numpy())
+        assert content_size.numpy().tolist() == info["content_size"][0].numpy().tolist()
+        assert [side % 32 for side in model_input.shape[:2]] == [0, 0]
+        assert all(0 < content <= padded < content + 32
+                   for content, padded in zip(content_size.numpy(), model_input.shape[:2]))
+    assert [info["content_size"][0].numpy().tolist() for _, info in batches][3][1] == 150  # 97 * 45 / 13 > 150
 
 
 @pytest.mark.parametrize("case", sorted(TORCHVISION_SIZES))

@@ -164,7 +164,7 @@ def keras_outputs(model, name, data_config):
     images, info = next(iter(inference_dataset([os.path.join(IMAGES, name)], data_config, 1)))
     features = model.feature_pyramid(model.backbone(images))
     outputs = {"class_logits": model.classification_head(features), "box_deltas": model.box_head(features)}
-    detections = model.decode_predictions(outputs, tf.shape(images)[1:3], info["image_size"])
+    detections = model.decode_predictions(outputs, tf.shape(images)[1:3], info["content_size"])
     count = int(detections["num_detections"][0])
     boxes = to_original_coordinates(detections["boxes"].numpy(), info["scale"].numpy(), info["original_size"].numpy())
     return {

@@ -38,10 +38,6 @@ flags.DEFINE_boolean("verify_images", None, "Decode every image, not only its he
 flags.DEFINE_integer("draw", 0, "Draw the first N images with their boxes and matched anchors.", lower_bound=0)
 flags.DEFINE_string("output_dir", None, "Folder for the --draw PNG files.")
 
-MATCHED_ANCHOR_COLOUR = (0, 255, 255)
-BEST_ANCHOR_COLOUR = (255, 0, 255)
-
-
 def main(argv):
     del argv
     if FLAGS.draw and not FLAGS.output_dir:
@@ -82,51 +78,29 @@ def draw_dataset(dataset, geometry, count, output_dir):
     docstring), to PNG files in `output_dir`, with a progress bar; returns their paths."""
     import numpy as np
 
-    from keras_retinanet.data.pipeline import load_images, pad_to_multiple, resize_image
+    from keras_retinanet.data.pipeline import load_images, preprocess_image
+    from keras_retinanet.data.statistics import box_iou
     from keras_retinanet.progress import image_progress
+    from keras_retinanet.visualization import draw_anchor_matches
 
     os.makedirs(output_dir, exist_ok=True)
-    data = geometry.data
     paths = []
     update = image_progress(min(count, len(dataset.records)))
     for index, (record, image) in enumerate(zip(dataset.records[:count], load_images(dataset))):
-        resized, _ = resize_image(image, data.min_size, data.max_size, data.resize_rule)
-        padded = pad_to_multiple(resized, data.size_divisor, data.resize_rule).numpy()
-        picture = draw_anchor_matches(np.clip(np.round(padded), 0, 255).astype(np.uint8), record, geometry,
-                                      dataset.class_names)
+        model_input, _, _ = preprocess_image(image, geometry.data)
+        boxes = geometry.scale_boxes(record.boxes, record.height, record.width)
+        anchors = geometry.anchors(model_input.shape[:2])
+        picture = draw_anchor_matches(
+            np.clip(np.round(model_input.numpy()), 0, 255).astype(np.uint8), boxes, record.labels, anchors,
+            box_iou(boxes, anchors), geometry.matcher.positive_threshold, dataset.class_names,
+            ignore_boxes=geometry.scale_boxes(record.ignore_boxes, record.height, record.width),
+        )
         name = os.path.splitext(os.path.basename(record.path))[0] or str(record.image_id)
         path = os.path.join(output_dir, f"{index:04d}_{name}.png")
         picture.save(path)
         paths.append(path)
         update(len(paths))
     return paths
-
-
-def draw_anchor_matches(image, record, geometry, class_names):
-    """PIL picture of `image` (the resized, padded input of `record`) with its boxes and anchors drawn."""
-    import numpy as np
-    from PIL import Image, ImageDraw
-
-    from keras_retinanet.data.statistics import box_iou
-    from keras_retinanet.visualization import draw_detections
-
-    boxes = geometry.scale_boxes(record.boxes, record.height, record.width)
-    anchors = geometry.anchors(image.shape[:2])
-    canvas = Image.fromarray(image)
-    draw = ImageDraw.Draw(canvas)
-    best_iou = np.zeros(len(boxes), np.float32)
-    if len(boxes):
-        iou = box_iou(boxes, anchors)
-        for anchor in anchors[np.any(iou >= geometry.matcher.positive_threshold, axis=0)]:
-            draw.rectangle(anchor.round().tolist(), outline=MATCHED_ANCHOR_COLOUR, width=1)
-        best = np.argmax(iou, axis=1)
-        best_iou = iou[np.arange(len(boxes)), best]
-        for anchor in anchors[best]:
-            draw.rectangle(anchor.round().tolist(), outline=BEST_ANCHOR_COLOUR, width=2)
-    return draw_detections(
-        canvas, boxes, scores=best_iou, labels=record.labels, class_names=class_names,
-        ground_truth_boxes=geometry.scale_boxes(record.ignore_boxes, record.height, record.width),
-    )
 
 
 def run():

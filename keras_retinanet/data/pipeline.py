@@ -2,7 +2,13 @@
 
 Training batches are `(images, {"boxes", "labels"})`, what `RetinaNet.fit` takes: anchor labelling happens in the
 model (on the accelerator, with the model's own anchors). Inference batches are
-`(images, {"scale", "original_size"})`, so that detections can be mapped back to the original images.
+`(images, {"index", "scale", "original_size", "content_size"})`, so that detections can be mapped back to the
+original images.
+
+Sizes are named for what they measure: `original_size` the decoded, upright image; `content_size` the resized image
+inside the network input; `padded_size` the network input (`content_size` rounded up to `size_divisor`).
+`preprocess_image` is the one way a decoded image becomes a network input; the SavedModel, `bin/inspect_dataset`
+and `inference_dataset` all use it.
 """
 
 import numpy as np
@@ -290,29 +296,42 @@ def _augmentation(config):
     return augment
 
 
-def inference_dataset(images, config, batch_size, same_size_batches=False):
-    """Batches of `images` (image file paths, or a `DetectionDataset`), resized and padded as in training (per
-    `config`, a `DataConfig`) without augmentation; EXIF orientation applied.
+def preprocess_image(image, config):
+    """A decoded image [H, W, 3] -> (network input, scale, content size), per `config` (a `DataConfig`): resized by
+    its `resize_rule` (shorter side `min_size`, longer at most `max_size`) and padded at the bottom and right to
+    multiples of `size_divisor` with `padding_pixel`. `scale` is (y, x) new / original size; the content size is
+    the resized image's (height, width) inside the padding."""
+    padded, scale, content_size = _resized_and_padded(image, config)
+    return padded + padding_pixel(config.resize_rule), scale, content_size
 
-    Yields `(images, {"index", "scale", "original_size", "image_size"})`: `index` is each image's place in `images`,
-    `scale` (y, x) new / original size of the upright image, `image_size` the resized size inside the padding.
-    Batches come in order and pad their images to the largest; with `same_size_batches`, a batch holds only images
-    of one padded size (in order within each size, batches in the order they fill up), so that no image is padded
-    beyond its own padded size and each gets the detections it gets alone (more padding changes what the
+
+def _resized_and_padded(image, config):
+    """`preprocess_image` less the padding pixel (see `_centred_padding`), which batches add back once."""
+    resized, scale = resize_image(image, config.min_size, config.max_size, config.resize_rule)
+    return _centred_padding(resized, config.size_divisor, config.resize_rule), scale, tf.shape(resized)[:2]
+
+
+def inference_dataset(images, config, batch_size, same_size_batches=False):
+    """Batches of `images` (image file paths, or a `DetectionDataset`) as `preprocess_image` prepares them per
+    `config` (a `DataConfig`): no augmentation, EXIF orientation applied.
+
+    Yields `(images, {"index", "scale", "original_size", "content_size"})`: `index` is each image's place in
+    `images`, `scale` (y, x) new / original size of the upright image, `content_size` the resized size inside the
+    padding. Batches come in order and pad their images to the largest; with `same_size_batches`, a batch holds only
+    images of one padded size (in order within each size, batches in the order they fill up), so that no image is
+    padded beyond its own padded size and each gets the detections it gets alone (more padding changes what the
     network's convolutions see near the image).
     """
     def load(index, encoded_and_orientation):
         image = decode_image(*encoded_and_orientation)
-        original_size = tf.shape(image)[:2]
-        image, scale = resize_image(image, config.min_size, config.max_size, config.resize_rule)
-        padded = _centred_padding(image, config.size_divisor, config.resize_rule)
-        return padded, {"index": index, "scale": scale, "original_size": original_size,
-                        "image_size": tf.shape(image)[:2]}
+        padded, scale, content_size = _resized_and_padded(image, config)
+        return padded, {"index": index, "scale": scale, "original_size": tf.shape(image)[:2],
+                        "content_size": content_size}
 
     def batch(images):
         return images.padded_batch(
             batch_size,
-            padded_shapes=([None, None, 3], {"index": [], "scale": [2], "original_size": [2], "image_size": [2]}),
+            padded_shapes=([None, None, 3], {"index": [], "scale": [2], "original_size": [2], "content_size": [2]}),
         )
 
     loaded = _encoded_with_orientations(images, config.max_image_pixels).enumerate().map(

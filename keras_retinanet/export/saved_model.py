@@ -21,6 +21,7 @@ per-level top-k, score threshold, class-wise NMS, all in float32), so the SavedM
 ({category_id: name}) and `label_map.pbtxt` (the Object Detection API's `StringIntLabelMap` text format).
 """
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -30,7 +31,7 @@ import tensorflow as tf
 
 from keras_retinanet.data.classes import write_label_map
 from keras_retinanet.data.image_header import encoded_image_size
-from keras_retinanet.data.pipeline import decode_pixels, pad_to_multiple, resize_image
+from keras_retinanet.data.pipeline import decode_pixels, preprocess_image
 from keras_retinanet.inference import detections_in_original_pixels, model_data_config, stored_data_config
 from keras_retinanet.layers import DetectionDecoder
 
@@ -56,19 +57,14 @@ def export_saved_model(model, output_dir, min_size=None, max_size=None, size_div
         data_config = model_data_config(model)
     else:  # everything given: a model without a stored config (not trained by bin/train) exports too
         data_config = stored_data_config(model)
-    min_size = data_config.min_size if min_size is None else min_size
-    max_size = data_config.max_size if max_size is None else max_size
-    size_divisor = data_config.size_divisor if size_divisor is None else size_divisor
-    resize_rule = data_config.resize_rule if resize_rule is None else resize_rule
-    max_image_pixels = data_config.max_image_pixels if max_image_pixels is None else max_image_pixels
-    if max_image_pixels < 1:
-        raise ValueError(f"max_image_pixels must be positive, got {max_image_pixels}")
-    decoder = export_decoder(model, score_threshold, iou_threshold, max_detections)
+    given = {"min_size": min_size, "max_size": max_size, "size_divisor": size_divisor, "resize_rule": resize_rule,
+             "max_image_pixels": max_image_pixels}
+    data_config = dataclasses.replace(data_config, **{name: value for name, value in given.items() if value is not None})
+    if data_config.max_image_pixels < 1:
+        raise ValueError(f"max_image_pixels must be positive, got {data_config.max_image_pixels}")
     labels = label_map(model)
-    detector = _ServingDetector(
-        model, float(min_size), float(max_size), int(size_divisor), resize_rule, decoder, list(labels),
-        int(max_image_pixels),
-    )
+    detector = _ServingDetector(model, data_config, export_decoder(model, score_threshold, iou_threshold, max_detections),
+                                list(labels))
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -90,16 +86,12 @@ def export_saved_model(model, output_dir, min_size=None, max_size=None, size_div
 
 
 class _ServingDetector:
-    """The endpoints' graph: raw images in, Object Detection API outputs out."""
+    """The endpoints' graph: raw images in, Object Detection API outputs out. `data_config` (a `DataConfig`) says
+    how images are resized and padded (`preprocess_image`) and the most pixels one may have."""
 
-    def __init__(self, model, min_size, max_size, size_divisor, resize_rule, decoder, category_ids,
-                 max_image_pixels):
+    def __init__(self, model, data_config, decoder, category_ids):
         self.model = model
-        self.max_image_pixels = max_image_pixels
-        self.min_size = min_size
-        self.max_size = max_size
-        self.size_divisor = size_divisor
-        self.resize_rule = resize_rule
+        self.data_config = data_config
         self.decoder = decoder
         self.category_ids = tf.constant(category_ids, tf.float32)
 
@@ -110,14 +102,14 @@ class _ServingDetector:
             return tf.cond(tf.shape(images)[0] > 0, lambda: self._detect_batch(images), self._no_detections)
 
     def _detect_batch(self, images):
-        model_inputs, scales, image_sizes = tf.map_fn(
-            self._preprocess, images,
+        model_inputs, scales, content_sizes = tf.map_fn(
+            lambda image: preprocess_image(image, self.data_config), images,
             fn_output_signature=(
                 tf.TensorSpec([None, None, 3], tf.float32), tf.TensorSpec([2], tf.float32), tf.TensorSpec([2], tf.int32)
             ),
         )
         original_sizes = tf.tile(tf.shape(images)[None, 1:3], [tf.shape(images)[0], 1])
-        return self._detect(model_inputs, scales, image_sizes, original_sizes)
+        return self._detect(model_inputs, scales, content_sizes, original_sizes)
 
     def detect_encoded_images(self, encoded_images):
         """Detections for a string batch [B] of encoded images, each decoded and run on its own."""
@@ -126,8 +118,8 @@ class _ServingDetector:
         def detect_one(encoded):
             with tf.control_dependencies(self._size_check("encoded_images", *encoded_image_size(encoded))):
                 image = decode_pixels(encoded)
-            model_input, scale, image_size = self._preprocess(image)
-            detections = self._detect(model_input[None], scale[None], image_size[None], tf.shape(image)[None, :2])
+            model_input, scale, content_size = preprocess_image(image, self.data_config)
+            detections = self._detect(model_input[None], scale[None], content_size[None], tf.shape(image)[None, :2])
             return {key: value[0] for key, value in detections.items()}
 
         return tf.map_fn(
@@ -143,13 +135,14 @@ class _ServingDetector:
     def _size_check(self, input_name, height, width, frames=1):
         """Assertions (INVALID_ARGUMENT naming the size) that `frames` of `height` x `width` pixels are within the
         limit, and that the format was known (`encoded_image_size` gives -1 for any other)."""
+        limit = self.data_config.max_image_pixels
         message = tf.strings.format(
             f"{input_name}: an image of {{}} x {{}} pixels (width x height) in {{}} frame(s) is over the limit of "
-            f"{self.max_image_pixels} pixels set at export (bin/export --max_image_pixels)", (width, height, frames))
+            f"{limit} pixels set at export (bin/export --max_image_pixels)", (width, height, frames))
         return [
             tf.debugging.Assert(height >= 0, [f"{input_name}: not an image of a format whose size can be checked "
                                               "before decoding (JPEG, PNG, GIF, BMP, WebP without animation)"]),
-            tf.debugging.Assert(frames * height * width <= self.max_image_pixels, [message]),
+            tf.debugging.Assert(frames * height * width <= limit, [message]),
         ]
 
     def _no_detections(self):
@@ -161,17 +154,11 @@ class _ServingDetector:
             "num_detections": tf.zeros([0]),
         }
 
-    def _preprocess(self, image):
-        """As the training / predict pipeline: resize (bilinear, float32 0-255), pad bottom and right. Returns the
-        padded image, the (y, x) scale and the resized size inside the padding."""
-        resized, scale = resize_image(image, self.min_size, self.max_size, self.resize_rule)
-        return pad_to_multiple(resized, self.size_divisor, self.resize_rule), scale, tf.shape(resized)[:2]
-
-    def _detect(self, model_inputs, scales, image_sizes, original_sizes):
-        """Detections for padded `model_inputs` [B, Hp, Wp, 3], resized by `scales` [B, 2] (y, x) to `image_sizes`
+    def _detect(self, model_inputs, scales, content_sizes, original_sizes):
+        """Detections for padded `model_inputs` [B, Hp, Wp, 3], resized by `scales` [B, 2] (y, x) to `content_sizes`
         [B, 2] (inside the padding) from images of `original_sizes` [B, 2] (height, width)."""
         detections = detections_in_original_pixels(
-            self.model, model_inputs, scales, image_sizes, original_sizes, decoder=self.decoder
+            self.model, model_inputs, scales, content_sizes, original_sizes, decoder=self.decoder
         )
         return object_detection_outputs(detections, original_sizes, self.category_ids)
 

@@ -23,7 +23,7 @@ class AnchorGenerator(keras.layers.Layer):
         ((x + offset) * 2^l, (y + offset) * 2^l).
       - "torchvision": as torchvision's AnchorGenerator, for converted weights: sizes int-truncated
         (int(size_l * scale)), cell anchors rounded half-to-even, offset 0, and the stride of a level is
-        `image_size // feature_size`, computed separately for height and width.
+        `padded_size // feature_size`, computed separately for height and width.
 
     Args:
         min_level, max_level: pyramid levels (paper: 3 and 7).
@@ -89,10 +89,10 @@ class AnchorGenerator(keras.layers.Layer):
         heights = (box_sizes[None, :] * height_ratios[:, None]).reshape(-1)
         return (np.stack([-widths, -heights, widths, heights], axis=1) / 2).astype(np.float32)
 
-    def feature_sizes(self, image_size):
-        """[(height, width)] int32 scalars of each level's feature map for `image_size` = [height, width]."""
-        image_size = tf.cast(image_size, tf.int32)
-        height, width = image_size[0], image_size[1]
+    def feature_sizes(self, padded_size):
+        """[(height, width)] int32 scalars of each level's feature map for `padded_size` = [height, width]."""
+        padded_size = tf.cast(padded_size, tf.int32)
+        height, width = padded_size[0], padded_size[1]
         sizes = []
         for level in range(1, self.max_level + 1):
             height, width = (height + 1) // 2, (width + 1) // 2
@@ -100,25 +100,25 @@ class AnchorGenerator(keras.layers.Layer):
                 sizes.append((height, width))
         return sizes
 
-    def level_anchor_counts(self, image_size):
+    def level_anchor_counts(self, padded_size):
         """Number of anchors of each level, in output order."""
-        return [h * w * self.num_anchors_per_location for h, w in self.feature_sizes(image_size)]
+        return [h * w * self.num_anchors_per_location for h, w in self.feature_sizes(padded_size)]
 
-    def __call__(self, image_size, **kwargs):
+    def __call__(self, padded_size, **kwargs):
         # Accept a plain (height, width) pair as well as a tensor.
-        if isinstance(image_size, (list, tuple)):
-            image_size = tf.constant(image_size, tf.int32)
-        return super().__call__(image_size, **kwargs)
+        if isinstance(padded_size, (list, tuple)):
+            padded_size = tf.constant(padded_size, tf.int32)
+        return super().__call__(padded_size, **kwargs)
 
-    def call(self, image_size):
-        image_size = tf.cast(image_size, tf.int32)
+    def call(self, padded_size):
+        padded_size = tf.cast(padded_size, tf.int32)
         anchors = []
         for level, (height, width), cell_anchors in zip(
-            range(self.min_level, self.max_level + 1), self.feature_sizes(image_size), self._cell_anchors
+            range(self.min_level, self.max_level + 1), self.feature_sizes(padded_size), self._cell_anchors
         ):
             if self.mode == "torchvision":
-                stride_y = tf.cast(image_size[0] // height, tf.float32)
-                stride_x = tf.cast(image_size[1] // width, tf.float32)
+                stride_y = tf.cast(padded_size[0] // height, tf.float32)
+                stride_x = tf.cast(padded_size[1] // width, tf.float32)
             else:
                 stride_y = stride_x = float(2**level)
             shift_y = (tf.cast(tf.range(height), tf.float32) + self.offset) * stride_y
@@ -128,7 +128,7 @@ class AnchorGenerator(keras.layers.Layer):
             anchors.append(tf.reshape(shifts + cell_anchors[None], [-1, 4]))
         return tf.concat(anchors, axis=0)
 
-    def compute_output_spec(self, image_size):
+    def compute_output_spec(self, padded_size):
         return keras.KerasTensor((None, 4), dtype="float32")
 
     def get_config(self):

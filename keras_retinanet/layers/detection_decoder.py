@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from keras_retinanet.deprecation import renamed_argument
+
 
 @keras.saving.register_keras_serializable(package="keras_retinanet")
 class DetectionDecoder(keras.layers.Layer):
@@ -51,18 +53,19 @@ class DetectionDecoder(keras.layers.Layer):
         self.min_box_size = float(min_box_size)
         self.per_image_nms = bool(per_image_nms)
 
-    def call(self, class_logits, boxes, level_anchor_counts, image_size):
+    def call(self, class_logits, boxes, level_anchor_counts, content_size=None, image_size=None):
         """Detections from `class_logits` [B, N, K] and `boxes` [B, N, 4] (`xyxy`, decoded).
 
         Args:
             level_anchor_counts: anchors of each pyramid level, in order (they sum to N).
-            image_size: [height, width] to clip the boxes to, or [B, 2], one per image: each image's size inside
-                its padding, so that no box reaches into the padding.
+            content_size: [height, width] to clip the boxes to, or [B, 2], one per image: each image's size inside
+                its padding, so that no box reaches into the padding. (`image_size` is its old name.)
 
         Returns a dict: boxes [B, D, 4] (`xyxy`), scores [B, D], classes [B, D] int32 (-1 for padding) and
         num_detections [B] int32, D = max_detections.
         """
-        boxes = clip_boxes(tf.cast(boxes, tf.float32), image_size)
+        content_size = renamed_argument("DetectionDecoder", "content_size", content_size, "image_size", image_size)
+        boxes = clip_boxes(tf.cast(boxes, tf.float32), content_size)
         large_enough = tf.reduce_min(boxes[..., 2:] - boxes[..., :2], axis=-1) >= self.min_box_size
         boxes, scores, classes = top_candidates(
             tf.cast(class_logits, tf.float32), boxes, large_enough, level_anchor_counts, self.pre_nms_top_k,
@@ -141,12 +144,12 @@ def top_candidates(class_logits, boxes, usable, level_anchor_counts, top_k, scor
     return tf.concat(candidate_boxes, axis=1), tf.concat(candidate_scores, axis=1), tf.concat(candidate_classes, axis=1)
 
 
-def clip_boxes(boxes, image_size):
-    """`xyxy` boxes [..., 4] clipped to an image of `image_size` [height, width], or boxes [B, N, 4] each to the
-    size of its own image, `image_size` [B, 2]."""
-    image_size = tf.cast(image_size, tf.float32)
-    height = image_size[..., 0:1]  # [1] or [B, 1]: broadcasts over the boxes
-    width = image_size[..., 1:2]
+def clip_boxes(boxes, content_size):
+    """`xyxy` boxes [..., 4] clipped to an image of `content_size` [height, width], or boxes [B, N, 4] each to the
+    size of its own image, `content_size` [B, 2]."""
+    content_size = tf.cast(content_size, tf.float32)
+    height = content_size[..., 0:1]  # [1] or [B, 1]: broadcasts over the boxes
+    width = content_size[..., 1:2]
     return tf.stack(
         [
             tf.clip_by_value(boxes[..., 0], 0.0, width),

@@ -10,6 +10,7 @@ from keras.src.layers.preprocessing.image_preprocessing.bounding_boxes.bounding_
 )
 
 from keras_retinanet.boxes import AnchorLabeler, BoxCoder, Matcher
+from keras_retinanet.deprecation import renamed_argument
 from keras_retinanet.layers import AnchorGenerator, DetectionDecoder, FeaturePyramid, RetinaNetHead
 from keras_retinanet.losses import FocalLoss, SmoothL1Loss
 from keras_retinanet.losses.normalized import global_sum
@@ -31,9 +32,9 @@ class RetinaNet(keras.Model):
     `compute_loss`, on the device and vectorised, so targets can never disagree with the anchors the model uses.
 
     `predict` returns decoded detections `{"boxes", "scores", "classes", "num_detections"}` (boxes in
-    `bounding_box_format`), per the `decoder`'s settings. It also takes `{"images", "image_sizes"}`, `image_sizes`
-    [B, 2] being the height and width of each image inside its padding: boxes are then clipped to the image, not to
-    its padding, before NMS (needed for torchvision's detections exactly).
+    `bounding_box_format`), per the `decoder`'s settings. It also takes `{"images", "content_sizes"}`,
+    `content_sizes` [B, 2] being the height and width of each image inside its padding: boxes are then clipped to
+    the image, not to its padding, before NMS (needed for torchvision's detections exactly).
 
     Every setting (anchors, box coding, matching, losses, inference) is a constructor argument and part of
     `get_config`, so a saved `.keras` model carries them.
@@ -218,26 +219,33 @@ class RetinaNet(keras.Model):
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         if isinstance(x, dict):
+            content_sizes = renamed_argument("RetinaNet.predict", "content_sizes", x.get("content_sizes"),
+                                             "image_sizes", x.get("image_sizes"))
             return self.decode_predictions(self(x["images"], training=False), tf.shape(x["images"])[1:3],
-                                           x["image_sizes"])
+                                           content_sizes)
         return self.decode_predictions(self(x, training=False), tf.shape(x)[1:3])
 
-    def decode_predictions(self, predictions, image_size, image_sizes=None, decoder=None):
-        """Detections from the model's raw outputs for images of `image_size` [height, width].
+    def decode_predictions(self, predictions, padded_size=None, content_sizes=None, decoder=None, *,
+                           image_size=None, image_sizes=None):
+        """Detections from the model's raw outputs for network inputs of `padded_size` [height, width].
 
-        `image_sizes` [B, 2], if given, is the size of each image inside its padding: boxes are clipped to it
-        before NMS (as torchvision and detectron2 do), not to the padded `image_size`. `decoder`: a
-        `DetectionDecoder` with other settings than the model's own `decoder`.
+        `content_sizes` [B, 2], if given, is the size of each image inside its padding: boxes are clipped to it
+        before NMS (as torchvision and detectron2 do), not to the padded size. `decoder`: a `DetectionDecoder`
+        with other settings than the model's own `decoder`. (`image_size` and `image_sizes` are the old names of
+        `padded_size` and `content_sizes`.)
         """
-        anchors = self.anchor_generator(image_size)
+        where = "RetinaNet.decode_predictions"
+        padded_size = renamed_argument(where, "padded_size", padded_size, "image_size", image_size)
+        content_sizes = renamed_argument(where, "content_sizes", content_sizes, "image_sizes", image_sizes)
+        anchors = self.anchor_generator(padded_size)
         boxes = self.box_coder.decode(predictions["box_deltas"], anchors[None])
         detections = (decoder or self.decoder)(
             predictions["class_logits"],
             boxes,
-            level_anchor_counts=self.anchor_generator.level_anchor_counts(image_size),
-            image_size=image_size if image_sizes is None else image_sizes,
+            level_anchor_counts=self.anchor_generator.level_anchor_counts(padded_size),
+            content_size=padded_size if content_sizes is None else content_sizes,
         )
-        detections["boxes"] = self._from_xyxy(detections["boxes"], image_size)
+        detections["boxes"] = self._from_xyxy(detections["boxes"], padded_size)
         return detections
 
     def _to_xyxy(self, boxes, image_size):
