@@ -27,30 +27,12 @@ flags.DEFINE_float("draw_threshold", 0.5, "Only detections scoring at least this
 def main(argv):
     del argv
     start = time.monotonic()
-    from keras_retinanet.config import load_config
     from keras_retinanet.data import read_coco
-    from keras_retinanet.data.pipeline import load_images
-    from keras_retinanet.datasets import generate_shapes_dataset
     from keras_retinanet.evaluation import evaluate_model, write_evaluation
-    from keras_retinanet.inference import detect
     from keras_retinanet.training import train
-    from keras_retinanet.visualization import draw_batch_detections, image_grid
 
     data_dir = os.path.join(FLAGS.work_dir, "data")
-    splits = {"train": FLAGS.train_images, "val": FLAGS.val_images}
-    annotations = {split: os.path.join(data_dir, "annotations", f"instances_{split}.json") for split in splits}
-    overrides = [
-        f"data.{split}.{key}={value}"
-        for split in splits
-        for key, value in (("annotations", annotations[split]), ("images", os.path.join(data_dir, split)))
-    ]
-    config = load_config(FLAGS.config, overrides + FLAGS.set)
-    if not all(os.path.exists(path) for path in annotations.values()):
-        print(f"generating the shapes dataset in {data_dir}")
-        size = (config.data.min_size, config.data.min_size)
-        generate_shapes_dataset(data_dir, splits=splits, image_size=size, min_size=FLAGS.min_object_size,
-                                max_size=FLAGS.max_object_size)
-
+    config, annotations = _config_and_dataset(data_dir)
     model_dir = os.path.join(FLAGS.work_dir, "model")
     model = train(config, model_dir, verbose=2)
     train_minutes = (time.monotonic() - start) / 60
@@ -65,8 +47,43 @@ def main(argv):
     print()
     print(evaluation.format_per_class_table())
 
+    picture_path = _draw_predictions(model, val_set, config.data)
+    print(f"\nAP {evaluation.metrics['AP']:.3f} (AP50 {evaluation.metrics['AP50']:.3f}); training took "
+          f"{train_minutes:.1f} min, all {(time.monotonic() - start) / 60:.1f} min; detections with score >= "
+          f"{FLAGS.draw_threshold:g} drawn in {picture_path} (ground truth dashed)")
+
+
+def _config_and_dataset(data_dir):
+    """The experiment config of --config and --set, its splits the shapes dataset in `data_dir` (generated once),
+    and {split: annotations file}."""
+    from keras_retinanet.config import load_config
+    from keras_retinanet.datasets import generate_shapes_dataset
+
+    splits = {"train": FLAGS.train_images, "val": FLAGS.val_images}
+    annotations = {split: os.path.join(data_dir, "annotations", f"instances_{split}.json") for split in splits}
+    overrides = [
+        f"data.{split}.{key}={value}"
+        for split in splits
+        for key, value in (("annotations", annotations[split]), ("images", os.path.join(data_dir, split)))
+    ]
+    config = load_config(FLAGS.config, overrides + FLAGS.set)
+    if not all(os.path.exists(path) for path in annotations.values()):
+        print(f"generating the shapes dataset in {data_dir}")
+        size = (config.data.min_size, config.data.min_size)
+        generate_shapes_dataset(data_dir, splits=splits, image_size=size, min_size=FLAGS.min_object_size,
+                                max_size=FLAGS.max_object_size)
+    return config, annotations
+
+
+def _draw_predictions(model, val_set, data_config):
+    """Draws the first 6 held-out images' detections (score >= --draw_threshold) and ground truth (dashed) into
+    WORK_DIR/predictions.png; returns its path."""
+    from keras_retinanet.data.pipeline import load_images
+    from keras_retinanet.inference import detect
+    from keras_retinanet.visualization import draw_batch_detections, image_grid
+
     shown = dataclasses.replace(val_set, records=val_set.records[:6])
-    detections = detect(model, shown, config.data, len(shown.records))
+    detections = detect(model, shown, data_config, len(shown.records))
     pictures = [
         draw_batch_detections(image, detections, index, val_set.class_names, score_threshold=FLAGS.draw_threshold,
                               ground_truth_boxes=record.boxes)
@@ -74,9 +91,7 @@ def main(argv):
     ]
     picture_path = os.path.join(FLAGS.work_dir, "predictions.png")
     image_grid(pictures, columns=3).save(picture_path)
-    print(f"\nAP {evaluation.metrics['AP']:.3f} (AP50 {evaluation.metrics['AP50']:.3f}); training took "
-          f"{train_minutes:.1f} min, all {(time.monotonic() - start) / 60:.1f} min; detections with score >= "
-          f"{FLAGS.draw_threshold:g} drawn in {picture_path} (ground truth dashed)")
+    return picture_path
 
 
 def run():
