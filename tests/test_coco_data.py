@@ -191,7 +191,7 @@ def test_degenerate_bbox_is_skipped_and_counted_or_an_error_when_strict(tmp_path
     assert dict(dataset.report.counts) == {"degenerate_box": 1}
     assert "1 x box with x2 <= x1 or y2 <= y1: box skipped" in dataset.report.summary()
     with pytest.raises(DataError, match=r"annotation id 11: box .* has x2 <= x1 or y2 <= y1.*data.strict"):
-        read_coco(annotations_path, images_dir, DataPolicy(strict=True))
+        read_coco(annotations_path, images_dir, policy=DataPolicy(strict=True))
 
 
 def test_unparseable_json_names_the_file(tmp_path):

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from keras_retinanet.config import ConfigError
-from keras_retinanet.data.policy import DataError, ImageProblem
+from keras_retinanet.data.images import ImageProblem
+from keras_retinanet.data.policy import DataError
 from keras_retinanet.datasets.raccoon import DatasetFetchError
 from keras_retinanet.errors import InputError
 from keras_retinanet.export.litert import LiteRTExportError

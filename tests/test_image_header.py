@@ -10,7 +10,7 @@ import tensorflow as tf
 from PIL import Image
 
 from keras_retinanet.data.image_header import encoded_image_size
-from keras_retinanet.data.policy import ImageProblem, gif_decoded_size, inspect_image
+from keras_retinanet.data.images import ImageProblem, gif_decoded_size, inspect_image
 
 SIZE = tf.function(encoded_image_size, input_signature=[tf.TensorSpec([], tf.string)])
 

@@ -11,7 +11,7 @@ from PIL import Image, ImageOps
 from keras_retinanet.config import DataConfig, SplitConfig
 from keras_retinanet.data import DataError, DataPolicy, read_csv, read_dataset, read_voc
 from keras_retinanet.data.pipeline import decode_image, inference_dataset, load_images, training_dataset
-from keras_retinanet.data.policy import orient_boxes
+from keras_retinanet.data.images import orient_boxes
 from keras_retinanet.data.splits import read_split
 
 RACCOON = os.path.join(os.path.dirname(__file__), "data", "raccoon")
