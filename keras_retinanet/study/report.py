@@ -116,36 +116,8 @@ def write_report(path, results, study, header, discussion=None):
     figure_dir = os.path.join(folder, "figures", os.path.splitext(os.path.basename(path))[0])
     training_size = next(iter(results.variants.values()))["config"]["data"]["min_size"]
     sigma = noise(results, study, training_size)
-    drawn = {"Figure 1 (analytic)": figures.figure_1(os.path.join(figure_dir, "figure_1_focal_loss.png"))}
-    if results.figure_4:
-        drawn["Figure 4"] = figures.figure_4(os.path.join(figure_dir, "figure_4_loss_distribution.png"),
-                                             results.figure_4, study.figure_4["variant"])
-    points = [(f"ResNet-{results.variants[row.variant]['config']['model']['backbone']['depth']}",
-               row.eval_size or training_size,
-               results.variants[row.variant]["evaluations"][str(row.eval_size or training_size)]["seconds_per_image"],
-               results.variants[row.variant]["evaluations"][str(row.eval_size or training_size)]["AP"])
-              for table in study.tables if table.timed for row in table.rows
-              if not results.variants[row.variant]["diverged"]]
-    if points:
-        drawn["AP against inference time"] = figures.ap_against_time(os.path.join(figure_dir, "ap_vs_time.png"),
-                                                                       points)
-    if results.curves:
-        drawn["Training curves"] = figures.training_curves(os.path.join(figure_dir, "training_curves.png"),
-                                                           results.curves)
-
-    balance = results.balance
-    total = balance["positive"] + balance["negative"] + balance["ignored"]
-    lines = [*header, "",
-             f"Anchors of the training split at {training_size} px: {balance['positive']:,} positive, "
-             f"{balance['negative']:,} negative, {balance['ignored']:,} ignored: **1 positive in "
-             f"{total / max(1, balance['positive']):,.0f} anchors** "
-             f"({100 * balance['positive'] / max(1, total):.3f}%).", ""]
-    if sigma is not None:
-        groups = ", ".join(f"{name}: {_cell(variant_ap(results, study, name, training_size))}"
-                           for name in study.repeat_groups)
-        lines += [f"Noise: AP over seeds (data order and initial weights) {groups}; pooled standard deviation of one "
-                  f"run {100 * sigma:.2f} AP. A difference is called *within noise* when it is within "
-                  f"2·√2·σ = {100 * 2 * math.sqrt(2) * sigma:.1f} AP.", ""]
+    drawn = _draw_figures(figure_dir, results, study, training_size)
+    lines = [*header, "", *_imbalance_and_noise(results, study, training_size, sigma)]
     if discussion.get("summary"):
         lines += [discussion["summary"], ""]
     for table in study.tables:
@@ -161,3 +133,45 @@ def write_report(path, results, study, header, discussion=None):
     with open(path, "w", encoding="utf-8") as file:
         file.write("\n".join(lines).rstrip() + "\n")
     return [path, *drawn.values()]
+
+
+def _draw_figures(figure_dir, results, study, training_size):
+    """{title: path} of the figures drawn into `figure_dir`: Figure 1, and Figure 4, AP against inference time and
+    the training curves where the results hold them."""
+    drawn = {"Figure 1 (analytic)": figures.figure_1(os.path.join(figure_dir, "figure_1_focal_loss.png"))}
+    if results.figure_4:
+        drawn["Figure 4"] = figures.figure_4(os.path.join(figure_dir, "figure_4_loss_distribution.png"),
+                                             results.figure_4, study.figure_4["variant"])
+    points = []  # (backbone, size, seconds per image, AP) of each timed row's variant that did not diverge
+    for table in study.tables:
+        for row in table.rows if table.timed else ():
+            result = results.variants[row.variant]
+            if not result["diverged"]:
+                size = row.eval_size or training_size
+                evaluation = result["evaluations"][str(size)]
+                points.append((f"ResNet-{result['config']['model']['backbone']['depth']}", size,
+                               evaluation["seconds_per_image"], evaluation["AP"]))
+    if points:
+        drawn["AP against inference time"] = figures.ap_against_time(os.path.join(figure_dir, "ap_vs_time.png"),
+                                                                       points)
+    if results.curves:
+        drawn["Training curves"] = figures.training_curves(os.path.join(figure_dir, "training_curves.png"),
+                                                           results.curves)
+    return drawn
+
+
+def _imbalance_and_noise(results, study, training_size, sigma):
+    """The report's opening lines: the anchors' imbalance in the training split and, with repeats, the noise."""
+    balance = results.balance
+    total = balance["positive"] + balance["negative"] + balance["ignored"]
+    lines = [f"Anchors of the training split at {training_size} px: {balance['positive']:,} positive, "
+             f"{balance['negative']:,} negative, {balance['ignored']:,} ignored: **1 positive in "
+             f"{total / max(1, balance['positive']):,.0f} anchors** "
+             f"({100 * balance['positive'] / max(1, total):.3f}%).", ""]
+    if sigma is not None:
+        groups = ", ".join(f"{name}: {_cell(variant_ap(results, study, name, training_size))}"
+                           for name in study.repeat_groups)
+        lines += [f"Noise: AP over seeds (data order and initial weights) {groups}; pooled standard deviation of one "
+                  f"run {100 * sigma:.2f} AP. A difference is called *within noise* when it is within "
+                  f"2·√2·σ = {100 * 2 * math.sqrt(2) * sigma:.1f} AP.", ""]
+    return lines

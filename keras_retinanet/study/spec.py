@@ -114,35 +114,17 @@ def load_study(path, quick=False):
                                                                           "quick.dataset")}
     variants = {where.variant_name(name): tuple(where.strings(overrides or [], f"variants.{name}"))
                 for name, overrides in where.mapping(data["variants"], "variants").items()}
-    tables = tuple(_table(where, item, index, variants) for index, item in enumerate(where.list(data["tables"], "tables")))
+    tables = tuple(_table(where, item, index, variants)
+                   for index, item in enumerate(where.list(data["tables"], "tables")))
     if quick:
         tables = tuple(dataclasses.replace(table, rows=table.rows[:1]) for table in tables)
     used = {row.variant for table in tables for row in table.rows}
     tables = tuple(dataclasses.replace(table, claims=tuple(claim for claim in table.claims
                                                            if {claim.better, claim.worse} <= used)) for table in tables)
 
-    repeat_groups = {}
-    repeats = where.mapping(data.get("repeats") or {}, "repeats", optional=("variants", "seeds"))
-    seeds = [where.integer(seed, "repeats.seeds") for seed in where.list(repeats.get("seeds") or [], "repeats.seeds")]
-    for name in where.strings(repeats.get("variants") or [], "repeats.variants"):
-        where.known(name, variants, "repeats.variants")
-        if name not in used or quick:
-            continue
-        repeat_groups[name] = [name]
-        for seed in seeds:
-            variants[f"{name}{SEED_SUFFIX}{seed}"] = (*variants[name], f"data.seed={seed}")
-            repeat_groups[name].append(f"{name}{SEED_SUFFIX}{seed}")
+    repeat_groups = _repeat_groups(where, data.get("repeats") or {}, variants, used, quick)
     used |= {name for group in repeat_groups.values() for name in group}
-
-    figure_4 = None
-    if data.get("figure_4"):
-        figure_4 = where.mapping(data["figure_4"], "figure_4", required=("variant", "gammas"), optional=("images",))
-        where.known(figure_4["variant"], variants, "figure_4.variant")
-        for gamma in where.list(figure_4["gammas"], "figure_4.gammas"):
-            where.number(gamma, "figure_4.gammas")
-        if "images" in figure_4:
-            where.integer(figure_4["images"], "figure_4.images", least=1)
-        figure_4 = figure_4 if figure_4["variant"] in used else None
+    figure_4 = _figure_4(where, data.get("figure_4"), variants, used)
     curves = tuple(name for name in where.strings(data.get("curves") or [], "curves")
                    if where.known(name, variants, "curves") in used)
     study = Study(path=path, experiment=experiment, dataset=dataset,
@@ -152,6 +134,36 @@ def load_study(path, quick=False):
     for variant in (None, *study.variants):
         study.config(variant)
     return study
+
+
+def _repeat_groups(where, section, variants, used, quick):
+    """{variant: its names over seeds (itself first)} of the `repeats` section, for the variants that run (none
+    with `quick`); the seeds' variants (`<name>@seed<N>`, `data.seed=N` added) are added to `variants`."""
+    repeats = where.mapping(section, "repeats", optional=("variants", "seeds"))
+    seeds = [where.integer(seed, "repeats.seeds") for seed in where.list(repeats.get("seeds") or [], "repeats.seeds")]
+    repeat_groups = {}
+    for name in where.strings(repeats.get("variants") or [], "repeats.variants"):
+        where.known(name, variants, "repeats.variants")
+        if name not in used or quick:
+            continue
+        repeat_groups[name] = [name]
+        for seed in seeds:
+            variants[f"{name}{SEED_SUFFIX}{seed}"] = (*variants[name], f"data.seed={seed}")
+            repeat_groups[name].append(f"{name}{SEED_SUFFIX}{seed}")
+    return repeat_groups
+
+
+def _figure_4(where, section, variants, used):
+    """The checked `figure_4` section, or None without one or where its variant does not run."""
+    if not section:
+        return None
+    figure_4 = where.mapping(section, "figure_4", required=("variant", "gammas"), optional=("images",))
+    where.known(figure_4["variant"], variants, "figure_4.variant")
+    for gamma in where.list(figure_4["gammas"], "figure_4.gammas"):
+        where.number(gamma, "figure_4.gammas")
+    if "images" in figure_4:
+        where.integer(figure_4["images"], "figure_4.images", least=1)
+    return figure_4 if figure_4["variant"] in used else None
 
 
 def _table(where, item, index, variants):
