@@ -137,7 +137,8 @@ def test_a_study_runs_resumes_and_reports(study_file, tmp_path, monkeypatch):
     text = open(report_path).read()
     assert text.index("Overall reading.") < text.index("## Table 1b") < text.index("Why gamma matters here.") \
         < text.index("## Table 1e")
-    assert "| gamma | paper AP | paper AP50 | paper AP75 | ours AP | ours AP50 | ours AP75 | train min | variant |" in text
+    assert ("| gamma | paper AP | paper AP50 | paper AP75 | ours AP | ours AP50 | ours AP75 | train min | variant |"
+            in text)
     assert f"| 2 | 34.0 | 52.5 | 36.5 | {100 * fl['evaluations']['64']['AP']:.1f} |" in text
     assert f"| huge lr | diverges | - | - | diverged (iteration {blowup['diverged_at']}) |" in text
     fl_ap, ce_ap = (100 * result["evaluations"]["64"]["AP"] for result in (fl, ce))
