@@ -11,3 +11,12 @@ copied onto devices alone): where our code opens a user's LiteRT model, its `Lit
 
 class InputError(Exception):
     """An error a user's input caused (a file, a setting, the environment); the message, one line, names it."""
+
+
+class ModelError(InputError, ValueError):
+    """A model file that is missing or cannot be loaded safely; the message names the file and the cause."""
+
+
+def one_line(error, limit=400):
+    """The message of `error` on one line, cut after `limit` characters: a cause to quote in an error of ours."""
+    return " ".join(str(error).split())[:limit]

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from keras_retinanet.config import DataConfig, ExperimentConfig, from_dict, shown
 from keras_retinanet.data.pipeline import inference_dataset, to_original_coordinates
-from keras_retinanet.errors import InputError
+from keras_retinanet.errors import ModelError, one_line
 from keras_retinanet.models import RetinaNet
 from keras_retinanet.progress import image_progress
 
@@ -28,15 +28,6 @@ MAX_MODEL_BYTES = 2 * 2**30  # all members: a ResNet-152 RetinaNet with its opti
 MAX_MODEL_JSON_BYTES = 16 * 2**20  # config.json, metadata.json: a RetinaNet's are tens of kilobytes
 MAX_ZIP_DIRECTORY_BYTES = 2**20  # the list of members, which zipfile reads whole: a .keras file lists three
 LAMBDA_CAUSE = "it holds a Lambda layer with Python code, which safe loading does not run"
-
-
-class ModelError(InputError, ValueError):
-    """A model file that is missing or cannot be loaded safely; the message names the file and the cause."""
-
-
-def one_line(error, limit=400):
-    """The message of `error` on one line, cut after `limit` characters: a cause to quote in an error of ours."""
-    return " ".join(str(error).split())[:limit]
 
 
 _model_files = weakref.WeakKeyDictionary()  # model -> the file it was loaded from, for errors found later

@@ -129,6 +129,12 @@ def test_config_errors_and_the_package_face_load_no_tensorflow():
     assert loaded == []
 
 
+def test_fetching_data_and_weights_files_loads_no_tensorflow():
+    """The downloads (raccoon data, published weights) need no TensorFlow; only converting the weights does."""
+    loaded, _ = _loaded_after("import keras_retinanet.datasets.raccoon, keras_retinanet.pretrained")
+    assert loaded == []
+
+
 def test_the_package_face_still_offers_its_parts():
     """`RetinaNet` and the parts load on first use; with them, the classes a saved model names are registered."""
     loaded, output = _loaded_after(

@@ -1,6 +1,7 @@
 """A `RetinaNet` from a `keras_retinanet.config.ModelConfig`: each config section is its component's arguments."""
 
 from keras_retinanet.backbones import ResNetBackbone
+from keras_retinanet.config import to_dict
 from keras_retinanet.boxes import Matcher
 from keras_retinanet.layers import AnchorGenerator, DetectionDecoder, FeaturePyramid, RetinaNetHead
 from keras_retinanet.losses import BOX_LOSSES, CLASSIFICATION_LOSSES, SmoothL1Loss
@@ -15,6 +16,15 @@ def build_anchor_generator(config):
 def build_matcher(config):
     """The `Matcher` a `MatcherConfig` describes."""
     return Matcher(**vars(config))
+
+
+def build_detector(experiment, class_names, category_ids):
+    """The detector of `experiment` (an `ExperimentConfig`) for the classes `class_names` (dataset ids
+    `category_ids`), its metadata holding them and the whole config: what `bin/train` saves and serving reads."""
+    model = build_retinanet(experiment.model, len(class_names))
+    model.metadata = {"class_names": list(class_names), "category_ids": [int(i) for i in category_ids],
+                      "config": to_dict(experiment)}
+    return model
 
 
 def build_retinanet(config, num_classes):

@@ -13,10 +13,9 @@ the published file names.
 import logging
 import os
 
-from keras_retinanet.inference import ModelError, one_line
+from keras_retinanet.errors import ModelError, one_line
 from keras_retinanet.pretrained import catalog
 from keras_retinanet.pretrained.catalog import KNOWN_NAMES
-from keras_retinanet.pretrained.conversions import CONVERSIONS
 from keras_retinanet.pretrained.download import DownloadError, check_file, download, holds
 
 CACHE_ENVIRONMENT_VARIABLE = "KERAS_RETINANET_CACHE"
@@ -63,7 +62,7 @@ def fetch_weights(name, cache_dir=None, source_dir=None, base_url=None):
     """
     weights = weights_entry(name)
     cache_dir = cache_dir or default_cache_dir()
-    conversion = CONVERSIONS[weights.conversion]
+    conversion = _conversion(weights)
     converted = os.path.join(cache_dir, weights.name + conversion.suffix)
     if os.path.isfile(converted):  # only ever written whole (renamed into place)
         return converted
@@ -80,6 +79,14 @@ def fetch_weights(name, cache_dir=None, source_dir=None, base_url=None):
         raise WeightsFetchError(str(error)) from None
     _convert(conversion, weights, published, converted)
     return converted
+
+
+def _conversion(weights):
+    """The `conversions.Conversion` of `weights`. Imported here: the conversions need Keras, the downloads (which
+    `keras_retinanet.datasets` uses too) do not."""
+    from keras_retinanet.pretrained.conversions import CONVERSIONS
+
+    return CONVERSIONS[weights.conversion]
 
 
 def _convert(conversion, weights, published, converted):
@@ -105,7 +112,7 @@ def model_settings(name, path):
     """{config key: value} that use the converted weights `name` at `path`: `model.init_from` for detectors, the
     `model.backbone` settings (depth, weights and those the weights were trained with) for backbones."""
     weights = weights_entry(name)
-    backbone = CONVERSIONS[weights.conversion].backbone
+    backbone = _conversion(weights).backbone
     if backbone is None:
         return {"model.init_from": path}
     settings = {"depth": weights.depth, "weights": path, **backbone}

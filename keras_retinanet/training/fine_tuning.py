@@ -15,7 +15,7 @@ import os
 
 from keras_retinanet.config import ConfigError, ExperimentConfig, flattened, from_dict, nested, shown, to_dict
 from keras_retinanet.inference import ModelError, load_trained_model, one_line
-from keras_retinanet.models import build_retinanet
+from keras_retinanet.models import build_detector
 from keras_retinanet.models.transfer import transfer_weights
 
 # The settings that decide the source's weights' places and shapes, or what its weights expect of the input: a
@@ -177,9 +177,7 @@ def starting_point(config, given, class_names, category_ids):
     step, and the `start_from` report: to see what the source already finds of the new classes."""
     source = read_source(config.model.init_from)
     config = resolved_config(config, source, given)
-    model = build_retinanet(config.model, len(class_names))
-    model.metadata = {"class_names": list(class_names), "category_ids": [int(i) for i in category_ids],
-                      "config": to_dict(config)}
+    model = build_detector(config, class_names, category_ids)
     return model, start_from(source, model, list(class_names))
 
 

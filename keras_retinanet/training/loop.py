@@ -7,11 +7,11 @@ import os
 import keras
 import tensorflow as tf
 
-from keras_retinanet.config import ConfigError, dump_config, load_config, shown, to_dict
+from keras_retinanet.config import ConfigError, dump_config, load_config, shown
 from keras_retinanet.data.pipeline import training_dataset
 from keras_retinanet.data.splits import official_ground_truth, read_split
 from keras_retinanet.inference import MODEL_FILE
-from keras_retinanet.models import build_retinanet
+from keras_retinanet.models import build_detector
 from keras_retinanet.models.transfer import freeze
 from keras_retinanet.optimizers import make_optimizer
 from keras_retinanet.precision import DTYPE_POLICIES, dtype_policy_scope  # noqa: F401 (once defined here)
@@ -108,12 +108,7 @@ def _compiled_model(config, strategy, train_set, source):
     the `start_from` report too, else None), frozen as `train.freeze` says and compiled, its optimizer built."""
     keras.utils.set_random_seed(config.data.seed)  # the same initial weights for the same config
     with strategy.scope(), dtype_policy_scope(config.train.dtype_policy):
-        model = build_retinanet(config.model, train_set.num_classes)
-        model.metadata = {
-            "class_names": list(train_set.class_names),
-            "category_ids": [int(i) for i in train_set.category_ids],
-            "config": to_dict(config),
-        }
+        model = build_detector(config, train_set.class_names, train_set.category_ids)
         fine_tuned = start_from(source, model, train_set.class_names) if source else None
         if fine_tuned:
             model.metadata["init_from"] = fine_tuned
