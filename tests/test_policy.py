@@ -141,8 +141,10 @@ def test_stated_size_that_fits_neither_orientation_skips_the_image(tmp_path):
 # name: (CSV lines, class file, message fragments)
 ERRORS = {
     "class not in the class file": (["a.png,10,5,20,15,cat"], "dog,0\n", ["line 1", "class 'cat' is not in"]),
-    "non-numeric coordinate": (["a.png,10,five,20,15,dog"], None, ["line 1", "y1 must be a finite decimal number, got 'five'"]),
-    "non-finite coordinate": (["a.png,10,5,inf,15,dog"], None, ["line 1", "x2 must be a finite decimal number, got 'inf'"]),
+    "non-numeric coordinate": (["a.png,10,five,20,15,dog"], None,
+                               ["line 1", "y1 must be a finite decimal number, got 'five'"]),
+    "non-finite coordinate": (["a.png,10,5,inf,15,dog"], None,
+                              ["line 1", "x2 must be a finite decimal number, got 'inf'"]),
     "some coordinates empty": (["a.png,10,,20,15,dog"], None, ["line 1", "a box needs x1, y1, x2, y2 and class"]),
     "no class": (["a.png,10,5,20,15,"], None, ["line 1", "a box needs"]),
     "wrong column count": (["a.png,10,5,20,15"], None, ["line 1", "expected 6 columns, got 5"]),
