@@ -17,7 +17,8 @@ from PIL import Image
 from keras_retinanet.data import DataError, read_coco, read_csv, read_tfrecord, read_voc
 from keras_retinanet.data.tfrecord import write_tfrecords
 
-FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 60)), deadline=5000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", 60)), deadline=5000,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 NASTY = st.one_of(
     st.none(), st.booleans(), st.integers(-2**70, 2**70), st.sampled_from([0, -1, 1, 2**31, 2**63, 10**30]),

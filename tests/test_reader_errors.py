@@ -66,10 +66,12 @@ CASES = {
     "coco: two categories named dog": (
         "coco", {"in.json": coco(categories=[{"id": 1, "name": "dog"}, {"id": 2, "name": "dog"}])}, "in.json", "",
         ["category id 2: name 'dog' is also the name of category id 1"]),
-    "coco: category name not a string": ("coco", {"in.json": coco(categories=[{"id": 1, "name": ["cat"]}])},
-                                         "in.json", "", ["category id 1: name must be a non-empty string, got ['cat']"]),
-    "coco: category id beyond int32": ("coco", {"in.json": coco(categories=[{"id": 2**40, "name": "cat"}])},
-                                       "in.json", "", ["category id 1099511627776: id must be an integer in 0..2147483647"]),
+    "coco: category name not a string": (
+        "coco", {"in.json": coco(categories=[{"id": 1, "name": ["cat"]}])}, "in.json", "",
+        ["category id 1: name must be a non-empty string, got ['cat']"]),
+    "coco: category id beyond int32": (
+        "coco", {"in.json": coco(categories=[{"id": 2**40, "name": "cat"}])}, "in.json", "",
+        ["category id 1099511627776: id must be an integer in 0..2147483647"]),
     "coco: a long bbox is cut": ("coco", {"in.json": coco_text("[1, 1, 5, 5]", json.dumps("x" * 5000))}, "in.json", "",
                                  ["annotation id 1: bbox must be 4 numbers", "'xxxxxxxx", "..."]),
     "csv: no such file": ("csv", {}, "gone.csv", "", ["no such CSV annotation file"]),
@@ -80,8 +82,9 @@ CASES = {
                                 ["line 1: y2 must be a finite decimal number, got '\u0665'"]),
     "csv: digits with an underscore": ("csv", {"in.csv": "a.png,1,1,5,1_0,cat\n"}, "in.csv", "",
                                        ["line 1: y2 must be a finite decimal number, got '1_0'"]),
-    "csv: width beyond int32": ("csv", {"in.csv": f"path,x1,y1,x2,y2,class,width,height\na.png,1,1,5,5,cat,{2**40},30\n"},
-                                "in.csv", "", ["line 2: width must be an integer of at most 2147483647"]),
+    "csv: width beyond int32": (
+        "csv", {"in.csv": f"path,x1,y1,x2,y2,class,width,height\na.png,1,1,5,5,cat,{2**40},30\n"}, "in.csv", "",
+        ["line 2: width must be an integer of at most 2147483647"]),
     "csv: a quote left open": ("csv", {"in.csv": 'a.png,1,1,5,5,cat\na.png,2,2,9,9,"dog\n'}, "in.csv", "",
                                ["line 2: not valid CSV (unexpected end of data)"]),
     "csv: only a byte-order mark": ("csv", {"in.csv": "\ufeff"}, "in.csv", "", ["empty CSV file"]),
