@@ -365,7 +365,8 @@ RELATIONS = {
     BackboneConfig: (
         Relation(("weights", "depth", "width_multiplier", "stride_in_1x1", "preprocessing", "bn_epsilon"),
                  "ImageNet weights (keras.applications') exist for depth 50, 101 and 152 with width_multiplier 1, "
-                 "stride_in_1x1 true, preprocessing 'caffe' and bn_epsilon 1.001e-05: change these or set weights: null",
+                 "stride_in_1x1 true, preprocessing 'caffe' and bn_epsilon 1.001e-05: change these or set "
+                 "weights: null",
                  lambda backbone: backbone.weights != "imagenet" or _takes_imagenet_weights(backbone)),
     ),
     AnchorConfig: (
@@ -379,7 +380,8 @@ RELATIONS = {
                  "of 32", lambda heads: heads.normalization != "group_norm" or heads.filters % 32 == 0),
     ),
     MatcherConfig: (
-        Relation(("negative_threshold", "positive_threshold"), "the negative threshold must not exceed the positive one",
+        Relation(("negative_threshold", "positive_threshold"),
+                 "the negative threshold must not exceed the positive one",
                  lambda matcher: matcher.negative_threshold <= matcher.positive_threshold),
     ),
     ClassificationLossConfig: (
@@ -416,7 +418,8 @@ RENAMED = {
         "positive_threshold": "matcher.positive_threshold", "negative_threshold": "matcher.negative_threshold",
         "allow_low_quality_matches": "matcher.allow_low_quality_matches",
         "focal_loss": "classification_loss",
-        "focal_alpha": "classification_loss.alpha", "focal_gamma": "classification_loss.gamma", "smooth_l1_beta": "box_loss.beta",
+        "focal_alpha": "classification_loss.alpha", "focal_gamma": "classification_loss.gamma",
+        "smooth_l1_beta": "box_loss.beta",
         "score_threshold": "decoder.score_threshold", "pre_nms_top_k": "decoder.pre_nms_top_k",
         "nms_iou_threshold": "decoder.iou_threshold", "max_detections": "decoder.max_detections",
     },

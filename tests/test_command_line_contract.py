@@ -136,7 +136,8 @@ def test_train_refuses_bad_configs_and_environments_in_one_line(files):
         "deep.yaml": "nested too deeply",
     }
     cases = [[f"--config={root / name}", f"--model_dir={model_dir}"] for name in names]
-    expected = [f"{root / name}: " + text if name not in ("base_passwd.yaml",) else text for name, text in names.items()]
+    expected = [f"{root / name}: " + text if name not in ("base_passwd.yaml",) else text
+                for name, text in names.items()]
     tf_configs = {
         '{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 5}}': "'task.index' is 5",
         '{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "painter", "index": 0}}': "painter",
@@ -161,7 +162,8 @@ def test_train_refuses_bad_configs_and_environments_in_one_line(files):
     model = build_retinanet(source.model, 2)
     model.metadata = {"class_names": ["a", "b"], "category_ids": [1, 2], "config": to_dict(source)}
     model.save(str(root / "two_convs.keras"))
-    for init_from, text in ((root / "absent", "no such file or model directory, and not a name bin/fetch_weights knows"),
+    absent = "no such file or model directory, and not a name bin/fetch_weights knows"
+    for init_from, text in ((root / "absent", absent),
                             (command, "command.pth: its pickle names the global 'os.system'"),
                             (root / "two_convs.keras", "'model.heads.num_convs' = 1, but model.init_from "
                                                        f"{root / 'two_convs.keras'} has 2")):

@@ -138,13 +138,15 @@ def test_old_setting_names_are_read():
         "model.heads.filters=32", "model.heads.num_convs=1", "model.heads.normalization=group_norm",
         "model.pyramid.p6_input=p5", "model.heads.prior_probability=0.02", "model.pyramid.filters=64",
         "model.matcher.positive_threshold=0.6", "model.matcher.negative_threshold=0.3",
-        "model.matcher.allow_low_quality_matches=false", "model.classification_loss.alpha=0.5", "model.classification_loss.gamma=1.0",
+        "model.matcher.allow_low_quality_matches=false", "model.classification_loss.alpha=0.5",
+        "model.classification_loss.gamma=1.0",
         "model.box_loss.type=smooth_l1", "model.box_loss.beta=0.2", "model.decoder.score_threshold=0.1",
         "model.decoder.pre_nms_top_k=500", "model.decoder.iou_threshold=0.6", "model.decoder.max_detections=50",
         "data.resize_rule=torchvision",
     ])
     assert old == new and new != ExperimentConfig()
-    with pytest.raises(ConfigError, match="'model.focal_gamma' and 'model.classification_loss.gamma' are the same setting"):
+    same = "'model.focal_gamma' and 'model.classification_loss.gamma' are the same setting"
+    with pytest.raises(ConfigError, match=same):
         load_config(None, ["model.focal_gamma=1.0", "model.classification_loss.gamma=2.0"])
 
 

@@ -73,7 +73,8 @@ BAD_RELATIONS = [
     ({"model.anchors.sizes": [16, 32, 64, 128]}, ["model.anchors.sizes"]),
     ({"model.anchors.scales": []}, ["model.anchors.scales"]),
     ({"model.anchors.aspect_ratios": []}, ["model.anchors.aspect_ratios"]),
-    ({"model.matcher.positive_threshold": 0.3}, ["model.matcher.negative_threshold", "model.matcher.positive_threshold"]),
+    ({"model.matcher.positive_threshold": 0.3},
+     ["model.matcher.negative_threshold", "model.matcher.positive_threshold"]),
     ({"model.classification_loss.type": "focal_star", "model.classification_loss.alpha": None,
       "model.classification_loss.gamma": 0}, ["model.classification_loss.gamma"]),
     ({"model.classification_loss.type": "ohem", "model.classification_loss.gamma": 1},
@@ -128,7 +129,8 @@ def test_values_out_of_range_are_named_in_files_and_overrides(tmp_path, key, val
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
     with pytest.raises(ConfigError) as error:
-        load_config(str(empty), [f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"])
+        text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+        load_config(str(empty), [f"{key}={text}"])
     _assert_names_file_and_keys(error, empty, [key])
 
 

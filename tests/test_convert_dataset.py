@@ -88,7 +88,8 @@ def test_cli_csv_to_tfrecord_and_a_data_error(tmp_path):
     assert [line[:2] for line in final_lines(result.stdout)] == [(2, 2)]  # the progress bar's one line in a pipe
     assert sorted(os.listdir(tmp_path / "out")) == [
         "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord", "train.label_map.pbtxt"]
-    _assert_same_records(read_tfrecord(f"{prefix}-*", classes=f"{prefix}.label_map.pbtxt"), read_csv(str(csv), str(images)))
+    _assert_same_records(read_tfrecord(f"{prefix}-*", classes=f"{prefix}.label_map.pbtxt"),
+                         read_csv(str(csv), str(images)))
 
     # A VOC object whose class is not in the class file: an error naming the XML file and the class.
     annotations, voc_images, _ = make_voc(tmp_path / "voc")

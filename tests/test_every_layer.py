@@ -26,8 +26,9 @@ def _decoder_inputs():
 # (layer, inputs, output shape, trainable weights, non-trainable weights, call kwargs)
 LAYER_CASES = {
     "feature_pyramid": lambda: (FeaturePyramid(filters=16, p6_input="p5", relu_before_p7=False),
-                                [pyramid_features(64, 96)], [(2, 8, 12, 16), (2, 4, 6, 16), (2, 2, 3, 16), (2, 1, 2, 16),
-                                                      (2, 1, 1, 16)], 16, 0, {}),
+                                [pyramid_features(64, 96)],
+                                [(2, 8, 12, 16), (2, 4, 6, 16), (2, 2, 3, 16), (2, 1, 2, 16), (2, 1, 1, 16)],
+                                16, 0, {}),
     "head": lambda: (RetinaNetHead(7, num_anchors=3, filters=8, num_convs=2, prior_probability=0.02),
                      [[np.ones((2, 4, 4, 8), np.float32), np.ones((2, 2, 2, 8), np.float32)]], (2, 60, 7), 6, 0, {}),
     "head_group_norm": lambda: (RetinaNetHead(4, num_anchors=3, filters=8, num_convs=1, normalization="group_norm",

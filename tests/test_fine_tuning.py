@@ -150,8 +150,9 @@ def tiny_source(config):
 
 
 def test_the_source_gives_the_architecture_and_a_setting_written_otherwise_is_an_error(tmp_path):
-    theirs = from_dict(ExperimentConfig, {"model": {"backbone": {"depth": 101, "preprocessing": "torch", "weights": None},
-                                                    "heads": {"num_convs": 2}, "decoder": {"max_detections": 300}},
+    backbone = {"depth": 101, "preprocessing": "torch", "weights": None}
+    theirs = from_dict(ExperimentConfig, {"model": {"backbone": backbone, "heads": {"num_convs": 2},
+                                                    "decoder": {"max_detections": 300}},
                                           "data": {"min_size": 640, "resize_rule": "torchvision"}})
     path = tmp_path / "mine.yaml"
     path.write_text("model: {backbone: {depth: 101}, decoder: {score_threshold: 0.3}}\ndata: {max_size: 1000}\n")

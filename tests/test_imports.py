@@ -103,8 +103,8 @@ def test_nothing_below_cli_imports_it():
 
 
 def test_the_bottom_modules_import_nothing_above_them():
-    """`errors.py`, `deprecation.py` and the stand-alone LiteRT runner import nothing of ours; `config.py` only the modules that
-    define its allowed values (at first validation), never training, inference or the models."""
+    """`errors.py`, `deprecation.py` and the stand-alone LiteRT runner import nothing of ours; `config.py` only the
+    modules that define its allowed values (at first validation), never training, inference or the models."""
     graph = import_graph(module_level=False)
     assert graph["keras_retinanet.errors"] == set()
     assert graph["keras_retinanet.deprecation"] == set()

@@ -189,7 +189,8 @@ def test_the_command_lines_name_the_model_file_or_the_input_size_in_one_line(ret
                 "--input_size=8000x8000") == (
         "error: --input_size=8000x8000 has 64000000 pixels, more than the model's data.max_image_pixels (50000000)")
     weights = _write_zip(tmp_path / "weights.pth", {"archive/data.pkl": bytes(1000)}, deflated={"archive/data.pkl"})
-    assert _run("convert_torchvision", f"--weights={weights}", "--variant=v1", f"--output={tmp_path / 'out.keras'}") == (
+    output = f"--output={tmp_path / 'out.keras'}"
+    assert _run("convert_torchvision", f"--weights={weights}", "--variant=v1", output) == (
         f"error: {weights}: member 'archive/data.pkl' is compressed (or declares two sizes); model files store their "
         "members as they are")  # checked before the pickle is read
 

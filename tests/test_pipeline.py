@@ -127,7 +127,8 @@ def test_inference_batches_map_back_to_original_pixels(tmp_path):
     images, info = batches[0]
     assert images.shape == (2, 128, 256, 3)  # 100 x 150 and 100 x 100, padded to the batch's 128 multiples
     np.testing.assert_allclose(info["scale"], [[100 / 60, 100 / 60], [2.5, 2.5]], rtol=1e-6)
-    resized_box = np.array([[[10, 5, 30, 25]], [[10, 5, 30, 25]]], np.float32) * np.array([100 / 60, 2.5])[:, None, None]
+    scales = np.array([100 / 60, 2.5])[:, None, None]
+    resized_box = np.array([[[10, 5, 30, 25]], [[10, 5, 30, 25]]], np.float32) * scales
     original = to_original_coordinates(resized_box, info["scale"].numpy(), info["original_size"].numpy())
     np.testing.assert_allclose(original, [[[10, 5, 30, 25]], [[10, 5, 30, 25]]], atol=1e-4)
 

@@ -249,7 +249,8 @@ def test_command_line_writes_a_dataset(tmp_path):
 def test_command_line_imbalance_preset(tmp_path):
     command = [sys.executable, os.path.join(ROOT, "bin", "generate_shapes"), f"--output_dir={tmp_path}",
                "--train_images=6", "--val_images=0", "--imbalance"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": ROOT})
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": ROOT})
     assert result.returncode == 0, result.stderr
     coco = COCO(str(tmp_path / "annotations" / "instances_train.json"))
     assert all((image["height"], image["width"]) == (256, 256) for image in coco.dataset["images"])

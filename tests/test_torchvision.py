@@ -363,7 +363,8 @@ def test_jpeg_pixels_are_torchvision_ios():
     for name in sorted(os.listdir(IMAGES)):
         path = os.path.join(IMAGES, name)
         expected = torchvision.io.decode_jpeg(torchvision.io.read_file(path), mode=torchvision.io.ImageReadMode.RGB)
-        np.testing.assert_array_equal(decode_pixels(tf.io.read_file(path)).numpy(), nhwc(expected[None])[0], err_msg=name)
+        np.testing.assert_array_equal(decode_pixels(tf.io.read_file(path)).numpy(), nhwc(expected[None])[0],
+                                      err_msg=name)
 
 
 def old_key_name(key):

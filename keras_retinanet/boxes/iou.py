@@ -32,8 +32,10 @@ def pairwise_ioa(boxes_a, boxes_b):
 
 def generalized_iou(boxes_a, boxes_b):
     """Element-wise generalised IoU (Rezatofighi et al., 2019) of aligned boxes [..., 4] -> [...]."""
-    width = tf.maximum(tf.minimum(boxes_a[..., 2], boxes_b[..., 2]) - tf.maximum(boxes_a[..., 0], boxes_b[..., 0]), 0.0)
-    height = tf.maximum(tf.minimum(boxes_a[..., 3], boxes_b[..., 3]) - tf.maximum(boxes_a[..., 1], boxes_b[..., 1]), 0.0)
+    lower = tf.maximum(boxes_a[..., :2], boxes_b[..., :2])
+    upper = tf.minimum(boxes_a[..., 2:], boxes_b[..., 2:])
+    width = tf.maximum(upper[..., 0] - lower[..., 0], 0.0)
+    height = tf.maximum(upper[..., 1] - lower[..., 1], 0.0)
     intersection = width * height
     union = _area(boxes_a) + _area(boxes_b) - intersection
     iou = tf.math.divide_no_nan(intersection, union)

@@ -1,9 +1,9 @@
 """Dataset statistics as the model sees the data: box sizes after resizing, aspect ratios and anchor coverage.
 
 Anchor coverage is the share of ground-truth boxes whose best anchor (at the image's resized and padded input size,
-with the experiment's anchors) reaches the matcher's IoU thresholds: a box below `model.matcher.positive_threshold` trains
-only through the matcher's low-quality match, one below `negative_threshold` is a sign the anchors do not fit
-the data. `bin/inspect_dataset` prints these figures.
+with the experiment's anchors) reaches the matcher's IoU thresholds: a box below
+`model.matcher.positive_threshold` trains only through the matcher's low-quality match, one below
+`negative_threshold` is a sign the anchors do not fit the data. `bin/inspect_dataset` prints these figures.
 """
 
 import dataclasses

@@ -49,8 +49,8 @@ def _fetch_one(path, pinned, output_dir, source_dir, url_template, timeout):
 def fetch_raccoon(output_dir="data/raccoon", source_dir=None, url_template=URL_TEMPLATE, files=None, timeout=60,
                   workers=8):
     """Fetches (or, with `source_dir`, copies) the pinned raccoon dataset into `output_dir`, checking every file's
-    size and SHA-256; `files` ({path: `PinnedFile`}, default the whole `manifest()`) limits it. Returns (files written, files
-    already in place). Raises `DatasetFetchError` naming the first file that failed."""
+    size and SHA-256; `files` ({path: `PinnedFile`}, default the whole `manifest()`) limits it. Returns (files
+    written, files already in place). Raises `DatasetFetchError` naming the first file that failed."""
     files = manifest() if files is None else files
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
         written = list(pool.map(lambda item: _fetch_one(*item, output_dir, source_dir, url_template, timeout),

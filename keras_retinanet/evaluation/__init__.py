@@ -12,5 +12,5 @@ from keras_retinanet.evaluation.coco_eval import (
 )
 from keras_retinanet.evaluation.detector import evaluate_litert, evaluate_model
 
-__all__ = ["EVALUATORS", "METRIC_NAMES", "evaluate_litert", "evaluate_model", "CocoEvaluation", "detections_to_coco_results",
-           "evaluate_coco", "write_evaluation"]
+__all__ = ["EVALUATORS", "METRIC_NAMES", "evaluate_litert", "evaluate_model", "CocoEvaluation",
+           "detections_to_coco_results", "evaluate_coco", "write_evaluation"]

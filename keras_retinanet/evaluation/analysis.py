@@ -21,8 +21,8 @@ def error_breakdown(ground_truth, results, image_ids=None, evaluator="pycocotool
     forgiving detections on objects of another class of the same supercategory; Oth: on objects of any other class
     (a confused detection matches the other class's object as an ignored region, so that it counts neither as a
     true nor as a false positive; ignored regions overlap by COCO's crowd rule, intersection over the detection's
-    area, where the COCO site's MATLAB analysis uses IoU). BG: also forgiving the background false positives (precision 1 up to the recall
-    reached). FN: also the missed objects (precision 1 at every recall).
+    area, where the COCO site's MATLAB analysis uses IoU). BG: also forgiving the background false positives
+    (precision 1 up to the recall reached). FN: also the missed objects (precision 1 at every recall).
 
     Returns {category name, and "overall" (the mean over categories with ground truth): {"areas": {kind: area
     under the curve}, "curves": {kind: precision at 101 recall points}}}; categories without ground truth are left

@@ -11,8 +11,8 @@ outputs are the SavedModel's: `detection_boxes` [1, D, 4] (ymin, xmin, ymax, xma
 [1]. LiteRT's built-in detection post-processing op is not used: it has no per-level top-k and does not clip boxes
 to the image before NMS, so it would not give the detections of `bin/predict` and the SavedModel.
 
-Beside `NAME.tflite` goes `NAME.json` (`litert_runner.description_path`): the input size, label map, quantisation and the data
-settings, which `keras_retinanet.export.litert_runner` and `bin/evaluate` read.
+Beside `NAME.tflite` goes `NAME.json` (`litert_runner.description_path`): the input size, label map, quantisation and
+the data settings, which `keras_retinanet.export.litert_runner` and `bin/evaluate` read.
 
 Quantisation (`QUANTIZATIONS`): "float32"; "float16" (weights stored in float16, computed in float32); "int8" (full
 integer post-training quantisation of the network, calibrated on images of a representative dataset; the decoding

@@ -59,12 +59,13 @@ def export_saved_model(model, output_dir, min_size=None, max_size=None, size_div
         data_config = stored_data_config(model)
     given = {"min_size": min_size, "max_size": max_size, "size_divisor": size_divisor, "resize_rule": resize_rule,
              "max_image_pixels": max_image_pixels}
-    data_config = dataclasses.replace(data_config, **{name: value for name, value in given.items() if value is not None})
+    data_config = dataclasses.replace(data_config,
+                                      **{name: value for name, value in given.items() if value is not None})
     if data_config.max_image_pixels < 1:
         raise ValueError(f"max_image_pixels must be positive, got {data_config.max_image_pixels}")
     labels = label_map(model)
-    detector = _ServingDetector(model, data_config, export_decoder(model, score_threshold, iou_threshold, max_detections),
-                                list(labels))
+    decoder = export_decoder(model, score_threshold, iou_threshold, max_detections)
+    detector = _ServingDetector(model, data_config, decoder, list(labels))
 
     archive = keras.export.ExportArchive()
     archive.track(model)

@@ -130,7 +130,8 @@ def top_candidates(class_logits, boxes, usable, level_anchor_counts, top_k, scor
     candidate_boxes, candidate_scores, candidate_classes = [], [], []
     start = 0
     for count in level_anchor_counts:
-        scores = tf.where(usable[:, start : start + count, None], tf.sigmoid(class_logits[:, start : start + count]), -1.0)
+        level = slice(start, start + count)
+        scores = tf.where(usable[:, level, None], tf.sigmoid(class_logits[:, level]), -1.0)
         scores = tf.reshape(scores, [batch_size, -1])
         # Pad so that top_k has a static k, even on a level with fewer (anchor, class) pairs than k.
         scores = tf.pad(scores, [[0, 0], [0, top_k]], constant_values=-1.0)

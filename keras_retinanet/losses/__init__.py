@@ -1,8 +1,8 @@
 """RetinaNet's losses: the focal loss and its variants, and box regression losses.
 
 Every loss here sums over anchors and divides by the number of positive anchors of the *global* batch (at least
-one), as the paper does (OHEM: by the number of anchors it selected); under `tf.distribute` the count is summed over all replicas, so that the loss and its
-gradients do not depend on the number of devices.
+one), as the paper does (OHEM: by the number of anchors it selected); under `tf.distribute` the count is summed
+over all replicas, so that the loss and its gradients do not depend on the number of devices.
 """
 
 from keras_retinanet.losses.box import GIoULoss, L1Loss, SmoothL1Loss

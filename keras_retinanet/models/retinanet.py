@@ -145,7 +145,8 @@ class RetinaNet(keras.Model):
 
         anchor_weights = None
         if sample_weight is not None:  # one weight per image
-            anchor_weights = tf.broadcast_to(tf.cast(sample_weight, tf.float32)[:, None], tf.shape(targets["class_targets"]))
+            anchor_weights = tf.broadcast_to(tf.cast(sample_weight, tf.float32)[:, None],
+                                             tf.shape(targets["class_targets"]))
         classification_loss = self.classification_loss(
             targets["class_targets"], y_pred["class_logits"], sample_weight=anchor_weights,
             anchors=anchors if self.classification_loss.needs_anchors else None,

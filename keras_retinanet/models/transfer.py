@@ -66,7 +66,8 @@ def _copy(sources, targets, component):
 def _copy_class_rows(source_conv, target_conv, source_classes, target_classes, class_rows):
     """The output channels of each matched class, for every anchor (channel = anchor * classes + class)."""
     num_anchors = target_conv.filters // target_classes
-    if source_conv.filters != num_anchors * source_classes or source_conv.kernel.shape[:3] != target_conv.kernel.shape[:3]:
+    same_kernel = source_conv.kernel.shape[:3] == target_conv.kernel.shape[:3]
+    if source_conv.filters != num_anchors * source_classes or not same_kernel:
         raise ValueError(f"the source's class subnet output {list(source_conv.kernel.shape)} does not fit "
                          f"{list(target_conv.kernel.shape)} with {num_anchors} anchors per location")
     kernel, bias = target_conv.kernel.numpy(), target_conv.bias.numpy()

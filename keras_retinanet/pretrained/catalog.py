@@ -3,9 +3,10 @@
 torchvision's files are pinned by their full SHA-256 (torch.hub checks only the 8 hex digits in the file name, which
 must be the digest's first 8: a test checks it). The full digests and sizes are those that public projects pinning
 these files record (several independent ones agree for the ImageNet ResNets); the machines this was written on reach
-no weight files, so a digest wrong despite its matching prefix would show as a refused download naming both. keras.applications publishes an MD5 of its ResNet files and nothing
-else (`keras/src/applications/resnet.py`, `WEIGHTS_HASHES`: a test checks these against the installed Keras), so
-those are pinned by MD5. Sizes are pinned where they are known.
+no weight files, so a digest wrong despite its matching prefix would show as a refused download naming both.
+keras.applications publishes an MD5 of its ResNet files and nothing else (`keras/src/applications/resnet.py`,
+`WEIGHTS_HASHES`: a test checks these against the installed Keras), so those are pinned by MD5. Sizes are pinned
+where they are known.
 """
 
 import dataclasses

@@ -19,7 +19,9 @@ from keras_retinanet.training.backups import Backups
 from keras_retinanet.training.callbacks import (
     BackupEveryEpoch, LearningRateLogger, PeriodicEvaluation, StopOnNonFiniteLoss,
 )
-from keras_retinanet.training.fine_tuning import given_by_default, read_source, report_lines, resolved_config, start_from
+from keras_retinanet.training.fine_tuning import (
+    given_by_default, read_source, report_lines, resolved_config, start_from,
+)
 from keras_retinanet.training.strategies import (
     StrategyError, check_jit_compile, cluster_mean, is_chief, make_strategy, num_workers,
 )
@@ -129,7 +131,8 @@ def _callbacks(config, model_dir, backups, val_set, epochs, extra):
     if val_set is not None:
         callbacks.append(
             PeriodicEvaluation(val_set, official_ground_truth(config.data.val), config.data, config.train.batch_size,
-                               config.train.eval_every, epochs * steps_per_epoch, os.path.join(model_dir, "logs", "eval"))
+                               config.train.eval_every, epochs * steps_per_epoch,
+                               os.path.join(model_dir, "logs", "eval"))
         )
     if backups is not None:
         callbacks.append(
