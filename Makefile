@@ -24,7 +24,7 @@ demo: $(STAMP)
 demo-fine-tune: $(STAMP)
 	$(PY) -m keras_retinanet.cli.fine_tuning_demo
 
-## lint: ruff (pyflakes and pycodestyle's errors, pyproject.toml's [tool.ruff]) over the package, tests and bin/
+## lint: ruff (pyflakes, pycodestyle's errors and lines of at most 120 characters, pyproject.toml's [tool.ruff]) over the package, tests and bin/
 lint: $(STAMP)
 	$(PY) -m ruff check keras_retinanet tests bin
 

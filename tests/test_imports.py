@@ -1,13 +1,15 @@
 """The package's import graph, read from its sources, and what light imports load.
 
 `import keras_retinanet.config` and every command line's `--help` load neither TensorFlow nor Keras; modules import
-each other without circles at module level, nothing below `cli/` imports it, and `config.py` imports only the
-layers it takes its allowed values from.
+each other without circles at module level, nothing below `cli/` imports it, `config.py` imports only the
+layers it takes its allowed values from, and ARCHITECTURE.md's package table names what each package imports, in
+an order imports run down.
 """
 
 import ast
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -171,3 +173,50 @@ def test_train_help_runs_through_the_cli_module_without_tensorflow():
                                    "try:\n    train.run()\nexcept SystemExit:\n    pass")
     assert "--model_dir" in output
     assert loaded == []
+
+
+def architecture_table():
+    """{unit: allowed imports} from ARCHITECTURE.md's package table: a unit is a top-level module or package
+    (`errors`, `data`), its allowed imports the back-quoted names of the "imports from" column ("anything": None)."""
+    table = {}
+    for line in (ROOT / "ARCHITECTURE.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`") and cells[0] != "`package / module`":
+            unit = cells[0].strip("`").removesuffix("/").removesuffix(".py")
+            allowed = cells[2]
+            table[unit] = None if allowed == "anything" else set(re.findall(r"`([a-z_.]+)`", allowed))
+    return table
+
+
+def _unit(module):
+    return module.removeprefix(f"{PACKAGE}.").split(".")[0]
+
+
+def test_architecture_names_what_each_package_imports():
+    """Every import of ours (at module level or in a function) goes to the unit itself or to one the table names
+    (a named `a.b` allows that module alone); every name in the table is imported. ARCHITECTURE.md stays true."""
+    table = architecture_table()
+    graph = import_graph(module_level=False)
+    assert set(table) == {_unit(module) for module in MODULES if module != PACKAGE}
+    unlisted, unused = {}, {}
+    for unit, allowed in table.items():
+        targets = {name.removeprefix(f"{PACKAGE}.") for module, names in graph.items()
+                   if module != PACKAGE and _unit(module) == unit for name in names if name != PACKAGE}
+        targets = {target for target in targets if _unit(target) != unit}
+        if allowed is None:
+            continue
+        unlisted[unit] = sorted(target for target in targets
+                                if _unit(target) not in allowed and target not in allowed)
+        unused[unit] = sorted(name for name in allowed
+                              if not any(target == name or _unit(target) == name for target in targets))
+    assert {unit: names for unit, names in unlisted.items() if names} == {}
+    assert {unit: names for unit, names in unused.items() if names} == {}
+
+
+def test_imports_run_down_the_architecture_table():
+    """At import time (module level), a unit imports only units above it in ARCHITECTURE.md's table."""
+    order = list(architecture_table())
+    upward = sorted((module, name) for module, names in import_graph(module_level=True).items() if module != PACKAGE
+                    for name in names if name != PACKAGE
+                    and order.index(_unit(name)) > order.index(_unit(module)))
+    assert upward == []

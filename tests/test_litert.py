@@ -487,7 +487,7 @@ def test_the_runner_reads_image_files_as_the_pipeline_decodes_them(tmp_path):
         expected = next(load_images([path]))
         np.testing.assert_array_equal(read_image(path, max_pixels=1e9), expected, err_msg=name)
     assert read_image(str(tmp_path / "turned.jpg"), 1e9).shape == (53, 37, 3)
-    from keras_retinanet.data.policy import DECODABLE_FORMATS
+    from keras_retinanet.data.images import DECODABLE_FORMATS
     from keras_retinanet.export.litert_runner import IMAGE_FORMATS
 
     assert IMAGE_FORMATS == DECODABLE_FORMATS  # the runner imports nothing of ours: its copy must not drift

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from keras_retinanet.data import read_coco
-from keras_retinanet.data.tfrecord import read_tfrecord, write_tfrecords
+from keras_retinanet.data import read_tfrecord, write_tfrecords
 from keras_retinanet.datasets import generate_shapes_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -16,7 +16,8 @@ import tensorflow as tf
 
 from keras_retinanet.boxes.labels import GroundTruth
 from keras_retinanet.data.dataset import DetectionDataset
-from keras_retinanet.data.policy import DataError, inspect_image
+from keras_retinanet.data.images import inspect_image
+from keras_retinanet.data.records import DataError
 
 # By default padded image sides are multiples of the coarsest pyramid stride (P7: 2^7), so that every level tiles
 # the image exactly (Detectron's choice); `data.size_divisor` can lower it (32 is torchvision's) to pad less.

@@ -39,7 +39,7 @@ class ImageFileError(ValueError):
 
 
 DESCRIPTION_LIMIT = 1 << 20  # bytes: a description is a few kilobytes
-# What the training pipeline decodes (TensorFlow's decoders; `keras_retinanet.data.policy.DECODABLE_FORMATS`).
+# What the training pipeline decodes (TensorFlow's decoders; `keras_retinanet.data.images.DECODABLE_FORMATS`).
 IMAGE_FORMATS = ("JPEG", "MPO", "PNG", "GIF", "BMP", "WEBP")
 
 
