@@ -3,12 +3,10 @@ ground truth.
 
 `keras_retinanet.data.read_coco` reads such a file, with the folder of images, into a `DetectionDataset`."""
 
-import importlib
 import json
 import os
 import re
 import sys
-import warnings
 
 import numpy as np
 
@@ -16,6 +14,7 @@ from keras_retinanet.config import cut, shown
 from keras_retinanet.data.classes import MAX_CATEGORY_ID
 from keras_retinanet.data.files import read_data_file
 from keras_retinanet.data.records import AnnotatedImage, Annotations, DataError
+from keras_retinanet.deprecation import moved_names
 
 # JSON numbers: integers within int64 (image ids go into int64 arrays), floats of at most this many characters.
 _INT64 = range(-(2**63), 2**63)
@@ -257,11 +256,5 @@ def _is_integer(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def __getattr__(name):
-    """`read_coco`, which moved to `keras_retinanet.data.reading` (one signature for every format), with a
-    DeprecationWarning."""
-    if name != "read_coco":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(f"keras_retinanet.data.coco.{name} moved to keras_retinanet.data.{name}", DeprecationWarning,
-                  stacklevel=2)
-    return getattr(importlib.import_module("keras_retinanet.data.reading"), name)
+# `read_coco` moved to `keras_retinanet.data.reading` (one signature for every format).
+__getattr__ = moved_names(__name__, {"read_coco": "keras_retinanet.data"})

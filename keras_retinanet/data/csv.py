@@ -2,9 +2,7 @@
 
 `keras_retinanet.data.read_csv` reads such a file into a `DetectionDataset`."""
 
-import importlib
 import os
-import warnings
 
 import numpy as np
 
@@ -12,6 +10,7 @@ from keras_retinanet.config import shown
 from keras_retinanet.data.classes import NamedClasses, csv_rows
 from keras_retinanet.data.files import parse_number, read_data_file
 from keras_retinanet.data.records import AnnotatedImage, Annotations, DataError
+from keras_retinanet.deprecation import moved_names
 
 # Column names a header row may use (lower case), per column.
 COLUMNS = {
@@ -127,11 +126,5 @@ def _size(text, name, where):
     return value
 
 
-def __getattr__(name):
-    """`read_csv`, which moved to `keras_retinanet.data.reading` (one signature for every format), with a
-    DeprecationWarning."""
-    if name != "read_csv":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(f"keras_retinanet.data.csv.{name} moved to keras_retinanet.data.{name}", DeprecationWarning,
-                  stacklevel=2)
-    return getattr(importlib.import_module("keras_retinanet.data.reading"), name)
+# `read_csv` moved to `keras_retinanet.data.reading` (one signature for every format).
+__getattr__ = moved_names(__name__, {"read_csv": "keras_retinanet.data"})

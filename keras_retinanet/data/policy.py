@@ -27,15 +27,14 @@ rotated image instead, its boxes are taken as upright already.
 
 import collections
 import dataclasses
-import importlib
 import logging
-import warnings
 
 import numpy as np
 
 from keras_retinanet.data.dataset import ImageRecord
 from keras_retinanet.data.images import MAX_IMAGE_PIXELS, orient_boxes
 from keras_retinanet.data.records import DataError
+from keras_retinanet.deprecation import moved_names
 
 logger = logging.getLogger("keras_retinanet.data")
 
@@ -64,13 +63,7 @@ _MOVED = {
 }
 
 
-def __getattr__(name):
-    """The names that moved to `records`, `images`, `files` and `reading`, with a DeprecationWarning."""
-    if name not in _MOVED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = f"keras_retinanet.data.{_MOVED[name]}"
-    warnings.warn(f"keras_retinanet.data.policy.{name} moved to {module}.{name}", DeprecationWarning, stacklevel=2)
-    return getattr(importlib.import_module(module), name)
+__getattr__ = moved_names(__name__, {name: f"keras_retinanet.data.{module}" for name, module in _MOVED.items()})
 
 
 @dataclasses.dataclass(frozen=True)

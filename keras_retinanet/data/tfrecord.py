@@ -9,12 +9,10 @@ Read features: `image/encoded`, `image/filename`, `image/source_id`, `image/heig
 """
 
 import dataclasses
-import importlib
 import io
 import logging
 import os
 import re
-import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -25,6 +23,7 @@ from keras_retinanet.data.classes import MAX_CATEGORY_ID, read_class_file, write
 from keras_retinanet.data.files import check_regular_file
 from keras_retinanet.data.pipeline import decode_image, encoded_images
 from keras_retinanet.data.records import AnnotatedImage, DataError, EncodedExample
+from keras_retinanet.deprecation import moved_names
 
 logger = logging.getLogger("keras_retinanet.data")
 
@@ -413,11 +412,5 @@ def _unique_name(file_name, image_format, image_id, used):
     return name
 
 
-def __getattr__(name):
-    """`read_tfrecord`, which moved to `keras_retinanet.data.reading` (one signature for every format), with a
-    DeprecationWarning."""
-    if name != "read_tfrecord":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(f"keras_retinanet.data.tfrecord.{name} moved to keras_retinanet.data.{name}", DeprecationWarning,
-                  stacklevel=2)
-    return getattr(importlib.import_module("keras_retinanet.data.reading"), name)
+# `read_tfrecord` moved to `keras_retinanet.data.reading` (one signature for every format).
+__getattr__ = moved_names(__name__, {"read_tfrecord": "keras_retinanet.data"})

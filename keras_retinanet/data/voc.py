@@ -2,9 +2,7 @@
 
 `keras_retinanet.data.read_voc` reads them, with the folder of images, into a `DetectionDataset`."""
 
-import importlib
 import os
-import warnings
 
 import numpy as np
 from defusedxml import DefusedXmlException, ElementTree
@@ -12,6 +10,7 @@ from defusedxml import DefusedXmlException, ElementTree
 from keras_retinanet.data.classes import NamedClasses
 from keras_retinanet.data.files import parse_number, read_data_file
 from keras_retinanet.data.records import AnnotatedImage, Annotations, DataError
+from keras_retinanet.deprecation import moved_names
 
 
 def parse_voc(annotations, classes=None):
@@ -127,11 +126,5 @@ def _number(element, key, where, integer=False):
     return parse_number(_text(element, key, where), f"<{key}>", where, integer)
 
 
-def __getattr__(name):
-    """`read_voc`, which moved to `keras_retinanet.data.reading` (one signature for every format), with a
-    DeprecationWarning."""
-    if name != "read_voc":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    warnings.warn(f"keras_retinanet.data.voc.{name} moved to keras_retinanet.data.{name}", DeprecationWarning,
-                  stacklevel=2)
-    return getattr(importlib.import_module("keras_retinanet.data.reading"), name)
+# `read_voc` moved to `keras_retinanet.data.reading` (one signature for every format).
+__getattr__ = moved_names(__name__, {"read_voc": "keras_retinanet.data"})
