@@ -231,8 +231,10 @@ class DataConfig:
     """Datasets and input pipeline: resize to `min_size` on the shorter side (longer side <= `max_size`).
 
     `max_boxes` is the most ground-truth boxes (crowd regions included) of any image: an image with more is an
-    error, never truncated. `cache_images` keeps decoded images in memory, for small datasets. Images are padded
-    to multiples of `size_divisor` (128: every pyramid level tiles the image exactly). `resize_rule`
+    error, never truncated; None (the default) takes the training split's most, rounded up to a multiple of 8
+    (`keras_retinanet.data.pipeline.needed_max_boxes`), and training writes it into the saved config.
+    `cache_images` keeps decoded images in memory, for small datasets. Images are padded to multiples of
+    `size_divisor` (128: every pyramid level tiles the image exactly). `resize_rule`
     "torchvision" resizes and pads exactly as torchvision's detectors do (with `size_divisor` 32 and the backbone's
     "torch" normalisation), for converted torchvision weights; "detectron" as Detectron does (see
     `keras_retinanet.data.pipeline.RESIZE_RULES`). `strict`, `verify_images` and `max_image_pixels`
@@ -245,7 +247,7 @@ class DataConfig:
     max_size: int = ranged(1333, IMAGE_SIDE)
     horizontal_flip: bool = True
     scale_jitter: tuple[float, float] = ranged((1.0, 1.0), "(0, inf)")
-    max_boxes: int = ranged(100, PER_IMAGE)
+    max_boxes: Optional[int] = ranged(None, PER_IMAGE)
     seed: int = ranged(0, f"[0, {2**32 - 1}]")
     cache_images: bool = False
     size_divisor: int = ranged(128, "[1, 1024]")

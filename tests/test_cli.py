@@ -25,7 +25,6 @@ data:
   val: {annotations: DATA/annotations/instances_val.json, images: DATA/val}
   min_size: 96
   max_size: 96
-  max_boxes: 8
 train:
   batch_size: 4
   iterations: 6
@@ -67,6 +66,8 @@ def test_train_evaluate_predict(experiment):
     assert "iteration 6: COCO AP" in result.stdout
     for name in ("config.yaml", "model.keras", "logs"):
         assert os.path.exists(os.path.join(model_dir, name))
+    with open(os.path.join(model_dir, "config.yaml")) as stream:  # data.max_boxes left out: at most 3 boxes -> 8
+        assert "\n  max_boxes: 8\n" in stream.read()
 
     out = str(root / "eval")
     result = run_cli("evaluate", f"--model_dir={model_dir}", f"--output_dir={out}")

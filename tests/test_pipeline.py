@@ -14,6 +14,7 @@ from keras_retinanet.data.pipeline import (
     decode_pixels,
     inference_dataset,
     load_images,
+    needed_max_boxes,
     preprocess_image,
     resize_image,
     resized_size,
@@ -114,9 +115,25 @@ def test_ignore_regions_and_max_boxes(tmp_path):
     _, targets = next(iter(training_dataset(dataset, config, 1)))
     assert targets["labels"][0].numpy().tolist() == [0, -2, -1]
     expected = (f"{record.path} (image 1 of {tmp_path}): 2 boxes (ignore regions included), more than "
-                "data.max_boxes=1; set data.max_boxes to 2 or more")
+                "data.max_boxes=1; set data.max_boxes to 2 or more, or leave it out (null) to take what the data "
+                "needs")
     with pytest.raises(DataError, match=f"^{re.escape(expected)}$"):
         training_dataset(dataset, DataConfig(max_boxes=1), 1)
+
+
+@pytest.mark.parametrize(("counts", "rows"), [((0, 0), 8), ((1, 3), 8), ((8, 2), 8), ((9,), 16), ((30, 1), 32)])
+def test_max_boxes_left_out_pads_to_the_most_crowded_image_rounded_up_to_8(tmp_path, counts, rows):
+    """`data.max_boxes: null` (the default) takes the training split's most boxes (ignore regions count), rounded up
+    to a multiple of 8: every box of every image reaches the batch, none is cut."""
+    boxes = [[[x, x, x + 3, x + 3] for x in range(count)] for count in counts]
+    dataset = _dataset(tmp_path, sizes=((40, 48),) * len(counts), boxes=boxes)
+    assert DataConfig().max_boxes is None and needed_max_boxes(dataset) == rows
+    config = DataConfig(min_size=40, max_size=48, horizontal_flip=False)
+    _, targets = next(iter(training_dataset(dataset, config, len(counts))))
+    assert targets["labels"].shape == (len(counts), rows)
+    assert sorted((targets["labels"].numpy() >= 0).sum(axis=1).tolist()) == sorted(counts)
+    with pytest.raises(DataError, match="the training set has no images"):
+        needed_max_boxes(DetectionDataset([], ["box"], [1], source="empty"))
 
 
 def test_inference_batches_map_back_to_original_pixels(tmp_path):

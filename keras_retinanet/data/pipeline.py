@@ -24,6 +24,10 @@ from keras_retinanet.data.records import DataError
 SIZE_DIVISOR = 128
 
 
+# `data.max_boxes` left to the data rounds the most boxes of an image up to a multiple of this: a few more padded
+# rows cost nothing, and a dataset grown by a box or two keeps its batch shapes.
+MAX_BOXES_MULTIPLE = 8
+
 # The most encoded images a shuffle buffer holds for datasets that embed their images (TFRecord); datasets of
 # image files shuffle all their paths.
 EMBEDDED_SHUFFLE_BUFFER = 2048
@@ -226,14 +230,7 @@ def training_dataset(dataset, config, batch_size, skip_batches=0):
     memory (for small datasets: it saves decoding them again every epoch). `skip_batches` starts the stream that
     many batches in, without decoding what it skips (a resumed run continues where the backup left off).
     """
-    if not dataset.records:
-        raise ValueError(f"{dataset.source}: the training set has no images")
-    crowded = max(dataset.records, key=lambda record: len(record.boxes) + len(record.ignore_boxes))
-    most_boxes = len(crowded.boxes) + len(crowded.ignore_boxes)
-    if most_boxes > config.max_boxes:
-        raise DataError(f"{crowded.path} (image {crowded.image_id} of {dataset.source}): {most_boxes} boxes (ignore "
-                        f"regions included), more than data.max_boxes={config.max_boxes}; set data.max_boxes to "
-                        f"{most_boxes} or more")
+    max_boxes = needed_max_boxes(dataset, config.max_boxes)
     skipped = skip_batches * batch_size
     batches = (
         _decoded_records(dataset, config, skipped)
@@ -241,12 +238,29 @@ def training_dataset(dataset, config, batch_size, skip_batches=0):
         .map(_augmentation(config), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .padded_batch(
             batch_size,
-            padded_shapes=([None, None, 3], {"boxes": [config.max_boxes, 4], "labels": [config.max_boxes]}),
+            padded_shapes=([None, None, 3], {"boxes": [max_boxes, 4], "labels": [max_boxes]}),
             padding_values=(0.0, {"boxes": 0.0, "labels": GroundTruth.PADDING}),
             drop_remainder=True,
         )
     )
     return _add_padding_pixel(batches, config.resize_rule).prefetch(tf.data.AUTOTUNE)
+
+
+def needed_max_boxes(dataset, max_boxes=None):
+    """The rows every training image's ground truth is padded to: `max_boxes` (`data.max_boxes`), checked against
+    `dataset`'s most crowded image (a DataError naming it when it has more), or, for None, that image's count
+    (boxes and ignore regions) rounded up to a multiple of `MAX_BOXES_MULTIPLE`."""
+    if not dataset.records:
+        raise DataError(f"{dataset.source}: the training set has no images")
+    crowded = max(dataset.records, key=lambda record: len(record.boxes) + len(record.ignore_boxes))
+    most_boxes = len(crowded.boxes) + len(crowded.ignore_boxes)
+    if max_boxes is None:
+        return max(1, -(-most_boxes // MAX_BOXES_MULTIPLE)) * MAX_BOXES_MULTIPLE
+    if most_boxes > max_boxes:
+        raise DataError(f"{crowded.path} (image {crowded.image_id} of {dataset.source}): {most_boxes} boxes (ignore "
+                        f"regions included), more than data.max_boxes={max_boxes}; set data.max_boxes to "
+                        f"{most_boxes} or more, or leave it out (null) to take what the data needs")
+    return max_boxes
 
 
 def _decoded_records(dataset, config, skip=0):

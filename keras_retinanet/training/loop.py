@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from keras_retinanet.config import ConfigError, dump_config, load_config, shown
-from keras_retinanet.data.pipeline import training_dataset
+from keras_retinanet.data.pipeline import needed_max_boxes, training_dataset
 from keras_retinanet.data.splits import official_ground_truth, read_split
 from keras_retinanet.inference import MODEL_FILE
 from keras_retinanet.models import build_detector
@@ -57,7 +57,7 @@ def train(config, model_dir, strategy="default", verbose=1, communication="auto"
     strategy = make_strategy(strategy, communication)
     train_config = config.train
     if train_config.eval_every % train_config.checkpoint_every:
-        raise ValueError(
+        raise ConfigError(
             f"train.eval_every ({train_config.eval_every}) must be a multiple of train.checkpoint_every "
             f"({train_config.checkpoint_every})"
         )
@@ -73,6 +73,8 @@ def train(config, model_dir, strategy="default", verbose=1, communication="auto"
         tf.config.experimental.enable_op_determinism()
     chief = is_chief(strategy)
     train_set = read_split(config.data.train, config.data)
+    config = dataclasses.replace(config, data=dataclasses.replace(
+        config.data, max_boxes=needed_max_boxes(train_set, config.data.max_boxes)))  # saved as resolved
     val_set = read_split(config.data.val, config.data) if config.data.val.annotations and chief else None
     if chief:
         os.makedirs(model_dir, exist_ok=True)
