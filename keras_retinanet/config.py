@@ -94,12 +94,19 @@ class BackboneConfig:
 
 @dataclasses.dataclass
 class AnchorConfig:
-    """`keras_retinanet.layers.AnchorGenerator` arguments; `sizes` None means the paper's 32 ... 512."""
+    """`keras_retinanet.layers.AnchorGenerator` arguments; `sizes` None means the paper's 32 ... 512. `fit`: at the
+    start of training, fit `sizes`, `scales` and `aspect_ratios` to the training boxes (the count per location
+    kept) and store them in the model and the run's config; a resumed run keeps them."""
 
     sizes: Optional[tuple[float, ...]] = ranged(None, "(0, inf)")
     scales: tuple[float, ...] = ranged((1.0, 2 ** (1 / 3), 2 ** (2 / 3)), "(0, inf)")
     aspect_ratios: tuple[float, ...] = ranged((0.5, 1.0, 2.0), "(0, inf)")
     mode: str = "paper"
+    fit: bool = False
+
+    def generator_arguments(self):
+        """The `AnchorGenerator` constructor arguments (all but `fit`)."""
+        return {name: value for name, value in vars(self).items() if name != "fit"}
 
 
 @dataclasses.dataclass

@@ -10,7 +10,8 @@ from keras_retinanet.models.retinanet import RetinaNet
 
 def build_anchor_generator(config):
     """The `AnchorGenerator` an `AnchorConfig` describes, for the levels the `FeaturePyramid` produces."""
-    return AnchorGenerator(min_level=FeaturePyramid.min_level, max_level=FeaturePyramid.max_level, **vars(config))
+    return AnchorGenerator(min_level=FeaturePyramid.min_level, max_level=FeaturePyramid.max_level,
+                           **config.generator_arguments())
 
 
 def build_matcher(config):
