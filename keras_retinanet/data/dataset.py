@@ -4,6 +4,8 @@ import dataclasses
 
 import numpy as np
 
+from keras_retinanet.data.records import DataError
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class ImageRecord:
@@ -129,7 +131,7 @@ class DetectionDataset:
         if not 0 <= index < count:
             raise ValueError(f"{self.source}: worker {index} of {count} does not exist")
         if len(self.records) < count:
-            raise ValueError(f"{self.source}: {len(self.records)} images cannot be shared by {count} workers")
+            raise DataError(f"{self.source}: {len(self.records)} images cannot be shared by {count} workers")
         if count == 1:
             return self
         if self.image_source is not None:
@@ -137,7 +139,7 @@ class DetectionDataset:
         else:
             indices, image_source = range(index, len(self.records), count), None
         if not len(indices):
-            raise ValueError(f"{self.source}: worker {index} of {count} gets no images (too few files to split by "
+            raise DataError(f"{self.source}: worker {index} of {count} gets no images (too few files to split by "
                              "file and by record; write more, smaller TFRecord shards)")
         return dataclasses.replace(self, records=[self.records[i] for i in indices], image_source=image_source)
 

@@ -16,9 +16,16 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from keras_retinanet.data.records import DataError
+from keras_retinanet.errors import InputError
+
 # The order of COCOeval.stats.
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 EVALUATORS = ("pycocotools", "faster_coco_eval")
+
+
+class EvaluatorError(InputError, ValueError):
+    """An evaluator that is unknown, or not installed."""
 
 
 def evaluator_classes(evaluator):
@@ -30,10 +37,10 @@ def evaluator_classes(evaluator):
             from faster_coco_eval import COCO as FasterCOCO
             from faster_coco_eval import COCOeval_faster
         except ImportError:
-            raise ValueError("evaluator 'faster_coco_eval' needs the faster-coco-eval package (pip install "
+            raise EvaluatorError("evaluator 'faster_coco_eval' needs the faster-coco-eval package (pip install "
                              "faster-coco-eval), or choose 'pycocotools'") from None
         return FasterCOCO, functools.partial(COCOeval_faster, print_function=print)
-    raise ValueError(f"evaluator must be one of {EVALUATORS}, got {evaluator!r}")
+    raise EvaluatorError(f"evaluator must be one of {EVALUATORS}, got {evaluator!r}")
 
 
 def detections_to_coco_results(image_ids, detections, category_ids):
@@ -144,7 +151,7 @@ def evaluate_coco(ground_truth, results, image_ids=None, evaluator="pycocotools"
     names = [coco_gt.cats[category_id]["name"] for category_id in sorted(coco_gt.cats)]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
-        raise ValueError(f"ground truth has duplicate category names {duplicates}: per-class AP needs unique names")
+        raise DataError(f"ground truth has duplicate category names {duplicates}: per-class AP needs unique names")
 
     with contextlib.redirect_stdout(io.StringIO()):
         # loadRes adds keys to the dicts it gets, and raises on an empty list.

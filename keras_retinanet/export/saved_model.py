@@ -29,10 +29,12 @@ import tempfile
 import keras
 import tensorflow as tf
 
+from keras_retinanet.config import ConfigError
 from keras_retinanet.data.classes import write_label_map
 from keras_retinanet.data.image_header import encoded_image_size
 from keras_retinanet.data.pipeline import decode_pixels, preprocess_image
 from keras_retinanet.inference import detections_in_original_pixels, model_data_config, stored_data_config
+from keras_retinanet.errors import ModelError
 from keras_retinanet.layers import DetectionDecoder
 
 LABEL_MAP_JSON = "label_map.json"
@@ -62,7 +64,7 @@ def export_saved_model(model, output_dir, min_size=None, max_size=None, size_div
     data_config = dataclasses.replace(data_config,
                                       **{name: value for name, value in given.items() if value is not None})
     if data_config.max_image_pixels < 1:
-        raise ValueError(f"max_image_pixels must be positive, got {data_config.max_image_pixels}")
+        raise ConfigError(f"max_image_pixels must be positive, got {data_config.max_image_pixels}")
     labels = label_map(model)
     decoder = export_decoder(model, score_threshold, iou_threshold, max_detections)
     detector = _ServingDetector(model, data_config, decoder, list(labels))
@@ -195,7 +197,7 @@ def label_map(model):
     category_ids = model.metadata.get("category_ids")
     class_names = model.metadata.get("class_names")
     if category_ids is None or class_names is None or not len(category_ids) == len(class_names) == model.num_classes:
-        raise ValueError(
+        raise ModelError(
             f"the model's metadata needs `category_ids` and `class_names`, one per class ({model.num_classes}), for "
             "the exported detection_classes and label map, as bin/train stores them"
         )
