@@ -23,7 +23,7 @@ def evaluate_model(model, dataset, data_config, batch_size, ground_truth=None, e
     metadata = model.metadata or {}
     label_map = dict(zip(metadata["category_ids"], metadata["class_names"])) if "category_ids" in metadata else None
     detections = detect(model, dataset, data_config, batch_size, progress)
-    return _evaluate(detections, dataset, label_map, ground_truth, evaluator)
+    return evaluate_detections(detections, dataset, label_map, ground_truth, evaluator)
 
 
 def evaluate_litert(detector, dataset, ground_truth=None, evaluator="pycocotools", progress=False):
@@ -35,6 +35,13 @@ def evaluate_litert(detector, dataset, ground_truth=None, evaluator="pycocotools
     for image in load_images(dataset):
         per_image.append(detector.detect_image(image))
         update(len(per_image))
+    per_image = [{**found, "classes": [labels[i] for i in found["category_ids"]]} for found in per_image]
+    return evaluate_detections(batched_detections(per_image), dataset, detector.label_map, ground_truth, evaluator)
+
+
+def batched_detections(per_image):
+    """Per-image detections ([{"boxes" [D, 4], "scores" [D], "classes" [D] labels}]) as one padded batch, as
+    `RetinaNet.predict` returns them (classes -1 where padded)."""
     size = max([len(found["scores"]) for found in per_image], default=0)
     detections = {
         "boxes": np.zeros((len(per_image), size, 4), np.float32),
@@ -44,13 +51,16 @@ def evaluate_litert(detector, dataset, ground_truth=None, evaluator="pycocotools
     }
     for row, found in enumerate(per_image):
         count = len(found["scores"])
-        detections["boxes"][row, :count] = found["boxes"]
+        detections["boxes"][row, :count] = np.reshape(found["boxes"], (count, 4))
         detections["scores"][row, :count] = found["scores"]
-        detections["classes"][row, :count] = [labels[i] for i in found["category_ids"]]
-    return _evaluate(detections, dataset, detector.label_map, ground_truth, evaluator)
+        detections["classes"][row, :count] = found["classes"]
+    return detections
 
 
-def _evaluate(detections, dataset, label_map, ground_truth, evaluator):
+def evaluate_detections(detections, dataset, label_map=None, ground_truth=None, evaluator="pycocotools"):
+    """(evaluation, results) of batched `detections` (as `RetinaNet.predict` returns them, in original pixels, one
+    row per record of `dataset`) of a detector with `label_map` ({category id: name} in label order; None: the
+    dataset's classes); what `evaluate_model` does once it has detected, for any detector."""
     image_ids = [record.image_id for record in dataset.records]
     known = set(dataset.category_ids)
     results = detections_to_coco_results(image_ids, detections, result_category_ids(label_map, dataset))
