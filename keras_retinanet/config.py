@@ -233,6 +233,73 @@ class SplitConfig:
     classes: str = ""
 
 
+class AugmentationStep:
+    """A step of `data.augmentation`: a dataclass whose `type` names it (`AUGMENTATION_STEPS`), applied with
+    `probability`; `keras_retinanet.data.augmentation` does what it says."""
+
+
+@dataclasses.dataclass
+class PhotometricDistortion(AugmentationStep):
+    """SSD's colour changes: brightness, contrast and saturation each multiplied by a factor drawn from its range,
+    the hue turned by a fraction of the hue circle drawn from `hue`, each with `probability` (on its own)."""
+
+    type: str = "photometric"
+    probability: float = ranged(0.5, "[0, 1]")
+    brightness: tuple[float, float] = ranged((0.875, 1.125), "[0, inf)")
+    contrast: tuple[float, float] = ranged((0.5, 1.5), "[0, inf)")
+    saturation: tuple[float, float] = ranged((0.5, 1.5), "[0, inf)")
+    hue: tuple[float, float] = ranged((-0.05, 0.05), "[-0.5, 0.5]")
+
+
+@dataclasses.dataclass
+class IoUCrop(AugmentationStep):
+    """SSD's random crop: a minimum IoU drawn from `min_ious` (null: keep the whole image; 0: any patch), then up
+    to `trials` patches (sides a `scale` share of the image's, width / height within `aspect_ratio`) until one has
+    an object whose centre it holds at that IoU or more (none: the whole image). Boxes whose centre leaves the
+    patch are dropped, the others clipped to it."""
+
+    type: str = "iou_crop"
+    probability: float = ranged(1.0, "[0, 1]")
+    min_ious: tuple[Optional[float], ...] = ranged((None, 0.0, 0.1, 0.3, 0.5, 0.7, 0.9), "[0, 1]")
+    scale: tuple[float, float] = ranged((0.3, 1.0), "(0, 1]")
+    aspect_ratio: tuple[float, float] = ranged((0.5, 2.0), "(0, inf)")
+    trials: int = ranged(40, "[1, 1000]")
+
+
+@dataclasses.dataclass
+class ZoomOut(AugmentationStep):
+    """SSD's expansion: the image placed at random on a canvas `ratio` times its sides (drawn from the range),
+    filled with the resize rule's padding pixel (`keras_retinanet.data.pipeline.padding_pixel`)."""
+
+    type: str = "zoom_out"
+    probability: float = ranged(0.5, "[0, 1]")
+    ratio: tuple[float, float] = ranged((1.0, 4.0), "[1, 8]")
+
+
+@dataclasses.dataclass
+class RandomResize(AugmentationStep):
+    """The resize to `data.min_size` / `max_size`, both times a factor drawn from `scale` (multi-scale training;
+    factor 1 without `probability`). A list without a resize step resizes last, by factor 1."""
+
+    type: str = "resize"
+    probability: float = ranged(1.0, "[0, 1]")
+    scale: tuple[float, float] = ranged((1.0, 1.0), "(0, inf)")
+
+
+@dataclasses.dataclass
+class HorizontalFlip(AugmentationStep):
+    """The image and its boxes mirrored left-right."""
+
+    type: str = "horizontal_flip"
+    probability: float = ranged(0.5, "[0, 1]")
+
+
+# `data.augmentation` step types: `type` -> its settings.
+AUGMENTATION_STEPS = {step.type: step for step in (
+    PhotometricDistortion, IoUCrop, ZoomOut, RandomResize, HorizontalFlip
+)}
+
+
 @dataclasses.dataclass
 class DataConfig:
     """Datasets and input pipeline: resize to `min_size` on the shorter side (longer side <= `max_size`).
@@ -246,6 +313,9 @@ class DataConfig:
     "torch" normalisation), for converted torchvision weights; "detectron" as Detectron does (see
     `keras_retinanet.data.pipeline.RESIZE_RULES`). `strict`, `verify_images` and `max_image_pixels`
     set the bad-input policy (`keras_retinanet.data.policy.DataPolicy`).
+
+    `augmentation` lists the training augmentation steps, in order (`AUGMENTATION_STEPS`; see
+    `augmentation_steps`); None (the default) is a resize with `scale_jitter`, then a flip if `horizontal_flip`.
     """
 
     train: SplitConfig = dataclasses.field(default_factory=SplitConfig)
@@ -262,6 +332,17 @@ class DataConfig:
     strict: bool = False
     verify_images: bool = True
     max_image_pixels: int = ranged(50_000_000, "[1, inf)")
+    augmentation: Optional[tuple[AugmentationStep, ...]] = dataclasses.field(
+        default=None, metadata={"steps": AUGMENTATION_STEPS}
+    )
+
+    def augmentation_steps(self):
+        """The augmentation steps training applies: `augmentation`, or those `scale_jitter` and `horizontal_flip`
+        say; a resize (by factor 1) appended where the list has none."""
+        if self.augmentation is None:
+            return (RandomResize(scale=self.scale_jitter), *([HorizontalFlip()] if self.horizontal_flip else []))
+        resizes = [step for step in self.augmentation if step.type == RandomResize.type]
+        return self.augmentation if resizes else (*self.augmentation, RandomResize())
 
 
 @dataclasses.dataclass
@@ -368,6 +449,17 @@ def _takes_imagenet_weights(backbone):
     return backbone.bn_epsilon == BackboneConfig.bn_epsilon  # keras.applications' epsilon
 
 
+def _ordered(name):
+    """The relation of a (lowest, highest) range setting."""
+    return Relation((name,), "holds the lowest and the highest value: the first must not exceed the second",
+                    lambda section: getattr(section, name)[0] <= getattr(section, name)[1])
+
+
+def _steps_of(data, step_type):
+    """The steps of `step_type` in `data.augmentation` (a `DataConfig`'s)."""
+    return [step for step in data.augmentation or () if isinstance(step, step_type)]
+
+
 # The relations of each section, checked once it is read (`from_dict`); the ranges of single settings are their
 # fields' (`ranged`), the allowed values of named choices `choices()`'s.
 RELATIONS = {
@@ -406,7 +498,21 @@ RELATIONS = {
                  lambda data: data.min_size <= data.max_size),
         Relation(("scale_jitter",), "holds the lowest and the highest factor: the first must not exceed the second",
                  lambda data: data.scale_jitter[0] <= data.scale_jitter[1]),
+        Relation(("augmentation", "scale_jitter"), "a list of augmentation steps replaces scale_jitter: give its "
+                 "range as the scale of a resize step",
+                 lambda data: data.augmentation is None or tuple(data.scale_jitter) == DataConfig.scale_jitter),
+        Relation(("augmentation", "horizontal_flip"), "horizontal_flip false contradicts the list's horizontal_flip "
+                 "step", lambda data: data.horizontal_flip or not _steps_of(data, HorizontalFlip)),
+        Relation(("augmentation",), "holds at most one resize step",
+                 lambda data: len(_steps_of(data, RandomResize)) < 2),
     ),
+    PhotometricDistortion: tuple(_ordered(name) for name in ("brightness", "contrast", "saturation", "hue")),
+    IoUCrop: (
+        _ordered("scale"), _ordered("aspect_ratio"),
+        Relation(("min_ious",), "must not be empty", lambda crop: len(crop.min_ious) > 0),
+    ),
+    ZoomOut: (_ordered("ratio"),),
+    RandomResize: (_ordered("scale"),),
     TrainConfig: (
         Relation(("eval_every", "checkpoint_every"), "evaluation runs at the end of a checkpoint interval: eval_every "
                  "must be a multiple of checkpoint_every",
@@ -542,6 +648,8 @@ def from_dict(cls, data, source="<dict>", prefix=""):
         field_type = typing.get_type_hints(cls)[name]
         if dataclasses.is_dataclass(field_type):
             values[name] = from_dict(field_type, data[name], source, key + ".")
+        elif "steps" in field.metadata:
+            values[name] = _steps(data[name], field.metadata["steps"], key, source)
         else:
             values[name] = _convert(data[name], field_type, key, source, field.metadata.get("range"))
         allowed = choices().get(key)
@@ -556,6 +664,24 @@ def from_dict(cls, data, source="<dict>", prefix=""):
             settings = ", ".join(f"'{prefix}{key}' = {shown(getattr(section, key))}" for key in relation.keys)
             raise ConfigError(f"{source}: {settings}: {relation.text}")
     return section
+
+
+def _steps(value, kinds, key, source):
+    """A list of typed steps (`data.augmentation`), None as None: each a mapping of its `type`, one of `kinds`
+    ({type: dataclass}), and that dataclass's settings."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{source}: '{key}' must be a list of steps (mappings with a type), got {shown(value)}")
+    steps = []
+    for index, step in enumerate(value):
+        where = f"{key}[{index}]"
+        kind = step.get("type") if isinstance(step, dict) else None
+        if not isinstance(kind, str) or kind not in kinds:
+            got = f"got {shown(kind)}" if isinstance(step, dict) else f"the step is {shown(step)}"
+            raise ConfigError(f"{source}: '{where}.type' must be one of {tuple(kinds)}, {got}")
+        steps.append(from_dict(kinds[kind], step, source, where + "."))
+    return tuple(steps)
 
 
 def _renamed_keys_moved(data, prefix, source):

@@ -15,6 +15,10 @@ the split of --config.
 ground-truth boxes in their class colour, captioned with the class and the IoU of their best anchor; the anchors
 they match (IoU >= model.matcher.positive_threshold) as thin cyan outlines; the best anchor of each box in magenta (even
 below the threshold); ignore regions as dashed outlines.
+
+--draw_augmented=N --output_dir=DIR writes N training images as the training pipeline gives them to the model
+(shuffled by data.seed, augmented by data.augmentation, resized and padded) to augmented_0000.png ...: their boxes
+in their class colours, captioned with the class, and ignore regions as dashed outlines.
 """
 
 import dataclasses
@@ -36,12 +40,16 @@ flags.DEFINE_string("classes", None, "Class file (data.<split>.classes); default
 flags.DEFINE_boolean("strict", None, "Every skip or change of the bad-input policy is an error (data.strict).")
 flags.DEFINE_boolean("verify_images", None, "Decode every image, not only its header (data.verify_images).")
 flags.DEFINE_integer("draw", 0, "Draw the first N images with their boxes and matched anchors.", lower_bound=0)
-flags.DEFINE_string("output_dir", None, "Folder for the --draw PNG files.")
+flags.DEFINE_integer("draw_augmented", 0, "Draw N training images as augmented by data.augmentation (the training "
+                                         "pipeline's output), with their boxes.", lower_bound=0)
+flags.DEFINE_string("output_dir", None, "Folder for the --draw and --draw_augmented PNG files.")
+
 
 def main(argv):
     del argv
-    if FLAGS.draw and not FLAGS.output_dir:
-        raise app.UsageError("--draw needs --output_dir")
+    for name in ("draw", "draw_augmented"):
+        if getattr(FLAGS, name) and not FLAGS.output_dir:
+            raise app.UsageError(f"--{name} needs --output_dir")
     if FLAGS.config is None and FLAGS.annotations is None:
         raise app.UsageError("give --annotations (with --format, --images) or --config")
 
@@ -71,6 +79,9 @@ def main(argv):
     if FLAGS.draw:
         paths = draw_dataset(dataset, geometry, FLAGS.draw, FLAGS.output_dir)
         print(f"drew {len(paths)} images to {FLAGS.output_dir}")
+    if FLAGS.draw_augmented:
+        paths = draw_augmented(dataset, config.data, FLAGS.draw_augmented, FLAGS.output_dir)
+        print(f"drew {len(paths)} augmented training images to {FLAGS.output_dir}")
 
 
 def draw_dataset(dataset, geometry, count, output_dir):
@@ -97,6 +108,34 @@ def draw_dataset(dataset, geometry, count, output_dir):
         )
         name = os.path.splitext(os.path.basename(record.path))[0] or str(record.image_id)
         path = os.path.join(output_dir, f"{index:04d}_{name}.png")
+        picture.save(path)
+        paths.append(path)
+        update(len(paths))
+    return paths
+
+
+def draw_augmented(dataset, data, count, output_dir):
+    """Writes `count` images of `dataset` as `keras_retinanet.data.pipeline.training_dataset` gives them per `data`
+    (a `DataConfig`), with their boxes and ignore regions (dashed), to `augmented_0000.png` ... in `output_dir`,
+    with a progress bar; returns their paths."""
+    import numpy as np
+
+    from keras_retinanet.boxes.labels import GroundTruth
+    from keras_retinanet.data.pipeline import training_dataset
+    from keras_retinanet.progress import image_progress
+    from keras_retinanet.visualization import draw_detections
+
+    os.makedirs(output_dir, exist_ok=True)
+    paths = []
+    update = image_progress(count)
+    for images, targets in training_dataset(dataset, data, batch_size=1).take(count):
+        boxes, labels = targets["boxes"][0].numpy(), targets["labels"][0].numpy()
+        picture = draw_detections(
+            np.clip(np.round(images[0].numpy()), 0, 255).astype(np.uint8), boxes[labels >= 0],
+            labels=labels[labels >= 0], class_names=dataset.class_names,
+            ground_truth_boxes=boxes[labels == GroundTruth.IGNORE_REGION],
+        )
+        path = os.path.join(output_dir, f"augmented_{len(paths):04d}.png")
         picture.save(path)
         paths.append(path)
         update(len(paths))

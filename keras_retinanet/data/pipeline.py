@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_retinanet.boxes.labels import GroundTruth
+from keras_retinanet.data import augmentation
 from keras_retinanet.data.dataset import DetectionDataset
 from keras_retinanet.data.images import inspect_image
 from keras_retinanet.data.records import DataError
@@ -190,14 +191,6 @@ def _add_padding_pixel(batches, resize_rule):
     return batches.map(lambda images, info: (images + pad_pixel, info))
 
 
-def _scale_boxes(boxes, scale):
-    return boxes * tf.stack([scale[1], scale[0], scale[1], scale[0]])
-
-
-def _flip_boxes(boxes, width):
-    return tf.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], axis=1)
-
-
 def _records_to_tensors(dataset):
     """Flat tensors of all records: ground truth as ragged rows, ignore regions appended with label
     `GroundTruth.IGNORE_REGION`."""
@@ -223,8 +216,9 @@ def _records_to_tensors(dataset):
 def training_dataset(dataset, config, batch_size, skip_batches=0):
     """Endless, shuffled, augmented training batches of `dataset` (a `DetectionDataset`) per `config` (`DataConfig`).
 
-    Each image is resized with its shorter side at `min_size` times a scale-jitter factor drawn from
-    `config.scale_jitter`, flipped with probability 0.5 when `horizontal_flip`, and padded to multiples of
+    Each image goes through the augmentation steps of `config.augmentation_steps()` (`data.augmentation`; by
+    default a resize with its shorter side at `min_size` times a factor drawn from `scale_jitter`, then a flip with
+    probability 0.5 when `horizontal_flip`: see `keras_retinanet.data.augmentation`) and is padded to multiples of
     `size_divisor`; batches are padded to their largest image. Images without boxes stay in as negatives. With the
     same `seed`, the same batches come out, whatever the parallelism. `cache_images` keeps the decoded images in
     memory (for small datasets: it saves decoding them again every epoch). `skip_batches` starts the stream that
@@ -287,26 +281,20 @@ def _decoded_records(dataset, config, skip=0):
 
 
 def _augmentation(config):
-    """(index, record) -> (image padded to `size_divisor` minus the padding pixel, {"boxes", "labels"}): scale
-    jitter and flip drawn from `config.seed` and the element's index, so that any parallelism gives the same."""
-    low, high = config.scale_jitter
+    """(index, record) -> (image padded to `size_divisor` minus the padding pixel, {"boxes", "labels"}): the steps
+    of `config.augmentation_steps()`, drawn from `config.seed` and the element's index, so that any parallelism
+    gives the same."""
+    steps, fill = config.augmentation_steps(), padding_pixel(config.resize_rule)
+
+    def resize(image, factor):
+        return resize_image(image, config.min_size * factor, config.max_size * factor, config.resize_rule)
 
     def augment(index, element):
         seed = tf.stack([tf.constant(config.seed, tf.int64), index])
-        jitter = tf.random.stateless_uniform([], seed, low, high)
-        image, scale = resize_image(
-            element["image"], config.min_size * jitter, config.max_size * jitter, config.resize_rule
+        image, boxes, labels = augmentation.augment(
+            element["image"], element["boxes"], element["labels"], steps, seed, resize, fill
         )
-        boxes = _scale_boxes(element["boxes"], scale)
-        if config.horizontal_flip:
-            flip = tf.random.stateless_uniform([], seed + 1) < 0.5
-            width = tf.cast(tf.shape(image)[1], tf.float32)
-            image = tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
-            boxes = tf.cond(flip, lambda: _flip_boxes(boxes, width), lambda: boxes)
-        return _centred_padding(image, config.size_divisor, config.resize_rule), {
-            "boxes": boxes,
-            "labels": element["labels"],
-        }
+        return _centred_padding(image, config.size_divisor, config.resize_rule), {"boxes": boxes, "labels": labels}
 
     return augment
 
