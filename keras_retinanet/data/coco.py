@@ -13,11 +13,13 @@ import numpy as np
 from keras_retinanet.config import cut, shown
 from keras_retinanet.data.classes import MAX_CATEGORY_ID
 from keras_retinanet.data.files import read_data_file
-from keras_retinanet.data.records import AnnotatedImage, Annotations, DataError
+from keras_retinanet.data.records import AnnotatedImage, Annotations, DataError, Locations
 from keras_retinanet.deprecation import moved_names
 
 # JSON numbers: integers within int64 (image ids go into int64 arrays), floats of at most this many characters.
 _INT64 = range(-(2**63), 2**63)
+# 19 digits in a row: the shortest integer literal that may leave int64 (2^63 has 19 digits).
+_LONG_DIGIT_RUN = re.compile(r"[0-9]{19}")
 
 
 def parse_coco(annotations):
@@ -37,15 +39,16 @@ def parse_coco(annotations):
     content = _load_instances_json(source)
     category_ids, class_names = _read_categories(content["categories"], source)
     images = _read_images(content["images"], source)
-    xyxy, image_positions, labels, crowd, locations = _read_annotations(
+    xyxy, image_positions, labels, crowd, annotation_ids = _read_annotations(
         content["annotations"], source, images, {category_id: label for label, category_id in enumerate(category_ids)}
     )
 
     def by_image(values, selected):
         return _group(values[selected], image_positions[selected], len(images))
 
-    boxes, box_labels, box_locations = (by_image(values, ~crowd) for values in (xyxy, labels, locations))
-    ignore_boxes, ignore_labels, ignore_locations = (by_image(values, crowd) for values in (xyxy, labels, locations))
+    boxes, box_labels, box_ids = (by_image(values, ~crowd) for values in (xyxy, labels, annotation_ids))
+    ignore_boxes, ignore_labels, ignore_ids = (by_image(values, crowd) for values in (xyxy, labels, annotation_ids))
+    prefix = f"{source}: annotation id "
     annotated = [
         AnnotatedImage(
             image_id=image_id,
@@ -54,10 +57,10 @@ def parse_coco(annotations):
             stated_size=(image["width"], image["height"]),
             boxes=boxes[position],
             labels=box_labels[position],
-            box_locations=box_locations[position],
+            box_locations=Locations(prefix, box_ids[position]),
             ignore_boxes=ignore_boxes[position],
             ignore_labels=ignore_labels[position],
-            ignore_locations=ignore_locations[position],
+            ignore_locations=Locations(prefix, ignore_ids[position]),
         )
         for position, (image_id, image) in enumerate(images.items())
     ]
@@ -91,6 +94,8 @@ def load_json(path, what):
     if not text.strip():
         raise DataError(f"{path}: empty file, expected JSON")
     try:
+        if not _LONG_DIGIT_RUN.search(text):  # no integer can leave int64: the parser's own, faster, integers
+            return json.loads(text)
         return json.loads(text, parse_int=_bounded_int)
     except json.JSONDecodeError as error:
         raise DataError(f"{path}: not valid JSON ({error})") from None
@@ -118,8 +123,8 @@ def _bounded_int(literal):
 
 def _read_annotations(annotations, source, images, label_of_category):
     """Checked annotations as arrays: xyxy boxes [A, 4], positions of their images in `images` [A], labels [A],
-    crowd flags [A] and where each comes from [A] (for messages). One pass in Python with cheap checks; the
-    grouping by image runs vectorised after it."""
+    crowd flags [A] and ids [A] (for messages; the position for an annotation without one). One pass in Python
+    with cheap checks; the grouping by image runs vectorised after it."""
     position_of_image = {image_id: position for position, image_id in enumerate(images)}
     bboxes, image_positions, labels, crowd, annotation_ids = [], [], [], [], []
     first_with_id = {}
@@ -150,7 +155,7 @@ def _read_annotations(annotations, source, images, label_of_category):
         image_positions.append(position_of_image[image_id])
         labels.append(label_of_category[category_id])
         crowd.append(bool(iscrowd))
-        annotation_ids.append(annotation.get("id", f"#{index} (no id)"))
+        annotation_ids.append(annotation["id"] if "id" in annotation else f"#{index} (no id)")
 
     xywh = np.array(bboxes, np.float64).reshape(-1, 4)
     with np.errstate(over="ignore"):  # x + w beyond float64: infinite, refused naming the annotation
@@ -160,8 +165,15 @@ def _read_annotations(annotations, source, images, label_of_category):
         np.array(image_positions, np.int64),
         np.array(labels, np.int32),
         np.array(crowd, bool),
-        np.array([f"{source}: annotation id {shown(i)}" for i in annotation_ids], object),
+        _object_array(annotation_ids),
     )
+
+
+def _object_array(values):
+    """`values` as a 1-D object array (np.array would make a 2-D array of ids that are lists)."""
+    array = np.empty(len(values), object)
+    array[:] = values
+    return array
 
 
 def to_coco_ground_truth(dataset, images_dir=None):

@@ -65,9 +65,11 @@ def parse_number(text, name, where, integer=False):
     return value
 
 
-def safe_image_path(images_dir, name, where):
+def safe_image_path(images_dir, name, where, real_folders=None):
     """`images_dir/name`, or DataError when `name` is absolute, leaves `images_dir` (`../`) or is (or passes through)
-    a symbolic link that leads out of it."""
+    a symbolic link that leads out of it. `real_folders`: a dict that caches the real path of each folder, for
+    checking many names (`os.path.realpath` of every name walked every folder of the path, a tenth of the time to
+    read a COCO-sized file)."""
     if not isinstance(name, str) or not name or "\0" in name:
         raise DataError(f"{where}: the image file name must be a non-empty string without NUL, got {shown(name)}")
     normalized = os.path.normpath(name)
@@ -76,12 +78,27 @@ def safe_image_path(images_dir, name, where):
             f"{where}: image path {shown(name)} must be a relative path inside the images folder {images_dir}"
         )
     path = os.path.join(images_dir, normalized)
-    real, root = os.path.realpath(path), os.path.realpath(images_dir)
+    real_folders = {} if real_folders is None else real_folders
+    real, root = _real_path(path, real_folders), _real_folder(images_dir, real_folders)
     if os.path.commonpath([real, root]) != root:
         raise DataError(
             f"{where}: image path {shown(name)} is a link to {real}, outside the images folder {images_dir}"
         )
     return path
+
+
+def _real_folder(folder, real_folders):
+    if folder not in real_folders:
+        real_folders[folder] = os.path.realpath(folder)
+    return real_folders[folder]
+
+
+def _real_path(path, real_folders):
+    """`os.path.realpath(path)`, its folder's from `real_folders`."""
+    folder, base = os.path.split(path)
+    if os.path.islink(path):
+        return os.path.realpath(path)
+    return os.path.normpath(os.path.join(_real_folder(folder, real_folders), base))
 
 
 def images_folder(images_dir, source):

@@ -29,6 +29,8 @@ _FILE_PARSERS = {
 FORMATS = ("coco", "voc", "csv", "tfrecord")
 # Threads that check images while reading (PIL releases the GIL while it decodes).
 INSPECTION_THREADS = min(8, (os.cpu_count() or 1) * 2)
+# Images each inspection task checks: one task per image spent more time handing work to threads than inspecting.
+_INSPECTION_CHUNK = 64
 # Keywords the readers had before they shared one signature.
 _OLD_KEYWORDS = {"annotations_path": "annotations", "pattern": "annotations", "images_dir": "images"}
 
@@ -62,7 +64,8 @@ def read(format, annotations, images, classes, policy):
     source = os.fspath(annotations)
     folder = images_folder(images, source)
     parsed = _FILE_PARSERS[format](source, classes or None)
-    located = [dataclasses.replace(image, path=safe_image_path(folder, image.path, image.where))
+    real_folders = {}
+    located = [dataclasses.replace(image, path=safe_image_path(folder, image.path, image.where, real_folders))
                for image in parsed.images]
     return finish_dataset(located, parsed.class_names, parsed.category_ids, parsed.source, policy)
 
@@ -151,7 +154,9 @@ def finish_dataset(images, class_names, category_ids, source, policy):
     skip and change."""
     report = DataReport(source, policy.strict)
     with concurrent.futures.ThreadPoolExecutor(max_workers=INSPECTION_THREADS) as pool:
-        infos = list(pool.map(lambda image: _inspect(image.path, policy), images))
+        chunks = [images[start:start + _INSPECTION_CHUNK] for start in range(0, len(images), _INSPECTION_CHUNK)]
+        infos = [info for chunk in pool.map(lambda chunk: [_inspect(image.path, policy) for image in chunk], chunks)
+                 for info in chunk]
     records = []
     for image, info in zip(images, infos):
         if isinstance(info, ImageProblem):

@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 
+from keras_retinanet.config import shown
 from keras_retinanet.errors import InputError
 
 
@@ -45,6 +46,23 @@ class AnnotatedImage:
     ignore_boxes: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros((0, 4)))
     ignore_labels: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int32))
     ignore_locations: list = dataclasses.field(default_factory=list)
+
+
+class Locations:
+    """Where each of a sequence of annotations comes from, `prefix` + `shown(id)`, made only when asked for: messages
+    need a few of them, and making every one was a tenth of the time to read a COCO-sized file."""
+
+    def __init__(self, prefix, ids):
+        self.prefix, self.ids = prefix, ids
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, index):
+        return f"{self.prefix}{shown(self.ids[index])}"
+
+    def __iter__(self):
+        return (self[index] for index in range(len(self)))
 
 
 @dataclasses.dataclass
