@@ -8,10 +8,13 @@ import keras
 import tensorflow as tf
 
 from keras_retinanet.config import ConfigError, dump_config, load_config, shown
+from keras_retinanet.data.anchor_fitting import fit_anchors, format_fit
 from keras_retinanet.data.pipeline import needed_max_boxes, training_dataset
 from keras_retinanet.data.splits import official_ground_truth, read_split
+from keras_retinanet.data.statistics import InputGeometry
 from keras_retinanet.inference import MODEL_FILE
 from keras_retinanet.models import build_detector
+from keras_retinanet.models.factory import build_anchor_generator, build_matcher
 from keras_retinanet.models.transfer import freeze
 from keras_retinanet.optimizers import make_optimizer
 from keras_retinanet.precision import DTYPE_POLICIES, dtype_policy_scope  # noqa: F401 (once defined here)
@@ -56,11 +59,7 @@ def train(config, model_dir, strategy="default", verbose=1, communication="auto"
     # First: MultiWorkerMirroredStrategy must be created before TensorFlow runs anything.
     strategy = make_strategy(strategy, communication)
     train_config = config.train
-    if train_config.eval_every % train_config.checkpoint_every:
-        raise ConfigError(
-            f"train.eval_every ({train_config.eval_every}) must be a multiple of train.checkpoint_every "
-            f"({train_config.checkpoint_every})"
-        )
+    _check_settings(config)
     check_jit_compile(strategy, train_config.jit_compile)
     backups = Backups(os.path.join(model_dir, "backup"))
     if not restart:
@@ -72,9 +71,7 @@ def train(config, model_dir, strategy="default", verbose=1, communication="auto"
     if train_config.deterministic:
         tf.config.experimental.enable_op_determinism()
     chief = is_chief(strategy)
-    train_set = read_split(config.data.train, config.data)
-    config = dataclasses.replace(config, data=dataclasses.replace(
-        config.data, max_boxes=needed_max_boxes(train_set, config.data.max_boxes)))  # saved as resolved
+    config, train_set = _training_split(config, model_dir, resumed=bool(backups.epochs()) and not restart)
     val_set = read_split(config.data.val, config.data) if config.data.val.annotations and chief else None
     if chief:
         os.makedirs(model_dir, exist_ok=True)
@@ -105,6 +102,50 @@ def train(config, model_dir, strategy="default", verbose=1, communication="auto"
     if chief:
         model.save(os.path.join(model_dir, MODEL_FILE))
     return model
+
+
+def _check_settings(config):
+    """A `ConfigError` for settings that contradict each other (the user's, before fine-tuning resolves them)."""
+    train_config = config.train
+    if train_config.eval_every % train_config.checkpoint_every:
+        raise ConfigError(
+            f"train.eval_every ({train_config.eval_every}) must be a multiple of train.checkpoint_every "
+            f"({train_config.checkpoint_every})"
+        )
+    if config.model.anchors.fit and config.model.init_from:
+        raise ConfigError("model.anchors.fit cannot be set with model.init_from: the anchors are the source model's "
+                          "(its head was trained on them); fit them when training from scratch")
+
+
+def _training_split(config, model_dir, resumed):
+    """(config, the training split): the split read, `data.max_boxes` resolved to what it needs and the anchors
+    fitted to it (`_with_fitted_anchors`), as the run saves the config."""
+    train_set = read_split(config.data.train, config.data)
+    config = dataclasses.replace(config, data=dataclasses.replace(
+        config.data, max_boxes=needed_max_boxes(train_set, config.data.max_boxes)))
+    return _with_fitted_anchors(config, train_set, model_dir, resumed), train_set
+
+
+def _with_fitted_anchors(config, train_set, model_dir, resumed):
+    """`config` with, under `model.anchors.fit`, the anchors fitted to `train_set` (`anchor_fitting.fit_anchors`,
+    seeded by `data.seed`), or those the run in `model_dir` fitted when it is `resumed`. Fine-tuning keeps the
+    source's anchors (`model.init_from`: `_check_settings` refused `fit` given with it; a source trained with `fit`
+    passes it on)."""
+    anchors = config.model.anchors
+    if not anchors.fit or config.model.init_from:
+        return config
+    saved = os.path.join(model_dir, CONFIG_FILE)
+    if resumed and os.path.isfile(saved):
+        fitted = load_config(saved).model.anchors
+        values = {name: getattr(fitted, name) for name in ("sizes", "scales", "aspect_ratios")}
+        print(f"model.anchors.fit: resuming with the anchors fitted at the start of the run ({saved})")
+    else:
+        geometry = InputGeometry(config.data, build_anchor_generator(anchors), build_matcher(config.model.matcher))
+        fitted = fit_anchors(train_set, geometry, seed=config.data.seed)
+        print(f"model.anchors.fit: anchors fitted to the training boxes\n{format_fit(fitted)}")
+        values = fitted.after
+    return dataclasses.replace(config, model=dataclasses.replace(config.model,
+                                                                 anchors=dataclasses.replace(anchors, **values)))
 
 
 def _compiled_model(config, strategy, train_set, source):
