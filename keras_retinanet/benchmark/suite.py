@@ -13,13 +13,15 @@ import sys
 import tempfile
 from typing import Optional
 
-from keras_retinanet.benchmark import ours
+from keras_retinanet.benchmark import dataset_scale, ours
 from keras_retinanet.benchmark import peers as peer_cases
 from keras_retinanet.benchmark.report import row
 from keras_retinanet.benchmark.timing import Setting, run_isolated
 from keras_retinanet.errors import InputError
 
 PATHS = ("forward", "predict", "train", "train_xla", "serving", "litert", "pipeline", "labelling", "onednn")
+# Paths timed only when named: reading, statistics and anchor fitting of a generated COCO-sized annotation file.
+EXTRA_PATHS = ("dataset_scale",)
 DTYPES = ("float32", "bfloat16")
 QUANTIZATIONS = ("float32", "float16", "int8")
 DATA_FORMATS = ("coco", "voc", "csv", "tfrecord")  # `keras_retinanet.data.FORMATS`, which loads TensorFlow
@@ -54,13 +56,17 @@ class BenchmarkOptions:
     litert_quantizations: tuple = QUANTIZATIONS
     litert_models: tuple = ()
     litert_threads: Optional[int] = None
+    dataset_images: int = dataset_scale.COCO_IMAGES
+    dataset_boxes: int = dataset_scale.COCO_BOXES
+    dataset_classes: int = dataset_scale.COCO_CLASSES
 
     def __post_init__(self):
-        for name, allowed in (("paths", PATHS), ("dtypes", DTYPES), ("peers", peer_cases.PEERS),
+        for name, allowed in (("paths", PATHS + EXTRA_PATHS), ("dtypes", DTYPES), ("peers", peer_cases.PEERS),
                               ("litert_quantizations", QUANTIZATIONS), ("litert_models", None)):
             object.__setattr__(self, name, _names(name, getattr(self, name), allowed))
         for name in ("image_size", "batch_size", "train_batch_size", "num_classes", "depth", "repeats",
-                     "pipeline_batches", "fit_steps", "litert_threads"):
+                     "pipeline_batches", "fit_steps", "litert_threads", "dataset_images", "dataset_boxes",
+                     "dataset_classes"):
             value = getattr(self, name)
             if value is None and name == "litert_threads":
                 continue
@@ -245,12 +251,31 @@ def _labelling_rows(run):
                 note=f"{labelled['tf_data_seconds']:.3f} s in tf.data (per image, parallel)")]
 
 
+def _dataset_scale_rows(run):
+    """Reading (image headers only), statistics and anchor fitting of a generated COCO-sized annotation file."""
+    options = run.options
+    sized = f"{options.dataset_images} images, {options.dataset_boxes} boxes, {options.dataset_classes} classes"
+    result = _measure("dataset scale", dataset_scale.dataset_scale, options.dataset_images, options.dataset_boxes,
+                      options.dataset_classes)
+    if "error" in result:
+        return [row(f"read a generated COCO-format file ({sized})", result)]
+    return [
+        row(f"read a generated COCO-format file ({sized}), image headers", result["read_seconds"],
+            note=f"{result['read_peak_rss_bytes'] / 2**30:.2f} GiB peak memory after reading"),
+        row("dataset statistics (bin/inspect_dataset's: sizes, anchor coverage)", result["statistics_seconds"],
+            note=f"{result['boxes']} boxes"),
+        row("anchor fitting (bin/fit_anchors)", result["fit_seconds"],
+            note=f"coverage {100 * result['coverage_before']:.1f}% -> {100 * result['coverage_after']:.1f}%"),
+        row("peak memory (RSS) of reading, statistics and fitting", result["peak_rss_bytes"] / 2**30, unit="GiB"),
+    ]
+
+
 # The paths in the table's order: those timed in each dtype, then the others.
 _PATHS_IN_EACH_DTYPE = (("forward", _forward_rows), ("predict", _predict_rows),
                         ("train", lambda run, dtype: _train_rows(run, dtype, jit=False)),
                         ("train_xla", lambda run, dtype: _train_rows(run, dtype, jit=True)))
 _OTHER_PATHS = (("serving", _serving_rows), ("litert", _litert_rows), ("pipeline", _pipeline_rows),
-                ("labelling", _labelling_rows))
+                ("labelling", _labelling_rows), ("dataset_scale", _dataset_scale_rows))
 
 
 def benchmark_rows(options, floor, peers=(), split=None):

@@ -11,7 +11,10 @@ The litert path exports our detector to LiteRT (float32, float16, int8) and time
 on any exported --litert_models. The input pipeline is timed on --data_annotations (any format bin/train reads), or
 on generated JPEG photos. The onednn path lists the oneDNN kernels that ran our forward and their share of its
 time: whether the convolutions used AMX where the CPU has it, and which passes over memory (reorders, batch norms)
-were not fused into them.
+were not fused into them. The dataset_scale path, timed only when named (--paths=dataset_scale), generates a
+COCO-sized annotation file (--dataset_images, --dataset_boxes, --dataset_classes; tiny JPEG files, hard-linked, for
+the images) and times reading it, its statistics (bin/inspect_dataset's) and anchor fitting (bin/fit_anchors), with
+the peak memory.
 """
 
 import dataclasses
@@ -25,7 +28,8 @@ from absl import flags  # noqa: E402
 from keras_retinanet.benchmark import suite  # noqa: E402
 from keras_retinanet.benchmark.peers import PEERS  # noqa: E402
 from keras_retinanet.benchmark.report import markdown  # noqa: E402
-from keras_retinanet.benchmark.suite import DATA_FORMATS, DTYPES, PATHS, QUANTIZATIONS  # noqa: E402
+from keras_retinanet.benchmark.dataset_scale import COCO_BOXES, COCO_CLASSES, COCO_IMAGES  # noqa: E402
+from keras_retinanet.benchmark.suite import DATA_FORMATS, DTYPES, EXTRA_PATHS, PATHS, QUANTIZATIONS  # noqa: E402
 from keras_retinanet.cli import run_program  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -35,7 +39,8 @@ flags.DEFINE_integer("train_batch_size", 2, "Images per batch for training steps
 flags.DEFINE_integer("num_classes", 80, "Number of classes.")
 flags.DEFINE_integer("depth", 50, "ResNet depth (the peers are timed with 50 only).")
 flags.DEFINE_integer("repeats", 5, "Timed runs per figure (the median is reported).")
-flags.DEFINE_list("paths", list(PATHS), f"What to time, of {', '.join(PATHS)}.")
+flags.DEFINE_list("paths", list(PATHS), f"What to time, of {', '.join(PATHS)}; also, only when named, "
+                                        f"{', '.join(EXTRA_PATHS)}.")
 flags.DEFINE_list("dtypes", list(DTYPES), "Compute dtypes: float32, bfloat16 (mixed_bfloat16 for us).")
 flags.DEFINE_list("peers", list(PEERS), "Peers to time where installed: torchvision, keras_hub.")
 flags.DEFINE_string("data_annotations", "", "Annotations of real photos for the pipeline paths (default: generated).")
@@ -46,6 +51,9 @@ flags.DEFINE_integer("fit_steps", 4, "fit steps timed with the pipeline and with
 flags.DEFINE_list("litert_quantizations", list(QUANTIZATIONS), "LiteRT models the litert path exports and times.")
 flags.DEFINE_list("litert_models", [], "Exported .tflite models the litert path times too (e.g. the demo's).")
 flags.DEFINE_integer("litert_threads", None, "Interpreter threads (default: the cores this process may use).")
+flags.DEFINE_integer("dataset_images", COCO_IMAGES, "Images of the dataset_scale path's generated file.")
+flags.DEFINE_integer("dataset_boxes", COCO_BOXES, "Boxes of the dataset_scale path's generated file.")
+flags.DEFINE_integer("dataset_classes", COCO_CLASSES, "Classes of the dataset_scale path's generated file.")
 flags.DEFINE_string("json", "", "Also write the report to this JSON file.")
 flags.DEFINE_string("render", "", "Print the table of a report written by --json, and time nothing.")
 
