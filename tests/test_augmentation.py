@@ -220,6 +220,22 @@ def test_full_list_is_deterministic_under_the_seed_whatever_the_parallelism():
                for index in range(8))
 
 
+def test_the_old_keys_give_the_batches_of_their_list(tmp_path):
+    """`scale_jitter` and `horizontal_flip` are the list [resize, horizontal_flip]: the same batches, bit for bit."""
+    path = str(tmp_path / "image.png")
+    tf.io.write_file(path, tf.io.encode_png(tf.constant(np.random.default_rng(2).integers(0, 256, (30, 44, 3)),
+                                                        tf.uint8)))
+    dataset = DetectionDataset([ImageRecord(1, path, 30, 44, [[4, 4, 20, 25]], [0], [[30, 2, 40, 9]], [0])], ["box"],
+                               [1], source=str(tmp_path))
+    old = DataConfig(min_size=30, max_size=60, size_divisor=32, seed=4, scale_jitter=(0.7, 1.3))
+    listed = DataConfig(min_size=30, max_size=60, size_divisor=32, seed=4,
+                        augmentation=(RandomResize(scale=(0.7, 1.3)), HorizontalFlip()))
+    for (old_images, old_targets), (images, targets) in zip(training_dataset(dataset, old, 1).take(4),
+                                                            training_dataset(dataset, listed, 1).take(4)):
+        np.testing.assert_array_equal(old_images, images)
+        np.testing.assert_array_equal(old_targets["boxes"], targets["boxes"])
+
+
 def test_draw_augmented_draws_what_the_training_pipeline_gives(tmp_path):
     from keras_retinanet.cli.inspect_dataset import draw_augmented
     from keras_retinanet.visualization import class_colour
