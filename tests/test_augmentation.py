@@ -57,7 +57,7 @@ def painted(draw):
     return image, np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int32)
 
 
-def _box_ids(image, boxes, labels, out_image, out_boxes, out_labels):
+def _box_ids(labels, out_image, out_boxes, out_labels):
     """Checks that every output box covers exactly the pixels painted with one input box's colour, with that box's
     label; returns the indices of the input boxes that survived."""
     out_image, out_boxes, out_labels = (np.asarray(value) for value in (out_image, out_boxes, out_labels))
@@ -83,7 +83,7 @@ def _seed(value):
 def test_flip_keeps_every_box_on_its_pixels(sample, seed):
     image, boxes, labels = sample
     out_image, out_boxes = horizontal_flip(tf.constant(image), tf.constant(boxes), _seed(seed), 0.5)
-    assert _box_ids(image, boxes, labels, out_image, out_boxes, labels) == list(range(len(boxes)))
+    assert _box_ids(labels, out_image, out_boxes, labels) == list(range(len(boxes)))
     flipped = out_image.numpy()[0, 0, 0] != 0
     assert out_image.shape == image.shape and (not flipped or out_image.numpy()[0, 0, 0] == image.shape[1] - 1)
 
@@ -95,7 +95,7 @@ def test_zoom_out_keeps_every_box_on_its_pixels_on_a_canvas_of_the_padding_pixel
     out_image, out_boxes = zoom_out(tf.constant(image), tf.constant(boxes), _seed(seed),
                                     ZoomOut(probability=0.8, ratio=(1.0, 3.0)), padding_pixel("detectron"))
     out = out_image.numpy()
-    assert _box_ids(image, boxes, labels, out, out_boxes, labels) == list(range(len(boxes)))
+    assert _box_ids(labels, out, out_boxes, labels) == list(range(len(boxes)))
     rows, columns = np.nonzero(out[..., 2])  # the canvas is black, the image's blue at least 1
     top, left = rows.min(), columns.min()
     np.testing.assert_array_equal(out[top:top + image.shape[0], left:left + image.shape[1]], image)
@@ -123,7 +123,7 @@ def test_iou_crop_drops_exactly_the_boxes_whose_centre_leaves_it_and_clips_the_o
     left, top = int(out[0, 0, 0]), int(out[0, 0, 1])  # red and green: where the crop's corner was
     window = np.array([left, top, left + out.shape[1], top + out.shape[0]], np.float32)
     np.testing.assert_array_equal(out, image[top:window[3].astype(int), left:window[2].astype(int)])
-    survivors = _box_ids(image, boxes, labels, out, out_boxes, out_labels)
+    survivors = _box_ids(labels, out, out_boxes, out_labels)
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
     cropped = out.shape != image.shape
     inside = np.all((window[:2] < centres) & (centres < window[2:]), axis=1) if cropped else np.ones(len(boxes), bool)

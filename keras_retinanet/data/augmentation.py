@@ -66,21 +66,32 @@ def horizontal_flip(image, boxes, seed, probability=0.5):
     return image, tf.cond(flip, lambda: flipped_boxes, lambda: boxes)
 
 
+def _grey(pixels):
+    return tf.reduce_sum(pixels * _LUMA, axis=-1, keepdims=True)
+
+
+def _blend(pixels, toward, factor):
+    """`pixels` moved away from `toward` by `factor` (1: unchanged; 0: `toward`), as PIL's and torchvision's
+    contrast and saturation adjustments do."""
+    return toward + (pixels - toward) * factor
+
+
+# The changes of `photometric_distortion`, in order: (setting, (pixels, drawn amount) -> pixels).
+_COLOUR_CHANGES = (
+    ("brightness", lambda pixels, factor: pixels * factor),
+    ("contrast", lambda pixels, factor: _blend(pixels, tf.reduce_mean(_grey(pixels)), factor)),
+    ("saturation", lambda pixels, factor: _blend(pixels, _grey(pixels), factor)),
+    ("hue", lambda pixels, delta: tf.image.adjust_hue(pixels / 255.0, delta) * 255.0),
+)
+
+
 def photometric_distortion(image, seed, step):
     """Float32 `image` with brightness, contrast, saturation and hue changed, each with `step.probability` by a
     draw from its range (`PhotometricDistortion`), in that order; pixels stay within [0, 255]."""
     image = tf.cast(image, tf.float32)
-    grey = lambda pixels: tf.reduce_sum(pixels * _LUMA, axis=-1, keepdims=True)  # noqa: E731
-    changes = (
-        ("brightness", lambda pixels, factor: pixels * factor),
-        ("contrast", lambda pixels, factor: (pixels - tf.reduce_mean(grey(pixels))) * factor
-         + tf.reduce_mean(grey(pixels))),
-        ("saturation", lambda pixels, factor: (pixels - grey(pixels)) * factor + grey(pixels)),
-        ("hue", lambda pixels, delta: tf.image.adjust_hue(pixels / 255.0, delta) * 255.0),
-    )
-    for stream, (name, change) in enumerate(changes):
-        amount = _draw(seed, 2 * stream + 2, (), *getattr(step, name))
-        happens = _draw(seed, 2 * stream + 3) < step.probability
+    for index, (name, change) in enumerate(_COLOUR_CHANGES):
+        amount = _draw(seed, 2 * index + 2, (), *getattr(step, name))
+        happens = _draw(seed, 2 * index + 3) < step.probability
         image = tf.cond(happens, lambda: tf.clip_by_value(change(image, amount), 0.0, 255.0), lambda: image)
     return image
 
