@@ -5,7 +5,9 @@ import math
 
 import pytest
 
-from keras_retinanet.benchmark.fit_budget import FitBudget, _Budget, _peer_learning_rate, compare, markdown
+from keras_retinanet.benchmark.fit_budget import FitBudget, _Budget, _peer_learning_rate, compare, rows
+from keras_retinanet.benchmark.report import markdown
+from keras_retinanet.benchmark.suite import BenchmarkOptionError, BenchmarkOptions
 from keras_retinanet.config import TrainConfig
 
 TINY_EXPERIMENT = """model:
@@ -48,14 +50,29 @@ def test_the_peers_schedule_warms_up_then_decays_at_two_thirds_and_eight_ninths_
     assert _peer_learning_rate(config, 50, _FixedClock(90, 80)) == pytest.approx(0.001)
 
 
-def test_the_table_puts_each_metric_and_class_side_by_side_with_the_ratio():
+def test_the_rows_put_each_metric_and_class_beside_the_peers_with_the_ratio():
     ours = {"AP": 0.3, "AP50": 0.6, "iterations": 200, "images_per_second": 20.0, "per_class_AP": {"a": 0.4, "b": 0.2}}
     peer = {"AP": 0.1, "AP50": 0.3, "iterations": 50, "images_per_second": 5.0, "per_class_AP": {"a": 0.2, "b": 0.0}}
-    table = markdown({"ours": ours, "torchvision": peer}, FitBudget("x.yaml", minutes=2))
-    assert "| AP | 0.3 | 0.1 | 3.00 |" in table and "| AP of a | 0.4 | 0.2 | 2.00 |" in table
-    assert "| AP of b | 0.2 | 0 | inf |" in table and "after 2 minutes" in table
-    failed = markdown({"ours": ours, "torchvision": {"error": "ImportError: no torch"}}, FitBudget("x.yaml"))
-    assert "ImportError: no torch" in failed
+    budget = FitBudget("x.yaml", minutes=2)
+    lines = rows({"ours": ours, "torchvision": peer}, budget)
+    assert [line["path"].split(" after")[0] for line in lines] == [
+        "AP", "AP50", "AP of a", "AP of b", "training iterations", "training images/s of the same run"]
+    table = markdown({"date": "2026-12-05", "command": "bin/benchmark", "gflop_per_image": 1.0,
+                      "peak_gflops": {"float32": 100.0}, "setting": {"repeats": 1}, "peers": ["torchvision"],
+                      "machine": {"tensorflow": "2.21.0", "cpu": "test CPU", "cores": 2, "avx512": False,
+                                  "avx512_bf16": False, "amx": False, "gpus": []}, "rows": lines})
+    assert "| AP after 2 min of training on x.yaml's data | 0.300 | 0.100 | - | - | 3.00 |" in table
+    assert "| AP of b after 2 min of training on x.yaml's data | 0.200 | 0.000 | - | - | - |" in table
+    assert "| training images/s of the same run | 20.0 images/s | 5.0 images/s | - | - | 4.00 |" in table
+    failed = rows({"ours": ours, "torchvision": {"error": "ImportError: no torch"}}, budget)
+    assert len(failed) == 1 and failed[0]["peers"]["torchvision"] == {"error": "ImportError: no torch"}
+
+
+def test_the_path_needs_an_experiment_and_positive_minutes():
+    with pytest.raises(BenchmarkOptionError, match="fit_config: the fit_budget path needs an experiment file"):
+        BenchmarkOptions(paths=("fit_budget",))
+    with pytest.raises(BenchmarkOptionError, match="fit_minutes: expected a positive number of minutes, got 0"):
+        BenchmarkOptions(paths=("fit_budget",), fit_config="x.yaml", fit_minutes=0)
 
 
 @pytest.mark.torch

@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 
+from keras_retinanet.benchmark.report import row
 from keras_retinanet.benchmark.timing import run_isolated
 
 PEER_DECAYS = (2 / 3, 8 / 9)  # of the budget, as the 1x schedule's steps are of its iterations
@@ -43,21 +44,24 @@ def compare(budget):
     }
 
 
-def markdown(comparison, budget):
-    """The comparison as a Markdown table: one row per metric and class, ours, the peer's, and their ratio."""
+def rows(comparison, budget):
+    """`bin/benchmark`'s rows (`report.row`) of a `compare` result: AP, AP50, each class's AP, iterations done and
+    images/s, ours beside torchvision's."""
     ours, peer = comparison["ours"], comparison["torchvision"]
-    lines = [f"Accuracy after {budget.minutes:g} minutes of training each ({budget.config}; torchvision: "
-             f"RetinaNet ResNet-{budget.peer_depth}-FPN from scratch)", "",
-             "| | ours | torchvision | ours / torchvision |", "| --- | --- | --- | --- |"]
+    where = f"after {budget.minutes:g} min of training on {budget.config}'s data"
+    note = f"torchvision: RetinaNet ResNet-{budget.peer_depth}-FPN from scratch"
     if "error" in ours or "error" in peer:
-        return "\n".join(lines + [f"| error | {ours.get('error', '')} | {peer.get('error', '')} | |"])
-    rows = [(name, ours[name], peer[name]) for name in ("AP", "AP50", "iterations", "images_per_second")]
-    rows += [(f"AP of {name}", ap, peer["per_class_AP"].get(name, float("nan")))
-             for name, ap in ours["per_class_AP"].items()]
-    for name, mine, theirs in rows:
-        ratio = mine / theirs if theirs else float("inf") if mine else float("nan")
-        lines.append(f"| {name} | {mine:.4g} | {theirs:.4g} | {ratio:.2f} |")
-    return "\n".join(lines)
+        return [row(f"AP {where}", ours if "error" in ours else ours["AP"], unit="AP",
+                    peers={"torchvision": peer if "error" in peer else peer["AP"]}, note=note)]
+    lines = [row(f"{metric} {where}", ours[metric], unit="AP", peers={"torchvision": peer[metric]}, note=note)
+             for metric in ("AP", "AP50")]
+    lines += [row(f"AP of {name} {where}", ap, unit="AP", peers={"torchvision": peer["per_class_AP"].get(name)})
+              for name, ap in ours["per_class_AP"].items()]
+    lines.append(row(f"training iterations {where}", ours["iterations"], unit="iterations",
+                     peers={"torchvision": peer["iterations"]}, note=f"batches of {budget.config}'s batch size"))
+    lines.append(row("training images/s of the same run", ours["images_per_second"], unit="images/s",
+                     peers={"torchvision": peer["images_per_second"]}))
+    return lines
 
 
 class _Budget:

@@ -5,9 +5,13 @@ from keras_retinanet.benchmark.hardware import machine_text
 PEER_NAMES = {"torchvision": "torchvision", "keras_hub": "KerasHub"}
 
 
+# Units of figures where more is better (as for rates, "/s"): COCO AP, training iterations done.
+HIGHER_IS_BETTER = ("AP", "iterations")
+
+
 def row(path, ours, unit="s", floor=None, peers=None, note=""):
     """One line of the table. `ours` and each of `peers` ({name: result}) is a number, None (not measured) or a
-    case result holding "error"; lower is better unless `unit` is a rate ("/s")."""
+    case result holding "error"; lower is better unless `unit` is a rate ("/s") or one of `HIGHER_IS_BETTER`."""
     return {"path": path, "unit": unit, "ours": ours, "floor": floor, "peers": peers or {}, "note": note}
 
 
@@ -22,6 +26,8 @@ def _cell(result, unit):
         return f"fails ({result['error']})" if "error" in result else "-"
     if unit == "GiB":
         return f"{result:.2f} GiB"
+    if unit in HIGHER_IS_BETTER:
+        return f"{result:.3f}" if unit == "AP" else f"{result:.0f}"
     if unit.endswith("/s"):
         return f"{result:.1f} {unit}"
     return f"{result:.3f} s"
@@ -51,7 +57,7 @@ def markdown(report):
         unit = line["unit"]
         peer_values = [_value(line["peers"].get(peer)) for peer in report["peers"]]
         measured = [value for value in peer_values if value is not None]
-        best_peer = (max if unit.endswith("/s") else min)(measured) if measured else None
+        best_peer = (max if unit.endswith("/s") or unit in HIGHER_IS_BETTER else min)(measured) if measured else None
         ours = _value(line["ours"])
         cells = [
             line["path"],

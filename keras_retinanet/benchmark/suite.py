@@ -13,15 +13,16 @@ import sys
 import tempfile
 from typing import Optional
 
-from keras_retinanet.benchmark import dataset_scale, ours
+from keras_retinanet.benchmark import dataset_scale, fit_budget, ours
 from keras_retinanet.benchmark import peers as peer_cases
 from keras_retinanet.benchmark.report import row
 from keras_retinanet.benchmark.timing import Setting, run_isolated
 from keras_retinanet.errors import InputError
 
 PATHS = ("forward", "predict", "train", "train_xla", "serving", "litert", "pipeline", "labelling", "onednn")
-# Paths timed only when named: reading, statistics and anchor fitting of a generated COCO-sized annotation file.
-EXTRA_PATHS = ("dataset_scale",)
+# Paths run only when named: reading, statistics and anchor fitting of a generated COCO-sized annotation file;
+# accuracy after the same training time as torchvision's RetinaNet (minutes each).
+EXTRA_PATHS = ("dataset_scale", "fit_budget")
 DTYPES = ("float32", "bfloat16")
 QUANTIZATIONS = ("float32", "float16", "int8")
 DATA_FORMATS = ("coco", "voc", "csv", "tfrecord")  # `keras_retinanet.data.FORMATS`, which loads TensorFlow
@@ -59,6 +60,9 @@ class BenchmarkOptions:
     dataset_images: int = dataset_scale.COCO_IMAGES
     dataset_boxes: int = dataset_scale.COCO_BOXES
     dataset_classes: int = dataset_scale.COCO_CLASSES
+    fit_config: str = ""
+    fit_minutes: float = 10.0
+    fit_peer_depth: int = 18
 
     def __post_init__(self):
         for name, allowed in (("paths", PATHS + EXTRA_PATHS), ("dtypes", DTYPES), ("peers", peer_cases.PEERS),
@@ -66,12 +70,18 @@ class BenchmarkOptions:
             object.__setattr__(self, name, _names(name, getattr(self, name), allowed))
         for name in ("image_size", "batch_size", "train_batch_size", "num_classes", "depth", "repeats",
                      "pipeline_batches", "fit_steps", "litert_threads", "dataset_images", "dataset_boxes",
-                     "dataset_classes"):
+                     "dataset_classes", "fit_peer_depth"):
             value = getattr(self, name)
             if value is None and name == "litert_threads":
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise BenchmarkOptionError(f"benchmark option {name}: expected a whole number >= 1, got {value!r}")
+        if "fit_budget" in self.paths and not self.fit_config:
+            raise BenchmarkOptionError("benchmark option fit_config: the fit_budget path needs an experiment file")
+        if isinstance(self.fit_minutes, bool) or not isinstance(self.fit_minutes, (int, float)) \
+                or not 0 < self.fit_minutes < float("inf"):
+            raise BenchmarkOptionError(f"benchmark option fit_minutes: expected a positive number of minutes, got "
+                                       f"{self.fit_minutes!r}")
         if self.data_format not in DATA_FORMATS:
             raise BenchmarkOptionError(f"benchmark option data_format: unknown {self.data_format!r}; choose from "
                                        f"{', '.join(DATA_FORMATS)}")
@@ -270,12 +280,21 @@ def _dataset_scale_rows(run):
     ]
 
 
+def _fit_budget_rows(run):
+    """AP after the same training time as torchvision's RetinaNet, on the data of `fit_config`."""
+    options = run.options
+    budget = fit_budget.FitBudget(options.fit_config, options.fit_minutes, options.fit_peer_depth)
+    print(f"training ours and torchvision's for {budget.minutes:g} minutes each ...", file=sys.stderr, flush=True)
+    return fit_budget.rows(fit_budget.compare(budget), budget)
+
+
 # The paths in the table's order: those timed in each dtype, then the others.
 _PATHS_IN_EACH_DTYPE = (("forward", _forward_rows), ("predict", _predict_rows),
                         ("train", lambda run, dtype: _train_rows(run, dtype, jit=False)),
                         ("train_xla", lambda run, dtype: _train_rows(run, dtype, jit=True)))
 _OTHER_PATHS = (("serving", _serving_rows), ("litert", _litert_rows), ("pipeline", _pipeline_rows),
-                ("labelling", _labelling_rows), ("dataset_scale", _dataset_scale_rows))
+                ("labelling", _labelling_rows), ("dataset_scale", _dataset_scale_rows),
+                ("fit_budget", _fit_budget_rows))
 
 
 def benchmark_rows(options, floor, peers=(), split=None):
