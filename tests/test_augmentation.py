@@ -110,6 +110,7 @@ def test_zoom_out_fills_with_the_resize_rules_padding_pixel():
     assert out.shape == (24, 24, 3)
     corners = out.numpy()[[0, 0, -1, -1], [0, -1, 0, -1]]
     np.testing.assert_array_equal(corners, np.tile(padding_pixel("torchvision").numpy(), (4, 1)))
+    assert (out.numpy() == 255).all(axis=-1).sum() == 64  # the image's pixels exactly as they were
 
 
 @CHEAP

@@ -105,12 +105,15 @@ def zoom_out(image, boxes, seed, step, fill):
     canvas = tf.maximum(canvas, size)
     offset = tf.cast(tf.floor(_draw(seed, 3, [2]) * tf.cast(canvas - size + 1, tf.float32)), tf.int32)
     offset = tf.minimum(offset, canvas - size)
-    paddings = tf.stack([offset, canvas - size - offset], axis=1)
+    paddings = tf.concat([tf.stack([offset, canvas - size - offset], axis=1), [[0, 0]]], axis=0)
+    black = tf.get_static_value(fill) is not None and not tf.get_static_value(fill).any()
 
     def placed():
-        channels = [tf.pad(image[..., c], paddings, constant_values=fill[c]) for c in range(3)]
+        placed_image = tf.pad(image, paddings)
+        if not black:  # the fill where the padding is; image pixels plus zero stay exact
+            placed_image += tf.pad(tf.zeros_like(image[..., :1]), paddings, constant_values=1.0) * fill
         shift = tf.cast(tf.tile(offset[::-1], [2]), tf.float32)
-        return tf.stack(channels, axis=-1), boxes + shift
+        return placed_image, boxes + shift
 
     return tf.cond(_happens(seed, step.probability), placed, lambda: (image, boxes))
 
