@@ -201,3 +201,40 @@ def test_training_with_fit_stores_the_fitted_anchors_and_a_resumed_run_keeps_the
     assert "resuming with the anchors fitted" in capsys.readouterr().out
     assert load_config(str(model_dir / "config.yaml")).model.anchors == saved
     assert load_trained_model(str(model_dir)).anchor_generator.sizes == saved.sizes
+
+
+_BARS_EXPERIMENT = """model:
+  backbone: {depth: 18, width_multiplier: 0.25, normalization: batch_norm, frozen_stages: 0,
+             preprocessing: torch, weights: null}
+  anchors: {fit: FIT}
+  pyramid: {filters: 16}
+  heads: {filters: 16, num_convs: 1}
+data:
+  train: {annotations: DATA/instances_train.json, images: DATA/train}
+  min_size: 256
+  max_size: 256
+train: {batch_size: 8, iterations: 300, learning_rate: 0.01, clip_norm: 10.0, warmup_iterations: 50,
+        lr_steps: [240], checkpoint_every: 300, eval_every: 300}
+"""
+
+
+@pytest.mark.slow  # trains twice for about a minute each: `make test-slow`
+def test_at_the_same_budget_fitted_anchors_detect_bars_better_than_the_defaults(tmp_path):
+    """160 images of bars, a quarter-width ResNet-18 from scratch, 300 iterations each: AP 0.608 with the default
+    anchors, 0.671 fitted, when this was written (2-core Xeon)."""
+    from keras_retinanet.evaluation.detector import evaluate_model
+    from keras_retinanet.training import train
+
+    data = tmp_path / "data"
+    write_bars(str(data), images=160, seed=0, split="train")
+    val_annotations, val_images = write_bars(str(data), images=40, seed=1, split="val")
+    val = read_dataset("coco", val_annotations, val_images)
+    ap = {}
+    for fit in ("false", "true"):
+        path = tmp_path / f"fit_{fit}.yaml"
+        path.write_text(_BARS_EXPERIMENT.replace("FIT", fit).replace("DATA", str(data)))
+        config = load_config(str(path))
+        model = train(config, str(tmp_path / f"model_{fit}"), verbose=0)
+        ap[fit] = evaluate_model(model, val, config.data, 8)[0].metrics["AP"]
+    print(f"bars AP: default anchors {ap['false']:.3f}, fitted {ap['true']:.3f}")
+    assert ap["true"] > ap["false"] + 0.02, ap
