@@ -14,8 +14,8 @@ from keras_retinanet.models.factory import build_anchor_generator, build_matcher
 
 
 def _unaugmented_batches(dataset, data_config, batch_size):
-    """One pass over `dataset` as training sees it, without flips or jitter: (images, {"boxes", "labels"})."""
-    config = dataclasses.replace(data_config, horizontal_flip=False, scale_jitter=(1.0, 1.0))
+    """One pass over `dataset` as training sees it, without augmentation: (images, {"boxes", "labels"})."""
+    config = dataclasses.replace(data_config, augmentation=(), horizontal_flip=False, scale_jitter=(1.0, 1.0))
     return training_dataset(dataset, config, batch_size).take(max(1, len(dataset.records) // batch_size))
 
 
