@@ -58,6 +58,14 @@ def test_off_a_terminal_only_the_final_line_with_the_rate_is_printed(capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_other_units_name_the_bar_and_its_rate(capsys):
+    update = image_progress(2, unit="generation")
+    update(1)
+    update(2)
+    output = capsys.readouterr().out
+    assert "/generation" in output and "generations/s: " in output and "images/s" not in output
+
+
 def test_library_calls_show_the_bar_only_when_asked(raccoon, capsys):
     model = tiny_retinanet(num_classes=1)
     data_config = DataConfig(min_size=64, max_size=128)

@@ -121,7 +121,7 @@ def _search(boxes, current, threshold, rng, generations, progress):
 
     best = max((_start_from_shapes(boxes, current, fitness), anchor_values(current)), key=fitness)
     best_fitness = fitness(best)
-    update = image_progress(generations, progress)
+    update = image_progress(generations, progress, unit="generation")
     for generation in range(generations):
         sigma = np.interp(generation, [0, max(generations - 1, 1)], _MUTATION_SIGMA)
         candidate = _mutated(best, rng, sigma)

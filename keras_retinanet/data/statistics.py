@@ -71,10 +71,10 @@ def best_anchor_iou(boxes, padded_sizes, anchor_generator):
 
 def anchor_layout(anchor_generator):
     """[(level, cell anchors [A, 4] float32 about the origin)] of `anchor_generator`: its anchors of a location are
-    these shifted to the location's centre. The generator's own arrays (`_cell_anchors`, numpy, as its constructor
-    made them): asking it for anchors runs about 40 eager TensorFlow ops, which was 80% of the time of fitting."""
+    these shifted to the location's centre (`AnchorGenerator.cell_anchors`, NumPy: asking the generator for anchors
+    runs about 40 eager TensorFlow ops, which was 80% of the time of fitting)."""
     levels = range(anchor_generator.min_level, anchor_generator.max_level + 1)
-    return [(level, np.asarray(cell, np.float32)) for level, cell in zip(levels, anchor_generator._cell_anchors)]
+    return [(level, np.asarray(cell, np.float32)) for level, cell in zip(levels, anchor_generator.cell_anchors)]
 
 
 def _best_on_grid(boxes, padded_sizes, layout, anchor_generator):

@@ -71,6 +71,12 @@ class AnchorGenerator(keras.layers.Layer):
         self._cell_anchors = [self._cell_anchors_for(size) for size in self.sizes]
 
     @property
+    def cell_anchors(self):
+        """Per level, from `min_level`, the [A, 4] float32 anchors of one location centred at the origin (NumPy):
+        a location's anchors are these shifted to its centre."""
+        return list(self._cell_anchors)
+
+    @property
     def num_anchors_per_location(self):
         return len(self.scales) * len(self.aspect_ratios)
 
