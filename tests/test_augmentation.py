@@ -238,7 +238,7 @@ def test_the_old_keys_give_the_batches_of_their_list(tmp_path):
 
 
 def test_draw_augmented_draws_what_the_training_pipeline_gives(tmp_path):
-    from keras_retinanet.cli.inspect_dataset import draw_augmented
+    from keras_retinanet.data.pictures import draw_augmented
     from keras_retinanet.visualization import class_colour
 
     records = [ImageRecord(1, str(tmp_path / "image.png"), 40, 48, [[4, 4, 20, 30]], [0], [[30, 10, 44, 36]], [0])]

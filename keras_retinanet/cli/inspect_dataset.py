@@ -22,7 +22,6 @@ in their class colours, captioned with the class, and ignore regions as dashed o
 """
 
 import dataclasses
-import os
 
 from absl import app, flags
 
@@ -55,6 +54,7 @@ def main(argv):
 
     from keras_retinanet.config import load_config
     from keras_retinanet.data import DataPolicy, read_dataset
+    from keras_retinanet.data.pictures import draw_augmented, draw_dataset
     from keras_retinanet.data.statistics import InputGeometry, dataset_statistics, format_statistics
     from keras_retinanet.models.factory import build_anchor_generator, build_matcher
 
@@ -82,64 +82,6 @@ def main(argv):
     if FLAGS.draw_augmented:
         paths = draw_augmented(dataset, config.data, FLAGS.draw_augmented, FLAGS.output_dir)
         print(f"drew {len(paths)} augmented training images to {FLAGS.output_dir}")
-
-
-def draw_dataset(dataset, geometry, count, output_dir):
-    """Writes the first `count` images of `dataset` as the model sees them, with boxes and anchors (see the module
-    docstring), to PNG files in `output_dir`, with a progress bar; returns their paths."""
-    import numpy as np
-
-    from keras_retinanet.data.pipeline import load_images, preprocess_image
-    from keras_retinanet.data.statistics import box_iou
-    from keras_retinanet.progress import image_progress
-    from keras_retinanet.visualization import draw_anchor_matches
-
-    os.makedirs(output_dir, exist_ok=True)
-    paths = []
-    update = image_progress(min(count, len(dataset.records)))
-    for index, (record, image) in enumerate(zip(dataset.records[:count], load_images(dataset))):
-        model_input, _, _ = preprocess_image(image, geometry.data)
-        boxes = geometry.scale_boxes(record.boxes, record.height, record.width)
-        anchors = geometry.anchors(model_input.shape[:2])
-        picture = draw_anchor_matches(
-            np.clip(np.round(model_input.numpy()), 0, 255).astype(np.uint8), boxes, record.labels, anchors,
-            box_iou(boxes, anchors), geometry.matcher.positive_threshold, dataset.class_names,
-            ignore_boxes=geometry.scale_boxes(record.ignore_boxes, record.height, record.width),
-        )
-        name = os.path.splitext(os.path.basename(record.path))[0] or str(record.image_id)
-        path = os.path.join(output_dir, f"{index:04d}_{name}.png")
-        picture.save(path)
-        paths.append(path)
-        update(len(paths))
-    return paths
-
-
-def draw_augmented(dataset, data, count, output_dir):
-    """Writes `count` images of `dataset` as `keras_retinanet.data.pipeline.training_dataset` gives them per `data`
-    (a `DataConfig`), with their boxes and ignore regions (dashed), to `augmented_0000.png` ... in `output_dir`,
-    with a progress bar; returns their paths."""
-    import numpy as np
-
-    from keras_retinanet.boxes.labels import GroundTruth
-    from keras_retinanet.data.pipeline import training_dataset
-    from keras_retinanet.progress import image_progress
-    from keras_retinanet.visualization import draw_detections
-
-    os.makedirs(output_dir, exist_ok=True)
-    paths = []
-    update = image_progress(count)
-    for images, targets in training_dataset(dataset, data, batch_size=1).take(count):
-        boxes, labels = targets["boxes"][0].numpy(), targets["labels"][0].numpy()
-        picture = draw_detections(
-            np.clip(np.round(images[0].numpy()), 0, 255).astype(np.uint8), boxes[labels >= 0],
-            labels=labels[labels >= 0], class_names=dataset.class_names,
-            ground_truth_boxes=boxes[labels == GroundTruth.IGNORE_REGION],
-        )
-        path = os.path.join(output_dir, f"augmented_{len(paths):04d}.png")
-        picture.save(path)
-        paths.append(path)
-        update(len(paths))
-    return paths
 
 
 def run():
