@@ -29,6 +29,7 @@ BUILT_IN_RAISES = {
     ("convert/torchvision.py", "load_torchvision_resnet_weights"): _WRAPPED_BY_CALLERS,
     ("convert/torchvision.py", "torchvision_resnet_depth"): _WRAPPED_BY_CALLERS,
     ("convert/torchvision.py", "_assign"): _WRAPPED_BY_CALLERS,
+    ("data/augmentation.py", "augment"): "the step types of data.augmentation are validated with the config",
     ("data/dataset.py", "ImageRecord.__post_init__"): "records come from the readers, which refuse such rows with "
                                                       "a DataError; a library caller building records by hand",
     ("data/dataset.py", "DetectionDataset.__post_init__"): "the readers build consistent class lists",
