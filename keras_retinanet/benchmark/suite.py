@@ -40,12 +40,12 @@ class BenchmarkOptions:
     is checked here, and a bad one is a `BenchmarkOptionError` naming the option.
     """
 
-    image_size: int = 640
-    batch_size: int = 1
-    train_batch_size: int = 2
-    num_classes: int = 80
-    depth: int = 50
-    repeats: int = 5
+    image_size: int = Setting.image_size
+    batch_size: int = Setting.batch_size
+    train_batch_size: int = Setting.train_batch_size
+    num_classes: int = Setting.num_classes
+    depth: int = Setting.depth
+    repeats: int = Setting.repeats
     paths: tuple = PATHS
     dtypes: tuple = DTYPES
     peers: tuple = peer_cases.PEERS
