@@ -37,11 +37,11 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow --durations=15
 
-## test-torch: parity with torchvision's RetinaNets and ResNets; installs the optional [torch] extra (torch and
-## torchvision, large) into the venv first
+## test-torch: parity with torchvision's RetinaNets and ResNets, and the benchmark's fit_budget path beside
+## torchvision; installs the optional [torch] extra (torch and torchvision, large) into the venv first
 test-torch: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[test,torch]"
-	$(PY) -m pytest -q -m torch tests/test_torchvision.py --durations=15
+	$(PY) -m pytest -q -m torch --durations=15
 
 ## benchmark: speed and memory beside torchvision and KerasHub and the hardware's floor (see bin/benchmark --help);
 ## installs the optional [torch] and [keras_hub] extras (large) into the venv first
