@@ -4,12 +4,12 @@ import importlib
 import warnings
 
 
-def renamed_argument(where, new_name, new_value, old_name, old_value, unset=None):
+def renamed_argument(where, new_name, new_value, old_name, old_value):
     """The value of argument `new_name` of `where`, or that of its old name `old_name` (with a DeprecationWarning)
-    when only the old one was given; a TypeError when both were. `unset` is what an argument not given holds."""
-    if old_value is unset:
+    when only the old one was given (not given: None); a TypeError when both were."""
+    if old_value is None:
         return new_value
-    if new_value is not unset:
+    if new_value is not None:
         raise TypeError(f"{where}: give {new_name} only ({old_name} is its old name)")
     warnings.warn(f"{where}: {old_name} is now called {new_name}", DeprecationWarning, stacklevel=3)
     return old_value
