@@ -357,6 +357,10 @@ class TrainConfig:
     `freeze` lists components whose weights training keeps as they are (`layer.trainable = False`): any of
     `FREEZABLE`; the backbone's first `model.backbone.frozen_stages` stages are frozen whatever this says.
 
+    `log_gradient_norms` logs each step's gradient norm before clipping, in all and per loss term, and the share of
+    steps `clip_norm` clipped (`RetinaNet.compile(gradient_norms=True)`: TensorBoard and the training logs show
+    them); it costs a second backward pass a step.
+
     `deterministic` turns on TensorFlow's op determinism (`tf.config.experimental.enable_op_determinism`, for the
     whole process): with the seeded initial weights and data order, which are the same with or without it, a run
     repeats bit for bit on the same machine and software (an op without a deterministic kernel is then an error).
@@ -384,6 +388,7 @@ class TrainConfig:
     dtype_policy: str = "float32"
     deterministic: bool = False
     freeze: tuple[str, ...] = ()
+    log_gradient_norms: bool = False
 
 
 @dataclasses.dataclass

@@ -114,14 +114,50 @@ class RetinaNet(keras.Model):
         self.classification_loss_tracker = keras.metrics.Mean(name="classification_loss")
         self.box_loss_tracker = keras.metrics.Mean(name="box_loss")
         self.regularization_loss_tracker = keras.metrics.Mean(name="regularization_loss")
+        self._gradient_norms = None  # a GradientNormTrackers where compile asks for them
 
-    def compile(self, optimizer="rmsprop", loss=None, **kwargs):
-        """As `keras.Model.compile`, without `loss`: RetinaNet's losses are its constructor arguments."""
+    def compile(self, optimizer="rmsprop", loss=None, gradient_norms=False, **kwargs):
+        """As `keras.Model.compile`, without `loss`: RetinaNet's losses are its constructor arguments.
+
+        `gradient_norms=True` makes each training step also log the global norm of its gradient before clipping,
+        in all (`gradient_norm`) and per loss term (`classification_gradient_norm`; `box_gradient_norm`, which
+        includes any regularization losses), and, where the optimizer clips by `global_clipnorm`, the share of
+        steps it clipped (`clipped`): running means over the epoch, as Keras logs its metrics. It costs a second
+        backward pass a step (each term's gradient is computed on its own)."""
         if loss is not None:
             raise ValueError(
                 "RetinaNet.compile takes no `loss`: pass `classification_loss=` / `box_loss=` to the constructor"
             )
         super().compile(optimizer=optimizer, **kwargs)
+        self._gradient_norms = GradientNormTrackers(_global_clipnorm(self.optimizer)) if gradient_norms else None
+
+    @property
+    def metrics(self):
+        """Keras' metrics, with the gradient-norm trackers where `compile(gradient_norms=True)` asked for them
+        (held outside Keras' attribute tracking, so that saved models do not change with them)."""
+        gradient_norms = getattr(self, "_gradient_norms", None)
+        return [*super().metrics, *(gradient_norms.trackers if gradient_norms else ())]
+
+    def train_step(self, data):
+        """Keras' step; with gradient norms asked for, the same update from the loss terms' gradients summed,
+        their norms recorded first."""
+        if self._gradient_norms is None:
+            return super().train_step(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape(persistent=True) as tape:
+            y_pred = self(x, training=True)
+            terms = self._loss_terms(x, y, y_pred, sample_weight)
+            classification = self.optimizer.scale_loss(terms["classification"])
+            rest = self.optimizer.scale_loss(terms["box"] + terms["regularization"])
+        weights = self.trainable_weights
+        classification_gradients = _zeros_where_none(tape.gradient(classification, weights), weights)
+        rest_gradients = _zeros_where_none(tape.gradient(rest, weights), weights)
+        del tape
+        gradients = [a + b for a, b in zip(classification_gradients, rest_gradients)]
+        self._gradient_norms.update_state(classification_gradients, rest_gradients, gradients,
+                                          _loss_scale(self.optimizer))
+        self.optimizer.apply_gradients(zip(gradients, weights))
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def compile_from_config(self, config):
         """Compiles a loaded model as it was saved (Keras skips this for models that override `compile`)."""
@@ -141,6 +177,12 @@ class RetinaNet(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """Classification loss + weighted box loss, from raw targets `y = {"boxes", "labels"}` labelled against the
         anchors."""
+        terms = self._loss_terms(x, y, y_pred, sample_weight)
+        return terms["classification"] + terms["box"] + terms["regularization"]
+
+    def _loss_terms(self, x, y, y_pred, sample_weight):
+        """{"classification", "box" (weighted), "regularization"}: this replica's shares of the loss's terms,
+        recorded by the loss trackers."""
         anchors, targets = self.label_anchors(x, y)
 
         anchor_weights = None
@@ -177,7 +219,8 @@ class RetinaNet(keras.Model):
             (self.regularization_loss_tracker, regularization),
         ):
             tracker.update_state(global_sum(share))
-        return total
+        return {"classification": classification_loss, "box": self.box_loss_weight * box_loss,
+                "regularization": regularization}
 
     def get_metrics_result(self):
         """Keras' metrics, with `loss` from the global total: under a distribution strategy Keras' own loss
@@ -319,3 +362,53 @@ def _check_components(num_classes, feature_pyramid, anchor_generator, classifica
 def _in_multi_worker_replica():
     return (isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy)
             and not tf.distribute.in_cross_replica_context())
+
+
+class GradientNormTrackers:
+    """Running means of a step's gradient norms before clipping (in all and per loss term) and of whether the
+    optimizer's `global_clipnorm` (`clip_norm`; None: no clipping, nothing counted) clipped it. A plain object, not
+    a Keras layer: `RetinaNet.metrics` lists its trackers, saving does not see them."""
+
+    def __init__(self, clip_norm):
+        self.clip_norm = clip_norm
+        self.total = keras.metrics.Mean(name="gradient_norm")
+        self.classification = keras.metrics.Mean(name="classification_gradient_norm")
+        self.box = keras.metrics.Mean(name="box_gradient_norm")
+        self.clipped = keras.metrics.Mean(name="clipped") if clip_norm else None
+        self.trackers = tuple(tracker for tracker in (self.total, self.classification, self.box, self.clipped)
+                              if tracker is not None)
+
+    def update_state(self, classification_gradients, box_gradients, gradients, loss_scale):
+        """Records one step's gradients (this replica's shares, of the loss scaled by `loss_scale`)."""
+        norms = [tf.linalg.global_norm(_summed_over_replicas(grads)) / loss_scale
+                 for grads in (classification_gradients, box_gradients, gradients)]
+        for tracker, norm in zip((self.classification, self.box, self.total), norms):
+            tracker.update_state(norm)
+        if self.clipped is not None:
+            self.clipped.update_state(tf.cast(norms[2] > self.clip_norm, tf.float32))
+
+
+def _summed_over_replicas(gradients):
+    """The whole batch's gradients from each replica's share (the optimizer sums them the same way)."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return gradients
+    return context.all_reduce("SUM", gradients)
+
+
+def _zeros_where_none(gradients, weights):
+    """A loss term's gradients, zeros for the weights it does not reach (the other head's)."""
+    return [tf.zeros(weight.shape, weight.dtype) if gradient is None else gradient
+            for gradient, weight in zip(gradients, weights)]
+
+
+def _global_clipnorm(optimizer):
+    return getattr(getattr(optimizer, "inner_optimizer", optimizer), "global_clipnorm", None)
+
+
+def _loss_scale(optimizer):
+    """The factor `optimizer.scale_loss` multiplies the loss by (a `LossScaleOptimizer`'s dynamic scale)."""
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return tf.cast(optimizer.dynamic_scale, tf.float32)
+    return 1.0
+

@@ -159,7 +159,8 @@ def _compiled_model(config, strategy, train_set, source):
             model.metadata["init_from"] = fine_tuned
         freeze(model, config.train.freeze)
         # Under mixed_float16, compile wraps the optimizer in a LossScaleOptimizer (dynamic loss scaling).
-        model.compile(optimizer=make_optimizer(config.train), jit_compile=config.train.jit_compile)
+        model.compile(optimizer=make_optimizer(config.train), jit_compile=config.train.jit_compile,
+                      gradient_norms=config.train.log_gradient_norms)
         model.optimizer.build(model.trainable_variables)  # a backup holds the optimizer's state too
     return model, fine_tuned
 
