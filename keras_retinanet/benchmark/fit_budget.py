@@ -26,11 +26,13 @@ PEER_DECAYS = (2 / 3, 8 / 9)  # of the budget, as the 1x schedule's steps are of
 
 @dataclasses.dataclass(frozen=True)
 class FitBudget:
-    """One comparison: the experiment file `config`, `minutes` of training for each, the peer's ResNet depth."""
+    """One comparison: the experiment file `config` under the `overrides` (dotted.key=value), `minutes` of
+    training for each, the peer's ResNet depth."""
 
     config: str
     minutes: float = 10.0
     peer_depth: int = 18
+    overrides: tuple = ()
 
 
 def compare(budget):
@@ -38,8 +40,8 @@ def compare(budget):
     "train_seconds", "images_per_second"} (or {"error"}), each side trained in a fresh process."""
     seconds = budget.minutes * 60.0
     return {
-        "ours": run_isolated(train_ours, budget.config, seconds),
-        "torchvision": run_isolated(train_torchvision, budget.config, seconds, budget.peer_depth,
+        "ours": run_isolated(train_ours, budget.config, seconds, budget.overrides),
+        "torchvision": run_isolated(train_torchvision, budget.config, seconds, budget.peer_depth, budget.overrides,
                                     preload=("torch", "torchvision")),
     }
 
@@ -48,8 +50,9 @@ def rows(comparison, budget):
     """`bin/benchmark`'s rows (`report.row`) of a `compare` result: AP, AP50, each class's AP, iterations done and
     images/s, ours beside torchvision's."""
     ours, peer = comparison["ours"], comparison["torchvision"]
+    settings = " ".join([budget.config, *budget.overrides])
     where = f"after {budget.minutes:g} min of training on {budget.config}'s data"
-    note = f"torchvision: RetinaNet ResNet-{budget.peer_depth}-FPN from scratch"
+    note = f"ours: {settings}; torchvision: RetinaNet ResNet-{budget.peer_depth}-FPN from scratch"
     if "error" in ours or "error" in peer:
         return [row(f"AP {where}", ours if "error" in ours else ours["AP"], unit="AP",
                     peers={"torchvision": peer if "error" in peer else peer["AP"]}, note=note)]
@@ -82,9 +85,9 @@ class _Budget:
         return self.elapsed() >= self.seconds
 
 
-def train_ours(config_path, seconds):
-    """Trains the experiment `config_path` for at most `seconds` (no periodic evaluation) and evaluates it on its
-    `data.val`: the figures of `compare`."""
+def train_ours(config_path, seconds, overrides=()):
+    """Trains the experiment `config_path` (under `overrides`) for at most `seconds` (no periodic evaluation) and
+    evaluates it on its `data.val`: the figures of `compare`."""
     import tempfile
 
     import keras
@@ -103,7 +106,7 @@ def train_ours(config_path, seconds):
         def on_train_batch_end(self, batch, logs=None):
             self.model.stop_training = budget.spent()
 
-    config = load_config(config_path)
+    config = load_config(config_path, overrides)
     training = dataclasses.replace(config, data=dataclasses.replace(config.data, val=SplitConfig()))
     with tempfile.TemporaryDirectory() as model_dir:
         model = train(training, model_dir, verbose=0, callbacks=[StopAtBudget()])
@@ -114,8 +117,9 @@ def train_ours(config_path, seconds):
     return _figures(evaluation, iterations, train_seconds, config.train.batch_size)
 
 
-def train_torchvision(config_path, seconds, depth):
-    """torchvision's RetinaNet trained on the experiment's data for `seconds` and evaluated on its `data.val`."""
+def train_torchvision(config_path, seconds, depth, overrides=()):
+    """torchvision's RetinaNet trained on the experiment's data (`config_path` under `overrides`) for `seconds` and
+    evaluated on its `data.val`."""
     import torch
 
     from keras_retinanet.config import load_config
@@ -123,7 +127,7 @@ def train_torchvision(config_path, seconds, depth):
 
     torch.manual_seed(0)
     torch.set_num_threads(len(os.sched_getaffinity(0)))
-    config = load_config(config_path)
+    config = load_config(config_path, overrides)
     train_set, val_set = read_split(config.data.train, config.data), read_split(config.data.val, config.data)
     model = _peer_model(depth, train_set.num_classes, config.data.min_size, config.data.max_size)
     budget = _Budget(seconds)

@@ -61,12 +61,13 @@ class BenchmarkOptions:
     dataset_boxes: int = dataset_scale.COCO_BOXES
     dataset_classes: int = dataset_scale.COCO_CLASSES
     fit_config: str = ""
+    fit_set: tuple = ()
     fit_minutes: float = 10.0
     fit_peer_depth: int = 18
 
     def __post_init__(self):
         for name, allowed in (("paths", PATHS + EXTRA_PATHS), ("dtypes", DTYPES), ("peers", peer_cases.PEERS),
-                              ("litert_quantizations", QUANTIZATIONS), ("litert_models", None)):
+                              ("litert_quantizations", QUANTIZATIONS), ("litert_models", None), ("fit_set", None)):
             object.__setattr__(self, name, _names(name, getattr(self, name), allowed))
         for name in ("image_size", "batch_size", "train_batch_size", "num_classes", "depth", "repeats",
                      "pipeline_batches", "fit_steps", "litert_threads", "dataset_images", "dataset_boxes",
@@ -283,7 +284,7 @@ def _dataset_scale_rows(run):
 def _fit_budget_rows(run):
     """AP after the same training time as torchvision's RetinaNet, on the data of `fit_config`."""
     options = run.options
-    budget = fit_budget.FitBudget(options.fit_config, options.fit_minutes, options.fit_peer_depth)
+    budget = fit_budget.FitBudget(options.fit_config, options.fit_minutes, options.fit_peer_depth, options.fit_set)
     print(f"training ours and torchvision's for {budget.minutes:g} minutes each ...", file=sys.stderr, flush=True)
     return fit_budget.rows(fit_budget.compare(budget), budget)
 

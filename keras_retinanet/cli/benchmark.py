@@ -15,7 +15,7 @@ were not fused into them. The dataset_scale path, timed only when named (--paths
 COCO-sized annotation file (--dataset_images, --dataset_boxes, --dataset_classes; tiny JPEG files, hard-linked, for
 the images) and times reading it, its statistics (bin/inspect_dataset's) and anchor fitting (bin/fit_anchors), with
 the peak memory. The fit_budget path, run only when named (--paths=fit_budget --fit_config=experiment.yaml), trains
-our detector as --fit_config says and torchvision's RetinaNet (a ResNet-FPN of depth --fit_peer_depth from scratch,
+our detector as --fit_config (with --fit_set's overrides) says and torchvision's RetinaNet (a ResNet-FPN of depth --fit_peer_depth from scratch,
 the same image size, flip, batch size, SGD with warm-up) for --fit_minutes each on its data, and scores both on its
 data.val with the same COCO code: AP, AP50, AP per class, iterations and images/s side by side.
 """
@@ -59,6 +59,8 @@ flags.DEFINE_integer("dataset_boxes", COCO_BOXES, "Boxes of the dataset_scale pa
 flags.DEFINE_integer("dataset_classes", COCO_CLASSES, "Classes of the dataset_scale path's generated file.")
 flags.DEFINE_string("fit_config", "", "Experiment file of the fit_budget path: our detector, and the data both train "
                                     "on (data.train) and are scored on (data.val).")
+flags.DEFINE_multi_string("fit_set", [], "Overrides of --fit_config (dotted.key=value, as bin/train's --set), for "
+                          "both detectors: e.g. train.iterations and train.lr_steps that fill the budget.")
 flags.DEFINE_float("fit_minutes", 10.0, "Training minutes of each detector in the fit_budget path.")
 flags.DEFINE_integer("fit_peer_depth", 18, "ResNet depth of torchvision's RetinaNet in the fit_budget path.")
 flags.DEFINE_string("json", "", "Also write the report to this JSON file.")
