@@ -83,7 +83,8 @@ def test_both_detectors_train_for_the_budget_and_are_scored_on_the_same_images(t
                             min_size=12, max_size=30, max_objects=2)
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY_EXPERIMENT.replace("DATA", str(tmp_path / "data")))
-    comparison = compare(FitBudget(str(config), minutes=0.1, overrides=("train.iterations=2", "train.checkpoint_every=2")))
+    overrides = ("train.iterations=2", "train.checkpoint_every=2")
+    comparison = compare(FitBudget(str(config), minutes=0.1, overrides=overrides))
     assert comparison["ours"]["iterations"] == 2  # the overrides reach ours: its schedule ends before the budget
     assert comparison["torchvision"]["iterations"] >= 1 and 6 <= comparison["torchvision"]["train_seconds"] < 30
     for side in ("ours", "torchvision"):

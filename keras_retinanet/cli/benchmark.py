@@ -15,9 +15,10 @@ were not fused into them. The dataset_scale path, timed only when named (--paths
 COCO-sized annotation file (--dataset_images, --dataset_boxes, --dataset_classes; tiny JPEG files, hard-linked, for
 the images) and times reading it, its statistics (bin/inspect_dataset's) and anchor fitting (bin/fit_anchors), with
 the peak memory. The fit_budget path, run only when named (--paths=fit_budget --fit_config=experiment.yaml), trains
-our detector as --fit_config (with --fit_set's overrides) says and torchvision's RetinaNet (a ResNet-FPN of depth --fit_peer_depth from scratch,
-the same image size, flip, batch size, SGD with warm-up) for --fit_minutes each on its data, and scores both on its
-data.val with the same COCO code: AP, AP50, AP per class, iterations and images/s side by side.
+our detector as --fit_config (with the overrides of --fit_set) says and torchvision's RetinaNet (a ResNet-FPN of
+depth --fit_peer_depth from scratch, the same image size, flip, batch size, SGD with warm-up) for --fit_minutes each
+on its data, and scores both on its data.val with the same COCO code: AP, AP50, AP per class, iterations and
+images/s side by side.
 """
 
 import dataclasses
