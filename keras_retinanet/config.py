@@ -59,7 +59,8 @@ class Interval:
         return above and (value < self.high if self.high_open else value <= self.high)
 
 
-# The components `train.freeze` may name (`keras_retinanet.models.RetinaNet.COMPONENTS` maps them to its layers).
+# The components `train.freeze` and `model.init_components` may name (`keras_retinanet.models.transfer.COMPONENTS`
+# maps them to the `RetinaNet`'s layers).
 FREEZABLE = ("backbone", "pyramid", "box_head", "class_head")
 
 INT32_MAX = 2**31 - 1
@@ -200,7 +201,10 @@ class ModelConfig:
 
     `init_from` names a trained detector to fine-tune from (`keras_retinanet.training.fine_tuning`): a `.keras`
     file, a model directory of `bin/train`, a torchvision RetinaNet `.pth`, or a name `bin/fetch_weights` knows.
-    Its architecture replaces the settings this config does not give; its weights replace `backbone.weights`."""
+    Its architecture replaces the settings this config does not give; its weights replace `backbone.weights`.
+    `init_components` says which of its components (`FREEZABLE`'s names; default all) are copied: the others start
+    as from scratch (the class subnet with the prior), and only the architecture of those copied (and of those
+    before them) must be the source's: `[backbone]` takes a backbone alone, whatever the source's heads."""
 
     backbone: BackboneConfig = dataclasses.field(default_factory=BackboneConfig)
     anchors: AnchorConfig = dataclasses.field(default_factory=AnchorConfig)
@@ -213,6 +217,7 @@ class ModelConfig:
     ignore_region_threshold: float = ranged(0.5, "(0, 1]")
     decoder: DecoderConfig = dataclasses.field(default_factory=DecoderConfig)
     init_from: Optional[str] = None
+    init_components: tuple[str, ...] = FREEZABLE
 
 
 @dataclasses.dataclass
@@ -468,6 +473,14 @@ def _steps_of(data, step_type):
 # The relations of each section, checked once it is read (`from_dict`); the ranges of single settings are their
 # fields' (`ranged`), the allowed values of named choices `choices()`'s.
 RELATIONS = {
+    ModelConfig: (
+        Relation(("init_components",), f"names one or more of {FREEZABLE}, each at most once, and nothing else",
+                 lambda model: 0 < len(set(model.init_components)) == len(model.init_components)
+                 and set(model.init_components) <= set(FREEZABLE)),
+        Relation(("init_components", "init_from"), "init_components says what init_from gives: give init_from "
+                 "too, or leave init_components out",
+                 lambda model: model.init_from is not None or set(model.init_components) == set(FREEZABLE)),
+    ),
     BackboneConfig: (
         Relation(("weights", "depth", "width_multiplier", "stride_in_1x1", "preprocessing", "bn_epsilon"),
                  "ImageNet weights (keras.applications') exist for depth 50, 101 and 152 with width_multiplier 1, "

@@ -25,6 +25,10 @@ flags.DEFINE_bool("clutter", True, "Draw unlabelled lines, dots and arcs as dist
 flags.DEFINE_float("noise_std", 8.0, "Standard deviation of the per-pixel Gaussian noise (0-255 scale).")
 flags.DEFINE_list("classes", "circle,square,triangle,cross", "The shape classes, from circle, square, triangle, "
                   "cross, star and hexagon (ids 1.. in this order).")
+flags.DEFINE_integer("colours", None, "Make the classes colour and shape: each of the first N named colours (1-19: "
+                     "red, green, blue, yellow, cyan, magenta, white, orange, ...) with each of --classes, named "
+                     "'red circle' and so on; an object has its class's colour. Default: colours drawn at random, "
+                     "the classes being the shapes.")
 flags.DEFINE_bool("imbalance", False, "The paper-study preset: 256 px images with 1-3 shapes of 12-32 px, so that "
                                       "positive anchors are rare (sets image_size, min/max_objects, min/max_size; "
                                       "giving those too is an error).")
@@ -44,7 +48,8 @@ def main(argv):
             raise app.UsageError(f"--imbalance sets {', '.join(sorted(set(given)))}: give one or the other")
         geometry = IMBALANCE_PRESET
     paths = generate_shapes_dataset(FLAGS.output_dir, splits, seed=FLAGS.seed, clutter=FLAGS.clutter,
-                                    noise_std=FLAGS.noise_std, classes=FLAGS.classes, **geometry)
+                                    noise_std=FLAGS.noise_std, classes=FLAGS.classes, colours=FLAGS.colours,
+                                    **geometry)
     for split, path in paths.items():
         with open(path) as file:
             dataset = json.load(file)

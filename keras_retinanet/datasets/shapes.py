@@ -32,6 +32,31 @@ PALETTE = (
     (235, 80, 230),
     (240, 240, 240),
 )
+# Named colours for datasets whose classes are colour and shape (`generate_shapes_dataset(colours=N)`: the first N):
+# every channel 40, 140 or 240 and at least one 240, so that each stands 140 above the background in some channel
+# (as `PALETTE`'s do) and any two differ by 100 or more in some channel: 12 standard deviations of the default noise.
+# The first seven differ pairwise by 200.
+COLOURS = {
+    "red": (240, 40, 40),
+    "green": (40, 240, 40),
+    "blue": (40, 40, 240),
+    "yellow": (240, 240, 40),
+    "cyan": (40, 240, 240),
+    "magenta": (240, 40, 240),
+    "white": (240, 240, 240),
+    "orange": (240, 140, 40),
+    "azure": (40, 140, 240),
+    "violet": (140, 40, 240),
+    "lime": (140, 240, 40),
+    "rose": (240, 40, 140),
+    "mint": (40, 240, 140),
+    "pink": (240, 140, 240),
+    "cream": (240, 240, 140),
+    "ice": (140, 240, 240),
+    "salmon": (240, 140, 140),
+    "pale green": (140, 240, 140),
+    "lavender": (140, 140, 240),
+}
 BACKGROUND_RANGE = (20, 100)
 BACKGROUND_GRID = 4  # the background is a 4 x 4 grid of random colours, bilinearly upsampled
 MAX_ASPECT_RATIO = 1.25  # width / height of an object lies in [1 / 1.25, 1.25]
@@ -94,12 +119,12 @@ def _background(rng, height, width):
     return Image.fromarray(grid).resize((width, height), Image.BILINEAR)
 
 
-def _draw_clutter(rng, image, min_size, max_size):
-    """Unlabelled thin lines, small dots and open arcs in the objects' colours."""
+def _draw_clutter(rng, image, min_size, max_size, palette):
+    """Unlabelled thin lines, small dots and open arcs in the objects' colours (`palette`)."""
     width, height = image.size
     draw = ImageDraw.Draw(image)
     for _ in range(rng.poisson(CLUTTER_ITEMS_PER_256X256 * width * height / 256**2)):
-        colour = PALETTE[rng.integers(len(PALETTE))]
+        colour = palette[rng.integers(len(palette))]
         x, y = rng.uniform(0, width), rng.uniform(0, height)
         kind = rng.integers(3)
         if kind == 0:
@@ -116,11 +141,14 @@ def _draw_clutter(rng, image, min_size, max_size):
                      width=int(rng.integers(1, 3)))
 
 
-def _render_image(rng, height, width, num_objects, min_size, max_size, clutter, noise_std, classes):
-    """One image (uint8 [height, width, 3]) and its objects as (class index, xyxy integer box, pixel area)."""
+def _render_image(rng, height, width, num_objects, min_size, max_size, clutter, noise_std, classes, palette):
+    """One image (uint8 [height, width, 3]) and its objects as (class index, xyxy integer box, pixel area).
+
+    `classes` holds each class's (shape, colour): a colour None is drawn from `palette` for each object, else the
+    object has it. Clutter takes `palette`'s colours."""
     image = _background(rng, height, width)
     if clutter:
-        _draw_clutter(rng, image, min_size, max_size)
+        _draw_clutter(rng, image, min_size, max_size, palette)
     pixels = np.asarray(image, np.float32).copy()
     objects = []
     for _ in range(num_objects):
@@ -136,8 +164,9 @@ def _render_image(rng, height, width, num_objects, min_size, max_size, clutter, 
         else:
             continue  # the image is too crowded for this object
         class_index = int(rng.integers(len(classes)))
-        mask = render_shape_mask(classes[class_index], box_width, box_height)
-        pixels[y : box[3], x : box[2]][mask] = PALETTE[rng.integers(len(PALETTE))]
+        shape, colour = classes[class_index]
+        mask = render_shape_mask(shape, box_width, box_height)
+        pixels[y : box[3], x : box[2]][mask] = palette[rng.integers(len(palette))] if colour is None else colour
         objects.append((class_index, box, int(mask.sum())))
     if noise_std > 0:
         pixels += rng.normal(0.0, noise_std, pixels.shape).astype(np.float32)
@@ -149,10 +178,13 @@ def _split_rng(seed, split):
     return np.random.default_rng([seed, zlib.crc32(split.encode("utf-8"))])
 
 
-def _validate(splits, image_size, min_objects, max_objects, min_size, max_size, seed, noise_std, classes):
+def _validate(splits, image_size, min_objects, max_objects, min_size, max_size, seed, noise_std, classes, colours):
     """`ConfigError` (a `ValueError`: the command lines print it in one line) naming a setting out of range."""
     if not classes or len(set(classes)) != len(classes) or not set(classes) <= set(SHAPES):
         raise ConfigError(f"classes must be distinct names of {SHAPES}, got {list(classes)!r}")
+    if colours is not None and (isinstance(colours, bool) or not isinstance(colours, (int, np.integer))
+                                or not 1 <= colours <= len(COLOURS)):
+        raise ConfigError(f"colours must be None or an integer from 1 to {len(COLOURS)}, got {colours!r}")
     if not splits:
         raise ConfigError(f"splits must name at least one split, got {splits!r}")
     for split, count in splits.items():
@@ -191,6 +223,7 @@ def generate_shapes_dataset(
     clutter=True,
     noise_std=8.0,
     classes=SHAPE_CLASSES,
+    colours=None,
 ):
     """Writes a COCO detection dataset of shapes and returns {split: path of its annotations JSON}.
 
@@ -199,10 +232,11 @@ def generate_shapes_dataset(
 
     Each image: a smooth random background (channels in [20, 100]) with, if `clutter`, unlabelled lines, dots
     and open arcs; then `min_objects` to `max_objects` filled shapes (of `classes`, colours drawn from a
-    bright palette independently of the class), each with width and height in [min_size, max_size], an aspect
-    ratio within 1.25 (up to rounding to whole pixels), fully inside the image and with IoU <= 0.1 against the
-    shapes already placed (a shape that finds no such place in 50 tries is left out, so a crowded image can hold
-    fewer); finally Gaussian noise of standard deviation `noise_std` on every pixel and channel.
+    bright palette independently of the class unless `colours` is given), each with width and height in
+    [min_size, max_size], an aspect ratio within 1.25 (up to rounding to whole pixels), fully inside the image and
+    with IoU <= 0.1 against the shapes already placed (a shape that finds no such place in 50 tries is left out, so
+    a crowded image can hold fewer); finally Gaussian noise of standard deviation `noise_std` on every pixel and
+    channel.
 
     Annotations: `bbox` is the tight box of the shape's pixels, `[x, y, width, height]` in pixels (floats, whole
     numbers); `area` is the shape's pixel count, as COCO's `area` is the segment's (COCOeval uses it for the
@@ -210,15 +244,24 @@ def generate_shapes_dataset(
     its box and area are those of the whole shape. Categories are ids 1..K, named by `classes` (any of `SHAPES`;
     default `SHAPE_CLASSES`).
 
+    `colours` N (1 to 19) makes the classes colour and shape: each of the first N of `COLOURS` with each of
+    `classes`, colour by colour ("red circle", "red square", ..., "green circle", ...; the 6 `SHAPES` and 10
+    colours are 60 classes, enough easy negatives per object for the paper's imbalance). An object then has its
+    class's colour, clutter is drawn in the same N colours, and each category also holds its `shape` and `colour`
+    (RGB). The colours differ by 100 or more in some channel (12 standard deviations of the default noise) and
+    stand 140 above the background in one.
+
     Each split draws from its own generator seeded by `seed` and the split's name, so the same arguments give
     byte-identical files and a split does not change when other splits are added.
     """
     image_size = tuple(image_size)
     classes = tuple(classes)
-    _validate(splits, image_size, min_objects, max_objects, min_size, max_size, seed, noise_std, classes)
+    _validate(splits, image_size, min_objects, max_objects, min_size, max_size, seed, noise_std, classes, colours)
     parameters = dict(image_size=list(image_size), min_objects=min_objects, max_objects=max_objects,
                       min_size=min_size, max_size=max_size, seed=seed, clutter=clutter, noise_std=noise_std,
                       classes=list(classes))
+    if colours is not None:  # absent otherwise: the files of datasets without it stay as they were
+        parameters["colours"] = int(colours)
     os.makedirs(os.path.join(output_dir, "annotations"), exist_ok=True)
     return {split: _write_split(output_dir, split, count, parameters) for split, count in splits.items()}
 
@@ -226,6 +269,7 @@ def generate_shapes_dataset(
 def _write_split(output_dir, split, count, parameters):
     """Renders and writes the `count` images of `split` and its annotations JSON (path returned)."""
     rng = _split_rng(parameters["seed"], split)
+    categories, shapes_and_colours, palette = _categories(parameters["classes"], parameters.get("colours"))
     height, width = parameters["image_size"]
     os.makedirs(os.path.join(output_dir, split), exist_ok=True)
     images, annotations = [], []
@@ -233,7 +277,7 @@ def _write_split(output_dir, split, count, parameters):
         num_objects = int(rng.integers(parameters["min_objects"], parameters["max_objects"] + 1))
         pixels, objects = _render_image(rng, height, width, num_objects, parameters["min_size"],
                                         parameters["max_size"], parameters["clutter"], parameters["noise_std"],
-                                        parameters["classes"])
+                                        shapes_and_colours, palette)
         file_name = f"{split}_{index:06d}.png"
         Image.fromarray(pixels, "RGB").save(os.path.join(output_dir, split, file_name))
         images.append({"id": index + 1, "file_name": file_name, "height": height, "width": width})
@@ -252,10 +296,22 @@ def _write_split(output_dir, split, count, parameters):
         "licenses": [],
         "images": images,
         "annotations": annotations,
-        "categories": [{"id": i + 1, "name": name, "supercategory": "shape"}
-                       for i, name in enumerate(parameters["classes"])],
+        "categories": categories,
     }
     path = os.path.join(output_dir, "annotations", f"instances_{split}.json")
     with open(path, "w") as file:
         json.dump(dataset, file)
     return path
+
+
+def _categories(shapes, colours):
+    """(COCO categories, each class's (shape, RGB colour or None), the palette of the objects and clutter) of the
+    classes `shapes` (with `colours`: of the first `colours` of `COLOURS` and `shapes`, colour by colour)."""
+    if colours is None:
+        categories = [{"id": i + 1, "name": shape, "supercategory": "shape"} for i, shape in enumerate(shapes)]
+        return categories, [(shape, None) for shape in shapes], PALETTE
+    named = list(COLOURS)[:colours]
+    classes = [(name, shape) for name in named for shape in shapes]
+    categories = [{"id": i + 1, "name": f"{name} {shape}", "supercategory": "shape", "shape": shape,
+                   "colour": list(COLOURS[name])} for i, (name, shape) in enumerate(classes)]
+    return categories, [(shape, COLOURS[name]) for name, shape in classes], [COLOURS[name] for name in named]

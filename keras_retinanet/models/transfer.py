@@ -31,23 +31,32 @@ class Transfer:
     new_classes: list
 
 
-def transfer_weights(source, target, class_rows):
-    """Copies every weight of `source` into `target` (two `RetinaNet`s of one architecture, any class counts):
-    backbone, pyramid and box subnet whole, the class subnet's hidden layers, and of its output layer the rows of
-    each target class `t` in `class_rows` ({t: source class}) from the source's class; the other classes keep
-    `target`'s initialisation (the paper's prior). Returns a `Transfer`.
+def transfer_weights(source, target, class_rows, components=tuple(COMPONENTS)):
+    """Copies the weights of `components` (names of `COMPONENTS`, default all) of `source` into `target` (two
+    `RetinaNet`s of one architecture, any class counts): backbone, pyramid and box subnet whole; of the class subnet
+    its hidden layers, and of its output layer the rows of each target class `t` in `class_rows` ({t: source
+    class}) from the source's class. The other classes and components keep `target`'s initialisation (the class
+    subnet's: the paper's prior). Returns a `Transfer`.
 
-    Raises ValueError naming the first weight whose name or shape differs (the architectures are not one)."""
+    Raises ValueError naming the first weight whose name or shape differs (the architectures are not one), an
+    unknown component, or `class_rows` without the class subnet."""
+    if not set(components) <= set(COMPONENTS):
+        raise ValueError(f"components must be names of {tuple(COMPONENTS)}, got {list(components)}")
+    if class_rows and "class_head" not in components:
+        raise ValueError("class_rows are rows of the class subnet, which components leaves out")
     loaded = {}
-    for component in ("backbone", "feature_pyramid", "box_head"):
-        loaded[component] = _copy(getattr(source, component).weights, getattr(target, component).weights, component)
-    source_head, target_head = source.classification_head, target.classification_head
-    hidden = [weight for layer in (*source_head.hidden_convs, *source_head.norms) for weight in layer.weights]
-    loaded["classification_head hidden layers"] = _copy(
-        hidden, [weight for layer in (*target_head.hidden_convs, *target_head.norms) for weight in layer.weights],
-        "classification_head")
-    _copy_class_rows(source_head.output_conv, target_head.output_conv, source.num_classes, target.num_classes,
-                     class_rows)
+    for component in ("backbone", "pyramid", "box_head"):
+        if component in components:
+            name = COMPONENTS[component]
+            loaded[name] = _copy(getattr(source, name).weights, getattr(target, name).weights, name)
+    if "class_head" in components:
+        source_head, target_head = source.classification_head, target.classification_head
+        hidden = [weight for layer in (*source_head.hidden_convs, *source_head.norms) for weight in layer.weights]
+        loaded["classification_head hidden layers"] = _copy(
+            hidden, [weight for layer in (*target_head.hidden_convs, *target_head.norms) for weight in layer.weights],
+            "classification_head")
+        _copy_class_rows(source_head.output_conv, target_head.output_conv, source.num_classes, target.num_classes,
+                         class_rows)
     new_classes = [index for index in range(target.num_classes) if index not in class_rows]
     return Transfer(loaded, dict(class_rows), new_classes)
 

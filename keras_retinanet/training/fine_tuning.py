@@ -7,13 +7,17 @@ and converted on first use). Its stored config gives the architecture (`ARCHITEC
 user wrote and that differs is an error naming both values) and the defaults of every other model setting and of
 the input size; what the user wrote of those wins. The classes are the user's data's: a class whose name the source
 also has keeps that class's rows of the class subnet's output layer (`same_name`), the others start from the prior.
+`model.init_components` copies only some components (the others start as from scratch); then only the architecture
+that their weights need must be the source's (`ARCHITECTURE_OF`).
 """
 
 import dataclasses
 import math
 import os
 
-from keras_retinanet.config import ConfigError, ExperimentConfig, flattened, from_dict, nested, shown, to_dict
+from keras_retinanet.config import (
+    FREEZABLE, ConfigError, ExperimentConfig, flattened, from_dict, nested, shown, to_dict,
+)
 from keras_retinanet.inference import ModelError, load_trained_model, one_line
 from keras_retinanet.models import build_detector
 from keras_retinanet.models.transfer import transfer_weights
@@ -27,6 +31,18 @@ ARCHITECTURE = tuple(
         "anchors.aspect_ratios", "anchors.mode", "pyramid.filters", "pyramid.p6_input", "heads.filters",
         "heads.num_convs", "heads.normalization")
 ) + ("data.resize_rule",)
+# The settings of `ARCHITECTURE` that each component's weights need (`model.init_components`): its own and those of
+# the components before it, whose outputs it was trained on.
+_BACKBONE = tuple(key for key in ARCHITECTURE if key.startswith(("model.backbone.", "data.")))
+ARCHITECTURE_OF = {
+    "backbone": _BACKBONE,
+    "pyramid": (*_BACKBONE, "model.pyramid.filters", "model.pyramid.p6_input"),
+    "box_head": ARCHITECTURE,
+    "class_head": ARCHITECTURE,
+}
+# Changes of `ARCHITECTURE` that the source's weights survive, as (key, the source's value, the config's): batch
+# normalisation's four weights a layer are frozen batch normalisation's, then kept as they are.
+ALLOWED_CHANGES = (("model.backbone.normalization", "batch_norm", "frozen_bn"),)
 # The input size the source was trained at: its values unless the config gives others.
 INPUT_SIZE = ("data.min_size", "data.max_size", "data.size_divisor")
 # Class names of torchvision's COCO label space that are no class (index 0 and the unused ids).
@@ -96,25 +112,44 @@ def given_by_default(config):
 def resolved_config(config, source, given, where="the config"):
     """`config` with `source`'s architecture and settings under it: `ARCHITECTURE` and the other model settings and
     `INPUT_SIZE` from the source where `given` (dotted keys the user wrote) lacks them, the user's values where it
-    has them; data, schedule and `model.init_from` the user's, `model.backbone.weights` none (the source's weights
-    replace them). A `ConfigError` names the first setting of `ARCHITECTURE` the user gave otherwise, or
+    has them; data, schedule, `model.init_from` and `model.init_components` the user's, `model.backbone.weights`
+    none (the source's weights replace them). A `ConfigError` names the first setting of `ARCHITECTURE` that the
+    components copied need (`ARCHITECTURE_OF`) and the user gave otherwise (but for an `ALLOWED_CHANGES`), or
     `model.backbone.weights` given beside `init_from`."""
     mine, theirs = flattened(to_dict(config)), flattened(to_dict(source.config))
     if "model.backbone.weights" in given and mine["model.backbone.weights"] is not None:
         raise ConfigError(f"{where}: 'model.backbone.weights' = {shown(mine['model.backbone.weights'])} and "
                           f"'model.init_from' = {shown(config.model.init_from)} both give starting weights: give one")
+    needed = {key for component in config.model.init_components for key in ARCHITECTURE_OF[component]}
     for key in ARCHITECTURE:
-        if key in given and not _same(mine[key], theirs[key]):
+        if key in needed and key in given and not _same(mine[key], theirs[key]) \
+                and (key, theirs[key], mine[key]) not in ALLOWED_CHANGES:
             raise ConfigError(f"{where}: '{key}' = {shown(mine[key])}, but model.init_from {source.origin} has "
-                              f"{shown(theirs[key])}{_anchor_counts(mine, theirs, key)}: the architecture comes "
-                              "from the model fine-tuned; leave the setting out, or start from another model")
+                              f"{shown(theirs[key])}{_explanation(mine, theirs, key)}: the architecture comes "
+                              "from the model fine-tuned; leave the setting out, or start from another model"
+                              f"{_fewer_components(key)}")
     merged = dict(mine)
     for key, value in theirs.items():
         if (key.startswith("model.") or key in INPUT_SIZE or key in ARCHITECTURE) and key not in given:
             merged[key] = value
     merged["model.init_from"] = config.model.init_from
+    merged["model.init_components"] = list(config.model.init_components)
     merged["model.backbone.weights"] = None
     return from_dict(ExperimentConfig, nested(merged), source=f"{where} with the architecture of {source.origin}")
+
+
+def _explanation(mine, theirs, key):
+    """What an error about `key` adds: the change of it that is allowed, or the anchors per location."""
+    for name, source, target in ALLOWED_CHANGES:
+        if name == key:
+            return f" (of its changes, only {target} in place of the source's {source} keeps the weights)"
+    return _anchor_counts(mine, theirs, key)
+
+
+def _fewer_components(key):
+    """The hint where copying fewer components would free `key`: those whose weights do not need it."""
+    free = [component for component in FREEZABLE if key not in ARCHITECTURE_OF[component]]
+    return f", or copy only components that do not need it (model.init_components: of {free})" if free else ""
 
 
 def _anchor_counts(mine, theirs, key):
@@ -155,13 +190,17 @@ def class_rows(target_names, source_names):
             if _normalized(name) in sources}
 
 
-def start_from(source, model, target_names):
-    """Copies `source`'s weights into `model` (`transfer_weights`, the class rows by name) and returns what was done
-    as {"source", "loaded", "matched", "new"}, each a line-ready text: what `train` logs, writes at the top of
-    config.yaml and stores in the model's metadata."""
-    rows = class_rows(target_names, source.class_names)
+def start_from(source, model, target_names, components=None):
+    """Copies `source`'s weights of `components` (names of `FREEZABLE`; None: those of `model.init_components` in
+    the config `build_detector` stored in `model`, else all) into `model` (`transfer_weights`; the class rows by
+    name, where the class subnet is copied) and returns what was done as {"source", "loaded", "matched", "new",
+    "fresh"}, each a line-ready text: what `train` logs, writes at the top of config.yaml and stores in the model's
+    metadata ("fresh": the components left as built, "none" when all are copied)."""
+    if components is None:
+        components = model.metadata.get("config", {}).get("model", {}).get("init_components", FREEZABLE)
+    rows = class_rows(target_names, source.class_names) if "class_head" in components else {}
     try:
-        transfer = transfer_weights(source.model, model, rows)
+        transfer = transfer_weights(source.model, model, rows, components)
     except ValueError as error:
         raise ModelError(f"{source.origin}: its weights do not fit the model: {one_line(error)}") from error
     loaded = ", ".join(f"{component} ({count} tensors)" for component, count in transfer.loaded.items())
@@ -169,7 +208,9 @@ def start_from(source, model, target_names):
         target_names[t] if target_names[t] == source.class_names[s] else f"{target_names[t]} ({source.class_names[s]})"
         for t, s in rows.items())
     new = ", ".join(target_names[index] for index in transfer.new_classes)
-    return {"source": source.origin, "loaded": loaded, "matched": matched or "none", "new": new or "none"}
+    fresh = ", ".join(component for component in FREEZABLE if component not in components)
+    return {"source": source.origin, "loaded": loaded, "matched": matched or "none", "new": new or "none",
+            "fresh": fresh or "none"}
 
 
 def starting_point(config, given, class_names, category_ids):
@@ -182,7 +223,10 @@ def starting_point(config, given, class_names, category_ids):
 
 
 def report_lines(report):
-    """The three lines of a `start_from` report, one per group."""
-    return [f"loaded from {report['source']}: {report['loaded']}",
-            f"class rows matched by name: {report['matched']}",
-            f"classes initialised anew (prior probability): {report['new']}"]
+    """The lines of a `start_from` report, one per group: three, and a fourth where components were left as built."""
+    lines = [f"loaded from {report['source']}: {report['loaded']}",
+             f"class rows matched by name: {report['matched']}",
+             f"classes initialised anew (prior probability): {report['new']}"]
+    if report["fresh"] != "none":
+        lines.append(f"components initialised anew (model.init_components leaves them out): {report['fresh']}")
+    return lines
