@@ -118,8 +118,9 @@ def test_a_study_runs_resumes_and_reports(study_file, tmp_path, monkeypatch):
     assert blowup["diverged"] and blowup["evaluations"] == {} and blowup["diverged_at"] >= 1
     assert results.curves["blowup"]["classification_loss"][-1] is None  # the non-finite step ends the curve
 
-    balance = results.balance  # 8 images x 4 levels... of 64 px anchors: (8^2 + 4^2 + 2^2 + 1 + 1) x 9 per image
-    assert sum(balance.values()) == 8 * (64 + 16 + 4 + 1 + 1) * 9 and balance["positive"] > 0
+    balance = results.balance["default"]  # 8 images x 5 levels of 64 px anchors: (8^2 + 4^2 + 2^2 + 1 + 1) x 9 each
+    assert balance["positive"] + balance["negative"] + balance["ignored"] == 8 * (64 + 16 + 4 + 1 + 1) * 9
+    assert balance["positive"] > 0 and balance["classes"] == 4
     for gamma in ("0.0", "2.0"):
         for side in ("positive", "negative"):
             curve = np.asarray(results.figure_4[gamma][side])

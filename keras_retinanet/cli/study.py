@@ -1,8 +1,10 @@
 """Reproduces the paper's ablations: `bin/study [--study=configs/study/paper.yaml] [--quick] [--work_dir=DIR]`.
 
-Generates the study's dataset, trains every variant of the study file with the same data, seed, schedule and
-budget, evaluates each with COCO AP (and times inference where a table asks), then writes the report (the paper's
-numbers beside ours, a verdict on each of the paper's claims) and its figures. The study file is checked whole
+Generates the study's datasets, trains every variant of the study file with the same seed, schedule and budget
+on its dataset (a variant that starts from another's model after that one), evaluates each with COCO AP (at other
+sizes and score thresholds, and timing inference, where a table asks), then writes the report (the paper's numbers
+beside ours, a verdict on each of the paper's claims, each dataset's imbalance, the gradient norms where training
+logged them) and its figures. The study file is checked whole
 first (every variant's config with its overrides, the variants' names), so that a mistake in it stops the command
 before anything trains. Rerunning the command resumes: the finished variants are read back, a half-trained one
 continues from its backup. --quick runs the first row of each table on smaller images (the study file's `quick`

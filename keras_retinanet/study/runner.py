@@ -1,6 +1,7 @@
-"""Runs a study: the dataset generated once, then each variant trained, evaluated and measured, its result kept in
-`work_dir/variants/<name>/result.json`. A rerun skips the finished variants and resumes a half-trained one from
-its backup.
+"""Runs a study: each dataset generated once, then each variant trained (a variant's source first), evaluated and
+measured, its result kept in `work_dir/variants/<name>/result.json`. A rerun skips the finished variants, resumes a
+half-trained one from its backup, and adds to a finished one's result what the study now asks of it and it lacks
+(an evaluation at another size or score threshold, OHEM's NMS count) from its saved model, without training.
 
 The study writes its JSON files (results, curves, the dataset's record) atomically, so one that does not read back
 as what the study wrote (truncated, not JSON, not an object, lacking keys) was damaged from outside: the study stops
@@ -8,31 +9,41 @@ with one line naming it rather than guess, and never overwrites it; deleting it 
 resumes from its backups, which costs no training where it had finished)."""
 
 import dataclasses
+import functools
 import json
 import math
 import os
+import statistics
 import time
+from typing import Optional
 
 import keras
 import numpy as np
 
-from keras_retinanet.config import ConfigError, ExperimentConfig, cut, from_dict, load_config, to_dict
+from keras_retinanet.config import ConfigError, ExperimentConfig, cut, flattened, from_dict, load_config, to_dict
 from keras_retinanet.data import read_coco
 from keras_retinanet.datasets import generate_shapes_dataset
 from keras_retinanet.evaluation import evaluate_model
 from keras_retinanet.inference import MODEL_FILE, load_trained_model
 from keras_retinanet.study import analysis
+from keras_retinanet.study.spec import DEFAULT_DATASET, evaluation_key
 from keras_retinanet.training import CONFIG_FILE, NonFiniteLossError, train
 
 RESULT_FILE = "result.json"
 CURVE_FILE = "curve.json"
 DATASET_FILE = "dataset.json"
 QUANTILES = 1001  # points kept of each Figure 4 curve
+OHEM_BATCHES = 4  # training batches over which the anchors OHEM's NMS drops are counted
+LOSS_KEYS = ("classification_loss", "box_loss")
+# What training logs with train.log_gradient_norms: norms before clipping, and whether the step was clipped.
+GRADIENT_NORM_KEYS = ("gradient_norm", "classification_gradient_norm", "box_gradient_norm")
+GRADIENT_KEYS = (*GRADIENT_NORM_KEYS, "clipped")
 
 
 @dataclasses.dataclass
 class StudyResults:
-    """What a report needs: the variants' results, the anchors' balance, Figure 4's curves, the wall time."""
+    """What a report needs: the variants' results, each dataset's anchors ({name: {"positive", "negative",
+    "ignored", "classes"}}), Figure 4's curves, the wall time."""
 
     variants: dict
     balance: dict
@@ -41,28 +52,74 @@ class StudyResults:
     seconds: float
 
 
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """An evaluation a variant's result holds (under `evaluation_key`): at `size` px, with the decoder's
+    `score_threshold` (None: the variant's own), timed or not."""
+
+    size: int
+    score_threshold: Optional[float] = None
+    timed: bool = False
+
+
+class _Data:
+    """A generated dataset: its `folder` and annotation files ({split: path}); its splits read when first asked."""
+
+    def __init__(self, folder, annotations):
+        self.folder, self.annotations = folder, annotations
+
+    @functools.cached_property
+    def train(self):
+        return read_coco(self.annotations["train"], os.path.join(self.folder, "train"))
+
+    @functools.cached_property
+    def val(self):
+        return read_coco(self.annotations["val"], os.path.join(self.folder, "val"))
+
+    @functools.cached_property
+    def classes(self):
+        with open(self.annotations["train"], encoding="utf-8") as file:
+            return len(json.load(file)["categories"])
+
+
+def dataset_folder(work_dir, name):
+    """Where dataset `name` is generated: the default one in work_dir/data (where a study of one dataset keeps it),
+    the others in work_dir/data/<name>."""
+    return os.path.join(work_dir, "data", *(() if name == DEFAULT_DATASET else (name,)))
+
+
+def model_file(work_dir, variant):
+    """The trained model of `variant`, as an absolute path: what `model.init_from=variant:<name>` becomes, the
+    same however --work_dir was written."""
+    return os.path.abspath(os.path.join(work_dir, "variants", variant, MODEL_FILE))
+
+
 def run_study(study, work_dir, log=print):
     """Runs (or resumes) `study` (a `Study`) in `work_dir`; returns its `StudyResults`."""
     start = time.monotonic()
-    annotations = _dataset(study.dataset, os.path.join(work_dir, "data"), log)
-    base = _variant_config(study, None, annotations)
-    balance = _cached(os.path.join(work_dir, "balance.json"), lambda: analysis.anchor_balance(
-        read_coco(annotations["train"], os.path.join(work_dir, "data", "train")), base))
-    val_set = read_coco(annotations["val"], os.path.join(work_dir, "data", "val"))
-    eval_sizes, timed = _evaluations_wanted(study, base.data.min_size)
+    datasets = {}
+    for name, parameters in study.datasets.items():
+        folder = dataset_folder(work_dir, name)
+        datasets[name] = _Data(folder, _dataset(parameters, folder, log))
+    base = study.config()
+    balance = {}
+    for name, dataset in datasets.items():
+        path = os.path.join(work_dir, "balance.json" if name == DEFAULT_DATASET else f"balance_{name}.json")
+        balance[name] = {**_cached(path, lambda: analysis.anchor_balance(dataset.train, base)),
+                         "classes": dataset.classes}
+    wanted = _evaluations_wanted(study, base.data.min_size)
     results = {}
     for number, name in enumerate(study.variants, 1):
-        variant_dir = os.path.join(work_dir, "variants", name)
-        config = _variant_config(study, name, annotations)
-        results[name] = _cached(os.path.join(variant_dir, RESULT_FILE), lambda: _run_variant(
-            name, config, variant_dir, val_set, annotations["val"], eval_sizes[name], timed[name],
-            log=lambda text: log(f"[{number}/{len(study.variants)}] {name}: {text}")),
-            check=lambda result: _check_result(result, config, variant_dir))
-        log(f"[{number}/{len(study.variants)}] {name}: {_summary(results[name])}")
+        progress = f"[{number}/{len(study.variants)}] {name}"
+        results[name] = _variant_result(study, name, work_dir, datasets[study.dataset_of(name)], wanted[name],
+                                        results, log=lambda text: log(f"{progress}: {text}"))
+        log(f"{progress}: {_summary(results[name])}")
     figure_4 = {}
     if study.figure_4 and not results[study.figure_4["variant"]]["diverged"]:
+        variant = study.figure_4["variant"]
         figure_4 = _cached(os.path.join(work_dir, "figure_4.json"), lambda: _figure_4_curves(
-            study.figure_4, os.path.join(work_dir, "variants", study.figure_4["variant"]), annotations, work_dir, base))
+            study.figure_4, os.path.join(work_dir, "variants", variant), datasets[study.dataset_of(variant)].train,
+            base))
     curves = {name: _read_json(os.path.join(work_dir, "variants", name, CURVE_FILE)) for name in study.curves}
     return StudyResults(results, balance, figure_4, curves, time.monotonic() - start)
 
@@ -95,28 +152,55 @@ def _dataset(parameters, data_dir, log):
             for split in splits}
 
 
-def _variant_config(study, name, annotations):
-    """The config of variant `name` (None: the study's experiment) on the generated data."""
-    data_dir = os.path.dirname(os.path.dirname(annotations["train"]))
-    paths = [f"data.train.annotations={annotations['train']}", f"data.train.images={os.path.join(data_dir, 'train')}"]
-    return study.config(name, paths)
+def _variant_config(study, name, dataset, work_dir):
+    """The config of variant `name` on its generated `dataset` (a `_Data`), a `variant:` source resolved to that
+    variant's model file."""
+    paths = [f"data.train.annotations={dataset.annotations['train']}",
+             f"data.train.images={os.path.abspath(os.path.join(dataset.folder, 'train'))}"]
+    source = study.sources.get(name)
+    return study.config(name, paths, [f"model.init_from={model_file(work_dir, source)}"] if source else ())
 
 
 def _evaluations_wanted(study, training_size):
-    """{variant: sizes it is evaluated at}, {variant: sizes it is timed at}."""
-    sizes = {name: {training_size} for name in study.variants}
-    timed = {name: set() for name in study.variants}
+    """{variant: {evaluation key: `Evaluation`}}: every variant at the training size; each table row's evaluation
+    for its variant and the variant's repeats (timed for the variant itself where the table is timed)."""
+    wanted = {name: {evaluation_key(training_size): Evaluation(training_size)} for name in study.variants}
     for table in study.tables:
         for row in table.rows:
             size = row.eval_size or training_size
-            sizes[row.variant].add(size)
-            if table.timed:
-                timed[row.variant].add(size)
-    return sizes, timed
+            key = evaluation_key(size, row.score_threshold)
+            for member in study.repeat_groups.get(row.variant, [row.variant]):
+                timed = table.timed and member == row.variant or wanted[member].get(key, Evaluation(size)).timed
+                wanted[member][key] = Evaluation(size, row.score_threshold, timed)
+    return wanted
 
 
-def _run_variant(name, config, variant_dir, val_set, val_annotations, eval_sizes, timed_sizes, log):
-    """Trains one variant (resuming), then evaluates it at each size: its result (a dict)."""
+def _variant_result(study, name, work_dir, dataset, wanted, results, log):
+    """The result of variant `name`: read back, or trained now (resuming); then completed with what the study now
+    wants of it and it lacks (`_measure`). `results` holds the variants trained before it, its source among them."""
+    variant_dir = os.path.join(work_dir, "variants", name)
+    config = _variant_config(study, name, dataset, work_dir)
+    source = study.sources.get(name)
+    if source is not None and results[source]["diverged"]:
+        return {"variant": name, "config": to_dict(config), "diverged": f"not trained: variant {source}, whose model "
+                "it starts from, diverged", "diverged_at": None, "evaluations": {}}
+    path = os.path.join(variant_dir, RESULT_FILE)
+    model = None
+    if os.path.exists(path):
+        result = _read_json(path)
+        _check_result(result, config, variant_dir)
+    else:
+        result, model = _train_variant(name, config, variant_dir, log)
+        os.makedirs(variant_dir, exist_ok=True)
+        _write_json(path, result)
+    if not result["diverged"] and _measure(result, config, variant_dir, dataset, wanted, model, log):
+        _write_json(path, result)
+    return result
+
+
+def _train_variant(name, config, variant_dir, log):
+    """Trains one variant (resuming): its result, without evaluations, and the trained model (None if it
+    diverged)."""
     previous = os.path.join(variant_dir, CONFIG_FILE)
     if os.path.exists(previous) and load_config(previous) != config:
         raise ConfigError(f"{variant_dir} holds a half-trained run of another config than the study now gives this "
@@ -125,22 +209,76 @@ def _run_variant(name, config, variant_dir, val_set, val_annotations, eval_sizes
     curve = LossCurve(os.path.join(variant_dir, CURVE_FILE))
     result = {"variant": name, "config": to_dict(config), "diverged": None, "evaluations": {}}
     log(f"training {config.train.iterations} iterations in {variant_dir}")
+    model = None
     try:
-        model = train(config, variant_dir, verbose=0, callbacks=[curve])
+        # Every setting given: a model.init_from source gives the variant its weights, none of its settings.
+        model = train(config, variant_dir, verbose=0, callbacks=[curve], given=frozenset(flattened(to_dict(config))))
     except NonFiniteLossError as error:
         curve.save()
-        result.update(diverged=str(error), diverged_at=curve.record["iteration"][-1],
-                      train_seconds=curve.record["seconds"])
-        return result
+        result.update(diverged=str(error), diverged_at=curve.record["iteration"][-1])
     result["train_seconds"] = curve.record["seconds"]
-    for size in sorted(eval_sizes):
-        data = dataclasses.replace(config.data, min_size=size, max_size=size)
-        evaluation, _ = evaluate_model(model, val_set, data, config.train.batch_size, ground_truth=val_annotations)
-        metrics = {key: float(evaluation.metrics[key]) for key in ("AP", "AP50", "AP75")}
-        if size in timed_sizes:
-            metrics["seconds_per_image"] = analysis.seconds_per_image(model, size)
-        result["evaluations"][str(size)] = metrics
-    return result
+    norms = gradient_norm_summary(curve.record)
+    if norms is not None:
+        result["gradient_norms"] = norms
+    return result, model
+
+
+def _measure(result, config, variant_dir, dataset, wanted, model, log):
+    """Adds to a trained variant's `result` what it lacks of the evaluations `wanted` ({key: `Evaluation`}) and,
+    for OHEM, the anchors its NMS drops; measured on `model`, or on the model file of a variant trained by an
+    earlier run. Returns whether anything was added."""
+    models = {}
+
+    def model_at(threshold):
+        """The variant's model with the decoder at `threshold` (None: its own): one model object per threshold,
+        since the detection path traced for a model (`inference.detect`) keeps the threshold it was traced with."""
+        if threshold not in models:
+            if threshold is None and model is not None:
+                models[None] = model
+            else:
+                models[threshold] = load_trained_model(os.path.join(variant_dir, MODEL_FILE))
+                if threshold is not None:
+                    models[threshold].decoder.score_threshold = threshold
+        return models[threshold]
+
+    added = False
+    for key, evaluation in sorted(wanted.items(), key=lambda item: (item[1].size, item[1].score_threshold or -1.0)):
+        metrics = result["evaluations"].get(key)
+        if metrics is not None and (not evaluation.timed or "seconds_per_image" in metrics):
+            continue
+        detector = model_at(evaluation.score_threshold)
+        if metrics is None:
+            threshold = evaluation.score_threshold
+            log(f"evaluating at {evaluation.size} px{'' if threshold is None else f', score threshold {threshold:g}'}")
+            data = dataclasses.replace(config.data, min_size=evaluation.size, max_size=evaluation.size)
+            coco, _ = evaluate_model(detector, dataset.val, data, config.train.batch_size,
+                                     ground_truth=dataset.annotations["val"])
+            metrics = {name: float(coco.metrics[name]) for name in ("AP", "AP50", "AP75")}
+        if evaluation.timed:
+            metrics["seconds_per_image"] = analysis.seconds_per_image(detector, evaluation.size)
+        result["evaluations"][key] = metrics
+        added = True
+    if config.model.classification_loss.type == "ohem" and "ohem_nms" not in result:
+        log(f"counting the anchors OHEM's NMS drops over {OHEM_BATCHES} training batches")
+        result["ohem_nms"] = {**analysis.ohem_nms_drops(model_at(None), dataset.train, config.data, OHEM_BATCHES,
+                                                        config.train.batch_size),
+                              "largest_anchor_iou": analysis.largest_anchor_iou(config)}
+        added = True
+    return added
+
+
+def gradient_norm_summary(record):
+    """{"median": {key: median over the steps}, "clipped_steps", "steps"} of the gradient norms in a `LossCurve`
+    record (`GRADIENT_NORM_KEYS`; clipped_steps None where nothing was clipped or counted), or None without them."""
+    if "gradient_norm" not in record:
+        return None
+    medians = {}
+    for key in GRADIENT_NORM_KEYS:
+        values = [value for value in record.get(key, ()) if value is not None]
+        medians[key] = statistics.median(values) if values else None
+    clipped = record.get("clipped")
+    return {"median": medians, "clipped_steps": None if clipped is None else
+            int(round(sum(value for value in clipped if value is not None))), "steps": len(record["gradient_norm"])}
 
 
 def _check_result(result, config, variant_dir):
@@ -160,15 +298,17 @@ def _summary(result):
     minutes = result.get("train_seconds", 0.0) / 60
     if result["diverged"]:
         return f"diverged after {minutes:.1f} min ({result['diverged']})"
-    scores = ", ".join(f"AP {m['AP']:.3f} at {size} px" for size, m in result["evaluations"].items())
-    return f"{scores}; trained in {minutes:.1f} min"
+    scores = []
+    for key, metrics in result["evaluations"].items():
+        size, _, threshold = key.partition("@")
+        scores.append(f"AP {metrics['AP']:.3f} at {size} px{f' (score threshold {threshold})' if threshold else ''}")
+    return f"{', '.join(scores)}; trained in {minutes:.1f} min"
 
 
-def _figure_4_curves(settings, variant_dir, annotations, work_dir, base):
+def _figure_4_curves(settings, variant_dir, dataset, base):
     """{gamma: {"positive": quantiles, "negative": quantiles, "count": [positives, negatives]}} of the cumulative
-    normalised loss (Figure 4) of the variant's model on the training split."""
+    normalised loss (Figure 4) of the variant's model on its training split, `dataset`."""
     model = load_trained_model(os.path.join(variant_dir, MODEL_FILE))
-    dataset = read_coco(annotations["train"], os.path.join(work_dir, "data", "train"))
     distributions = analysis.loss_distribution(model, dataset, base.data, [float(g) for g in settings["gammas"]],
                                                int(settings.get("images", len(dataset.records))))
     fractions = np.linspace(0.0, 1.0, QUANTILES)
@@ -183,8 +323,10 @@ def _figure_4_curves(settings, variant_dir, annotations, work_dir, base):
 
 
 class LossCurve(keras.callbacks.Callback):
-    """The classification and box loss of every iteration (recovered from Keras' running means over each epoch) and
-    the training wall time, written to `path` at every epoch end; a resumed run continues the file."""
+    """The classification and box loss of every iteration, and its gradient norms and whether it was clipped
+    (`GRADIENT_KEYS`, where training logs them: train.log_gradient_norms), each recovered from Keras' running means
+    over each epoch, and the training wall time, written to `path` at every epoch end; a resumed run continues the
+    file."""
 
     def __init__(self, path):
         super().__init__()
@@ -196,8 +338,8 @@ class LossCurve(keras.callbacks.Callback):
             self.record = _read_json(self.path)
         done = int(self.model.optimizer.iterations.numpy())
         kept = sum(1 for iteration in self.record["iteration"] if iteration <= done)
-        for key in ("iteration", "classification_loss", "box_loss"):
-            del self.record[key][kept:]
+        for key in ("iteration", *LOSS_KEYS, *GRADIENT_KEYS):
+            del self.record.get(key, [])[kept:]
         self._clock = time.monotonic()
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -206,11 +348,11 @@ class LossCurve(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         logs = logs or {}
         self.record["iteration"].append(int(self.model.optimizer.iterations.numpy()))
-        for key in ("classification_loss", "box_loss"):
+        for key in (*LOSS_KEYS, *(key for key in GRADIENT_KEYS if key in logs)):
             mean = float(logs.get(key, math.nan))
-            value = (batch + 1) * mean - batch * self._means.get(key, 0.0)  # this step's loss from the running means
+            value = (batch + 1) * mean - batch * self._means.get(key, 0.0)  # this step's value from the running means
             self._means[key] = mean
-            self.record[key].append(value if math.isfinite(value) else None)
+            self.record.setdefault(key, []).append(value if math.isfinite(value) else None)
 
     def on_epoch_end(self, epoch, logs=None):
         self.save()
@@ -223,13 +365,10 @@ class LossCurve(keras.callbacks.Callback):
         _write_json(self.path, self.record)
 
 
-def _cached(path, compute, check=None):
-    """The JSON at `path` (passed to `check`), or `compute()` written there atomically."""
+def _cached(path, compute):
+    """The JSON at `path`, or `compute()` written there atomically."""
     if os.path.exists(path):
-        value = _read_json(path)
-        if check is not None:
-            check(value)
-        return value
+        return _read_json(path)
     value = compute()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     _write_json(path, value)
