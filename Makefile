@@ -49,8 +49,9 @@ benchmark: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[torch,keras_hub]"
 	$(PY) bin/benchmark
 
-## study: the paper's ablations at CPU scale (bin/study; about 105 minutes on 2 CPU cores, resumable), report in
-## runs/study/report.md; study-quick: the first row of each table on smaller images (about 7 minutes)
+## study: the paper's ablations at CPU scale, and what decides FL against the best CE (bin/study; within 3.5
+## hours on 2 CPU cores, resumable), report in runs/study/report.md; study-quick: the first row of each table on
+## smaller images (within 15 minutes)
 study: $(STAMP)
 	$(PY) bin/study
 

@@ -250,7 +250,8 @@ def test_quick_keeps_the_first_row_of_each_table_and_the_claims_it_can_judge(stu
 def test_the_shipped_study_files_load_and_the_command_line_reports_a_bad_file_in_one_line(tmp_path):
     for quick in (False, True):
         study = load_study("configs/study/paper.yaml", quick=quick)
-        assert {table.id for table in study.tables} == {"1a", "1b", "1c", "1d", "A", "prior", "1e", "schedule"}
+        assert {table.id for table in study.tables} == {"1a", "1b", "1c", "1d", "A", "prior", "1e", "schedule", "many",
+                                                       "step", "pretrained", "threshold"}
         for overrides in study.variants.values():  # every variant's overrides name real settings
             load_config(study.experiment, [*study.overrides, *overrides])
     process = subprocess.run([sys.executable, "bin/study", f"--study={tmp_path}/missing.yaml"], capture_output=True,
