@@ -58,12 +58,17 @@ curves: [fl, blowup]
 """
 
 
+def write_study(folder, text):
+    """The study file `text` (its experiment the tiny one) written into `folder`: its path."""
+    (folder / "tiny.yaml").write_text(EXPERIMENT)
+    path = folder / "study.yaml"
+    path.write_text(text)
+    return path
+
+
 @pytest.fixture()
 def study_file(tmp_path):
-    (tmp_path / "tiny.yaml").write_text(EXPERIMENT)
-    path = tmp_path / "study.yaml"
-    path.write_text(STUDY)
-    return path
+    return write_study(tmp_path, STUDY)
 
 
 class Interrupt(Exception):

@@ -14,14 +14,17 @@ from keras_retinanet.study import load_study
 from keras_retinanet.study import runner as study_runner
 from keras_retinanet.study.report import write_report
 from keras_retinanet.study.spec import evaluation_key
-from tests.test_study import EXPERIMENT
+from tests.test_study import write_study
 
-STUDY = """experiment: tiny.yaml
+# The default dataset and a second one of two classes, as the study files below share them.
+DATASETS = """\
 dataset: {train_images: 8, val_images: 4, image_size: 64, min_objects: 1, max_objects: 2, min_size: 12, max_size: 24}
 datasets:
   two: {train_images: 8, val_images: 4, image_size: 64, min_objects: 1, max_objects: 2, min_size: 12, max_size: 24,
         classes: [circle, square]}
-variants:
+"""
+
+STUDY = "experiment: tiny.yaml\n" + DATASETS + """variants:
   tuned: {dataset: two, set: [model.init_from=variant:fl, train.learning_rate=0.005]}
   fl: []
   ce: [model.classification_loss.gamma=0, model.classification_loss.alpha=0.5]
@@ -54,10 +57,7 @@ quick:
 
 @pytest.fixture()
 def study_file(tmp_path):
-    (tmp_path / "tiny.yaml").write_text(EXPERIMENT)
-    path = tmp_path / "study.yaml"
-    path.write_text(STUDY)
-    return path
+    return write_study(tmp_path, STUDY)
 
 
 def test_datasets_variants_on_them_and_sources_first(study_file):
@@ -347,12 +347,7 @@ def test_ohem_nms_drops_anchors_only_below_the_largest_anchor_overlap(tmp_path):
     assert measured[0.3]["nms_iou_threshold"] == 0.3
 
 
-SLOW_STUDY = """experiment: tiny.yaml
-dataset: {train_images: 8, val_images: 4, image_size: 64, min_objects: 1, max_objects: 2, min_size: 12, max_size: 24}
-datasets:
-  two: {train_images: 8, val_images: 4, image_size: 64, min_objects: 1, max_objects: 2, min_size: 12, max_size: 24,
-        classes: [circle, square]}
-variants:
+SLOW_STUDY = "experiment: tiny.yaml\n" + DATASETS + """variants:
   tuned: {dataset: two, set: [model.init_from=variant:fl]}
   fl: []
   ohem: [model.classification_loss.type=ohem, model.classification_loss.alpha=null]
