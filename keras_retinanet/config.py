@@ -470,13 +470,17 @@ def _steps_of(data, step_type):
     return [step for step in data.augmentation or () if isinstance(step, step_type)]
 
 
+def _components(names):
+    """Whether `names` are names of `FREEZABLE`, each at most once."""
+    return set(names) <= set(FREEZABLE) and len(set(names)) == len(names)
+
+
 # The relations of each section, checked once it is read (`from_dict`); the ranges of single settings are their
 # fields' (`ranged`), the allowed values of named choices `choices()`'s.
 RELATIONS = {
     ModelConfig: (
         Relation(("init_components",), f"names one or more of {FREEZABLE}, each at most once, and nothing else",
-                 lambda model: 0 < len(set(model.init_components)) == len(model.init_components)
-                 and set(model.init_components) <= set(FREEZABLE)),
+                 lambda model: len(model.init_components) > 0 and _components(model.init_components)),
         Relation(("init_components", "init_from"), "init_components says what init_from gives: give init_from "
                  "too, or leave init_components out",
                  lambda model: model.init_from is not None or set(model.init_components) == set(FREEZABLE)),
@@ -537,7 +541,7 @@ RELATIONS = {
                  lambda train: train.eval_every % train.checkpoint_every == 0),
         Relation(("lr_steps",), "must increase", lambda train: list(train.lr_steps) == sorted(set(train.lr_steps))),
         Relation(("freeze",), f"names each of {FREEZABLE} at most once, and nothing else",
-                 lambda train: set(train.freeze) <= set(FREEZABLE) and len(set(train.freeze)) == len(train.freeze)),
+                 lambda train: _components(train.freeze)),
     ),
 }
 

@@ -90,7 +90,7 @@ def test_the_components_left_out_keep_their_fresh_weights(source_file):
     config = resolved_config(config, source, frozenset({"model.init_from", "model.init_components"}))
     keras.utils.set_random_seed(5)  # not the source's seed: fresh weights differ from its initial ones
     model = build_detector(config, source.class_names, range(1, len(source.class_names) + 1))
-    report = start_from(source, model, source.class_names)
+    report = start_from(source, model, source.class_names, config.model.init_components)
     assert report["fresh"] == "box_head, class_head" and report["matched"] == "none"
     for mine, theirs in zip((model.backbone, model.feature_pyramid), (source.model.backbone,
                                                                         source.model.feature_pyramid)):

@@ -190,14 +190,12 @@ def class_rows(target_names, source_names):
             if _normalized(name) in sources}
 
 
-def start_from(source, model, target_names, components=None):
-    """Copies `source`'s weights of `components` (names of `FREEZABLE`; None: those of `model.init_components` in
-    the config `build_detector` stored in `model`, else all) into `model` (`transfer_weights`; the class rows by
-    name, where the class subnet is copied) and returns what was done as {"source", "loaded", "matched", "new",
-    "fresh"}, each a line-ready text: what `train` logs, writes at the top of config.yaml and stores in the model's
-    metadata ("fresh": the components left as built, "none" when all are copied)."""
-    if components is None:
-        components = model.metadata.get("config", {}).get("model", {}).get("init_components", FREEZABLE)
+def start_from(source, model, target_names, components=FREEZABLE):
+    """Copies `source`'s weights of `components` (names of `FREEZABLE`: `model.init_components`) into `model`
+    (`transfer_weights`; the class rows by name, where the class subnet is copied) and returns what was done as
+    {"source", "loaded", "matched", "new", "fresh"}, each a line-ready text: what `train` logs, writes at the top of
+    config.yaml and stores in the model's metadata ("fresh": the components left as built, "none" when all are
+    copied)."""
     rows = class_rows(target_names, source.class_names) if "class_head" in components else {}
     try:
         transfer = transfer_weights(source.model, model, rows, components)
@@ -219,7 +217,7 @@ def starting_point(config, given, class_names, category_ids):
     source = read_source(config.model.init_from)
     config = resolved_config(config, source, given)
     model = build_detector(config, class_names, category_ids)
-    return model, start_from(source, model, list(class_names))
+    return model, start_from(source, model, list(class_names), config.model.init_components)
 
 
 def report_lines(report):

@@ -154,7 +154,7 @@ def _compiled_model(config, strategy, train_set, source):
     keras.utils.set_random_seed(config.data.seed)  # the same initial weights for the same config
     with strategy.scope(), dtype_policy_scope(config.train.dtype_policy):
         model = build_detector(config, train_set.class_names, train_set.category_ids)
-        fine_tuned = start_from(source, model, train_set.class_names) if source else None
+        fine_tuned = start_from(source, model, train_set.class_names, config.model.init_components) if source else None
         if fine_tuned:
             model.metadata["init_from"] = fine_tuned
         freeze(model, config.train.freeze)
