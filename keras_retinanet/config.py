@@ -79,10 +79,22 @@ def ranged(default, interval):
     return dataclasses.field(default=default, metadata={"range": Interval.parse(interval)})
 
 
+# The settings each backbone type (`model.backbone.type`) takes; the others must keep their defaults.
+BACKBONE_SETTINGS = {
+    "resnet": ("depth", "stride_in_1x1", "normalization", "bn_epsilon", "frozen_stages", "preprocessing", "weights",
+               "width_multiplier"),
+    "keras_applications": ("name", "normalization", "frozen_stages", "weights", "width_multiplier"),
+}
+
+
 @dataclasses.dataclass
 class BackboneConfig:
-    """`keras_retinanet.backbones.ResNetBackbone` arguments (see there)."""
+    """The backbone: `type` "resnet" (`keras_retinanet.backbones.ResNetBackbone`, ours) or "keras_applications"
+    (`KerasApplicationsBackbone`: MobileNet, EfficientNet, ConvNeXt, ... by `name`, the input normalisation its
+    weights expect built in); the other keys are the arguments of that class (`BACKBONE_SETTINGS` says which)."""
 
+    type: str = "resnet"
+    name: Optional[str] = None
     depth: int = 50
     stride_in_1x1: bool = True
     normalization: str = "frozen_bn"
@@ -91,6 +103,13 @@ class BackboneConfig:
     preprocessing: Optional[str] = "caffe"
     weights: Optional[str] = "imagenet"
     width_multiplier: float = ranged(1.0, "(0, 16]")
+
+    def arguments(self):
+        """The constructor arguments of the backbone `type` names."""
+        return {name: getattr(self, name) for name in BACKBONE_SETTINGS[self.type]}
+
+    def __post_init__(self):
+        _check_type_settings(self, BACKBONE_SETTINGS, "model.backbone")
 
 
 @dataclasses.dataclass
@@ -116,6 +135,7 @@ class PyramidConfig:
 
     filters: int = ranged(256, CHANNELS)
     p6_input: str = "c5"
+    separable: bool = False
 
 
 @dataclasses.dataclass
@@ -126,6 +146,7 @@ class HeadConfig:
     num_convs: int = ranged(4, "[0, 32]")
     normalization: Optional[str] = None
     prior_probability: float = ranged(0.01, "(0, 1)")
+    separable: bool = False
 
 
 @dataclasses.dataclass
@@ -165,14 +186,18 @@ class ClassificationLossConfig:
         return {name: getattr(self, name) for name in CLASSIFICATION_LOSS_SETTINGS[self.type]}
 
     def __post_init__(self):
-        if self.type not in CLASSIFICATION_LOSS_SETTINGS:
-            return  # from_dict names the allowed types
-        defaults = ClassificationLossConfig.__dataclass_fields__
-        for name, field in defaults.items():
-            if name != "type" and name not in CLASSIFICATION_LOSS_SETTINGS[self.type] \
-                    and getattr(self, name) != field.default:
-                raise ConfigError(f"'model.classification_loss.{name}' does not apply to type {self.type!r} (it "
-                                  f"takes {', '.join(CLASSIFICATION_LOSS_SETTINGS[self.type])})")
+        _check_type_settings(self, CLASSIFICATION_LOSS_SETTINGS, "model.classification_loss")
+
+
+def _check_type_settings(section, settings, where):
+    """ConfigError naming a setting of `section` (a dataclass with a `type`) given a value other than its default
+    where its type does not take it (`settings`: {type: the settings it takes})."""
+    if section.type not in settings:
+        return  # from_dict names the allowed types
+    for name, field in type(section).__dataclass_fields__.items():
+        if name != "type" and name not in settings[section.type] and getattr(section, name) != field.default:
+            raise ConfigError(f"'{where}.{name}' does not apply to type {section.type!r} (it takes "
+                              f"{', '.join(settings[section.type])})")
 
 
 @dataclasses.dataclass
@@ -409,6 +434,8 @@ class ExperimentConfig:
 def choices():
     """{dotted key: allowed values} of the settings that take one of a few, as the modules that use them define them
     (imported on first use: they load TensorFlow)."""
+    from keras_retinanet.backbones import BACKBONES
+    from keras_retinanet.backbones.keras_applications import APPLICATIONS
     from keras_retinanet.backbones.resnet import NORMALIZATIONS, RESNET_ARCHITECTURES
     from keras_retinanet.data import FORMATS
     from keras_retinanet.data.pipeline import RESIZE_RULES
@@ -417,6 +444,8 @@ def choices():
     from keras_retinanet.precision import DTYPE_POLICIES
 
     return {
+        "model.backbone.type": tuple(BACKBONES),
+        "model.backbone.name": (None, *APPLICATIONS),
         "model.backbone.depth": tuple(RESNET_ARCHITECTURES),
         "model.backbone.normalization": NORMALIZATIONS,
         "model.backbone.preprocessing": (*image_normalization.PRESETS, None),
@@ -450,13 +479,19 @@ def _pyramid_levels():
 
 def _takes_imagenet_weights(backbone):
     """Whether keras.applications' ResNet weights fit `backbone` (a `BackboneConfig`), by the loader's own checks."""
-    from keras_retinanet.backbones.keras_applications import _check_backbone
+    from keras_retinanet.backbones.resnet_weights import _check_backbone
 
     try:
         _check_backbone(backbone)
     except ValueError:
         return False
     return backbone.bn_epsilon == BackboneConfig.bn_epsilon  # keras.applications' epsilon
+
+
+def _width_scalable(name):
+    from keras_retinanet.backbones.keras_applications import WIDTH_SCALABLE
+
+    return name in WIDTH_SCALABLE
 
 
 def _ordered(name):
@@ -490,7 +525,15 @@ RELATIONS = {
                  "ImageNet weights (keras.applications') exist for depth 50, 101 and 152 with width_multiplier 1, "
                  "stride_in_1x1 true, preprocessing 'caffe' and bn_epsilon 1.001e-05: change these or set "
                  "weights: null",
-                 lambda backbone: backbone.weights != "imagenet" or _takes_imagenet_weights(backbone)),
+                 lambda backbone: backbone.type != "resnet" or backbone.weights != "imagenet"
+                 or _takes_imagenet_weights(backbone)),
+        Relation(("type", "name"), "a keras_applications backbone needs the application's name (MobileNetV2, "
+                 "EfficientNetV2B0, ConvNeXtTiny, ...)",
+                 lambda backbone: backbone.type != "keras_applications" or backbone.name is not None),
+        Relation(("name", "width_multiplier"), "only MobileNet, MobileNetV2 and MobileNetV3 have a width multiplier "
+                 "(their alpha): keep 1 for the others",
+                 lambda backbone: backbone.type != "keras_applications" or backbone.width_multiplier == 1.0
+                 or _width_scalable(backbone.name)),
     ),
     AnchorConfig: (
         Relation(("sizes",), "needs one size per pyramid level, P3 to P7 (or null: the paper's 32 to 512)",

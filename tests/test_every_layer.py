@@ -31,6 +31,13 @@ LAYER_CASES = {
                                 16, 0, {}),
     "head": lambda: (RetinaNetHead(7, num_anchors=3, filters=8, num_convs=2, prior_probability=0.02),
                      [[np.ones((2, 4, 4, 8), np.float32), np.ones((2, 2, 2, 8), np.float32)]], (2, 60, 7), 6, 0, {}),
+    "head_separable": lambda: (RetinaNetHead(5, num_anchors=2, filters=8, num_convs=2, separable=True,
+                                             prior_probability=0.01),
+                               [[np.ones((1, 4, 4, 6), np.float32), np.ones((1, 2, 2, 6), np.float32)]], (1, 40, 5),
+                               9, 0, {}),  # depthwise, pointwise and bias of each of the three convs
+    "feature_pyramid_separable": lambda: (FeaturePyramid(filters=8, separable=True), [pyramid_features(64, 96)],
+                                          [(2, 8, 12, 8), (2, 4, 6, 8), (2, 2, 3, 8), (2, 1, 2, 8), (2, 1, 1, 8)],
+                                          21, 0, {}),  # 3 laterals x 2, 5 separable convs x 3
     "head_group_norm": lambda: (RetinaNetHead(4, num_anchors=3, filters=8, num_convs=1, normalization="group_norm",
                                               groups=4, use_bias=False),
                                 [[np.random.default_rng(1).normal(size=(1, 3, 5, 8)).astype(np.float32)]],

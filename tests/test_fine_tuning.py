@@ -186,21 +186,30 @@ def test_class_rows_are_matched_by_name_never_by_position():
     assert class_rows(["n/a", "background", "cat"], source) == {}
 
 
-def test_transfer_copies_the_matched_rows_for_every_anchor_and_keeps_the_prior_elsewhere():
+@pytest.mark.parametrize("separable", [False, True])
+def test_transfer_copies_the_matched_rows_for_every_anchor_and_keeps_the_prior_elsewhere(separable):
+    """A separable output conv's rows are its pointwise kernel's; its depthwise kernel, every class's, is copied."""
     keras.utils.set_random_seed(1)
-    source, target = tiny_retinanet(num_classes=4), tiny_retinanet(num_classes=3)
-    fresh_kernel = target.classification_head.output_conv.kernel.numpy()
+    source, target = tiny_retinanet(num_classes=4, separable=separable), tiny_retinanet(3, separable=separable)
+    source_conv, target_conv = source.classification_head.output_conv, target.classification_head.output_conv
+    kernel_of = (lambda conv: conv.pointwise_kernel) if separable else (lambda conv: conv.kernel)
+    side = 1 if separable else 3
+    fresh_kernel = kernel_of(target_conv).numpy()
     transfer = transfer_weights(source, target, {0: 2, 2: 0})
     assert transfer.new_classes == [1]
-    kernel = target.classification_head.output_conv.kernel.numpy().reshape(3, 3, 16, 9, 3)
-    source_kernel = source.classification_head.output_conv.kernel.numpy().reshape(3, 3, 16, 9, 4)
+    kernel = kernel_of(target_conv).numpy().reshape(side, side, 16, 9, 3)
+    source_kernel = kernel_of(source_conv).numpy().reshape(side, side, 16, 9, 4)
     np.testing.assert_array_equal(kernel[..., 0], source_kernel[..., 2])
     np.testing.assert_array_equal(kernel[..., 2], source_kernel[..., 0])
-    np.testing.assert_array_equal(kernel[..., 1], fresh_kernel.reshape(3, 3, 16, 9, 3)[..., 1])
+    np.testing.assert_array_equal(kernel[..., 1], fresh_kernel.reshape(side, side, 16, 9, 3)[..., 1])
+    if separable:
+        np.testing.assert_array_equal(target_conv.depthwise_kernel.numpy(), source_conv.depthwise_kernel.numpy())
     for mine, theirs in zip(target.box_head.weights, source.box_head.weights):
         np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
     with pytest.raises(ValueError, match="does not fit"):
-        transfer_weights(tiny_retinanet(num_classes=4, filters=32), target, {})
+        transfer_weights(tiny_retinanet(num_classes=4, filters=32, separable=separable), target, {})
+    with pytest.raises(ValueError, match=r"pyramid of the source has \d+ weights"):  # separable into full, or reverse
+        transfer_weights(tiny_retinanet(num_classes=4, separable=not separable), target, {})
 
 
 def test_frozen_components_leave_training_and_the_others_stay_in_it():

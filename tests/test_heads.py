@@ -9,14 +9,19 @@ import tensorflow as tf
 from keras_retinanet.layers import RetinaNetHead
 
 
-def test_head_initialisation_and_output_layout():
-    head = RetinaNetHead(5, num_anchors=9, filters=32, num_convs=4, prior_probability=0.01)
+@pytest.mark.parametrize("separable", [False, True])
+def test_head_initialisation_and_output_layout(separable):
+    """The prior, normal(0.01) kernels (a separable conv's pointwise ones) and the anchor layout, in both forms."""
+    head = RetinaNetHead(5, num_anchors=9, filters=32, num_convs=4, prior_probability=0.01, separable=separable)
     features = [np.random.default_rng(1).normal(size=(1, s, s, 32)).astype(np.float32) for s in (8, 4, 2)]
     logits = head(features).numpy()
     assert logits.shape == (1, (64 + 16 + 4) * 9, 5)
     np.testing.assert_allclose(head.output_conv.bias.numpy(), -math.log(99), rtol=1e-6)
+    np.testing.assert_allclose(1 / (1 + np.exp(-logits)), 0.01, atol=0.002)  # every anchor starts at the prior
     for conv in head.hidden_convs + [head.output_conv]:
-        assert abs(np.std(conv.kernel.numpy()) - 0.01) < 0.002
+        kernel = conv.pointwise_kernel if separable else conv.kernel
+        assert kernel.shape[:2] == ((1, 1) if separable else (3, 3))
+        assert abs(np.std(kernel.numpy()) - 0.01) < 0.002
     # Layout: the output of level 0 at (y, x) is rows (y * 8 + x) * 9 ... + 9 of the flattened tensor.
     raw = head.output_conv(_hidden(head, features[0])).numpy().reshape(1, 8, 8, 9, 5)
     np.testing.assert_allclose(logits[0, (3 * 8 + 2) * 9 : (3 * 8 + 3) * 9], raw[0, 3, 2], rtol=1e-5)

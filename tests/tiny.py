@@ -20,15 +20,15 @@ def tiny_backbone(widths=(8, 16, 16, 32, 32)):
     return keras.Model(images, features, name="tiny_backbone")
 
 
-def tiny_retinanet(num_classes=3, filters=16, num_convs=1, **kwargs):
+def tiny_retinanet(num_classes=3, filters=16, num_convs=1, separable=False, **kwargs):
+    """`separable`: the pyramid's and both heads' 3x3 convs depthwise-separable (the mobile design)."""
     return RetinaNet(
         backbone=tiny_backbone(),
         num_classes=num_classes,
-        feature_pyramid=FeaturePyramid(filters=filters, name="feature_pyramid"),
-        classification_head=RetinaNetHead(
-            num_classes, filters=filters, num_convs=num_convs, prior_probability=0.01, name="classification_head"
-        ),
-        box_head=RetinaNetHead(4, filters=filters, num_convs=num_convs, name="box_head"),
+        feature_pyramid=FeaturePyramid(filters=filters, separable=separable, name="feature_pyramid"),
+        classification_head=RetinaNetHead(num_classes, filters=filters, num_convs=num_convs, prior_probability=0.01,
+                                          separable=separable, name="classification_head"),
+        box_head=RetinaNetHead(4, filters=filters, num_convs=num_convs, separable=separable, name="box_head"),
         **kwargs,
     )
 

@@ -4,7 +4,7 @@ import functools
 
 import keras
 
-from keras_retinanet.backbones.keras_applications import load_keras_applications_weights
+from keras_retinanet.backbones.resnet_weights import load_keras_applications_weights
 from keras_retinanet.layers.frozen_batch_norm import FrozenBatchNormalization
 from keras_retinanet.layers.image_normalization import PRESETS, ImageNormalization
 from keras_retinanet.precision import dtype_policy_scope
@@ -44,7 +44,7 @@ class ResNetBackbone(keras.Model):
         bn_epsilon: epsilon of every normalization layer.
         frozen_stages: number of leading stages made non-trainable, 0..5; the stem (conv1 and its
             norm) is stage 1, conv2_x stage 2, ..., conv5_x stage 5 (detectron2's FREEZE_AT).
-        preprocessing: "torch", "caffe" (see `ImageNormalization.preset`) to take RGB images in
+        preprocessing: "torch", "caffe", "tf" (see `ImageNormalization.preset`) to take RGB images in
             [0, 255], or None to use the input as is.
         weights: None (random init), "imagenet" (keras.applications weights, see
             `load_keras_applications_weights`) or a path to a `.weights.h5` file. Not kept in the config:

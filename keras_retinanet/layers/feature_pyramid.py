@@ -13,12 +13,14 @@ class FeaturePyramid(keras.layers.Layer):
     P3-P5: a 1x1 lateral conv on C3-C5 plus the nearest-upsampled coarser level, then a 3x3 output conv.
     P6: a 3x3 stride-2 conv on C5 (the paper) or on P5 (torchvision v1). P7: a 3x3 stride-2 conv on ReLU(P6).
     Stride-2 convs pad symmetrically (PyTorch padding=1), so that converted weights give the same numbers.
+    `separable` makes the 3x3 convs depthwise-separable (FPNLite, for phones and boards); the laterals stay 1x1.
 
     Args:
         filters: channels of every pyramid level (paper: 256).
         p6_input: "c5" (paper, torchvision v2) or "p5" (torchvision v1).
         relu_before_p7: apply ReLU to P6 before computing P7 (paper: True).
-        kernel_initializer: initialiser of every conv.
+        kernel_initializer: initialiser of every conv (of a separable conv: of both its kernels).
+        separable: depthwise 3x3 + pointwise 1x1 instead of each 3x3 conv.
     """
 
     # The levels it produces: what the anchor generator of a model with this pyramid must cover.
@@ -26,7 +28,8 @@ class FeaturePyramid(keras.layers.Layer):
     max_level = 7
 
     def __init__(
-        self, filters=256, p6_input="c5", relu_before_p7=True, kernel_initializer="glorot_uniform", **kwargs
+        self, filters=256, p6_input="c5", relu_before_p7=True, kernel_initializer="glorot_uniform", separable=False,
+        **kwargs
     ):
         super().__init__(**kwargs)
         if p6_input not in P6_INPUTS:
@@ -35,17 +38,17 @@ class FeaturePyramid(keras.layers.Layer):
         self.p6_input = p6_input
         self.relu_before_p7 = bool(relu_before_p7)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.separable = bool(separable)
 
         def conv(name, kernel_size, strides=1):
-            return keras.layers.Conv2D(
-                self.filters,
-                kernel_size,
-                strides=strides,
-                padding="same" if strides == 1 else "valid",
-                kernel_initializer=self.kernel_initializer,
-                dtype=self.dtype_policy,
-                name=name,
-            )
+            settings = dict(strides=strides, padding="same" if strides == 1 else "valid", dtype=self.dtype_policy,
+                            name=name)
+            if self.separable and kernel_size > 1:
+                return keras.layers.SeparableConv2D(
+                    self.filters, kernel_size, depthwise_initializer=self.kernel_initializer,
+                    pointwise_initializer=self.kernel_initializer, **settings)
+            return keras.layers.Conv2D(self.filters, kernel_size, kernel_initializer=self.kernel_initializer,
+                                       **settings)
 
         self.lateral_convs = [conv(f"lateral_p{level}", 1) for level in (3, 4, 5)]
         self.output_convs = [conv(f"output_p{level}", 3) for level in (3, 4, 5)]
@@ -90,6 +93,7 @@ class FeaturePyramid(keras.layers.Layer):
                 "p6_input": self.p6_input,
                 "relu_before_p7": self.relu_before_p7,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "separable": self.separable,
             }
         )
         return config

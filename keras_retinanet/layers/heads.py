@@ -21,6 +21,9 @@ class RetinaNetHead(keras.layers.Layer):
     Convs start from normal(std=0.01) weights and zero bias (the paper). With `prior_probability` pi the last bias is
     -log((1 - pi) / pi), so that every anchor starts with foreground probability pi (the paper's 0.01 for the class
     subnet), which keeps the huge number of background anchors from swamping the loss in the first iterations.
+    `separable` makes every 3x3 conv a depthwise 3x3 then a pointwise 1x1 (SSDLite / FPNLite heads: 9C / (9 + C)
+    times fewer multiply-adds at C filters, 8.4x at 128), the depthwise kernels from Keras' default initialiser, the
+    pointwise ones from normal(std=0.01).
 
     Args:
         outputs_per_anchor: K classes for the class subnet, 4 for the box subnet.
@@ -31,6 +34,7 @@ class RetinaNetHead(keras.layers.Layer):
         groups, norm_epsilon: GroupNorm settings.
         use_bias: bias on the hidden convs (torchvision v2 drops it before GroupNorm).
         prior_probability: initial foreground probability, or None for a zero bias.
+        separable: depthwise-separable convs (phones and boards) instead of full 3x3 convs (the paper).
     """
 
     def __init__(
@@ -44,6 +48,7 @@ class RetinaNetHead(keras.layers.Layer):
         norm_epsilon=1e-5,
         use_bias=True,
         prior_probability=None,
+        separable=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -60,14 +65,10 @@ class RetinaNetHead(keras.layers.Layer):
         self.norm_epsilon = float(norm_epsilon)
         self.use_bias = bool(use_bias)
         self.prior_probability = prior_probability
+        self.separable = bool(separable)
 
-        weights = keras.initializers.RandomNormal(stddev=0.01)
         self.hidden_convs = [
-            keras.layers.Conv2D(
-                self.filters, 3, padding="same", use_bias=self.use_bias, kernel_initializer=weights,
-                dtype=self.dtype_policy, name=f"conv_{i}",
-            )
-            for i in range(self.num_convs)
+            self._conv(self.filters, use_bias=self.use_bias, name=f"conv_{i}") for i in range(self.num_convs)
         ]
         self.norms = [
             GroupNormalization(self.groups, epsilon=self.norm_epsilon, dtype=self.dtype_policy, name=f"norm_{i}")
@@ -75,10 +76,17 @@ class RetinaNetHead(keras.layers.Layer):
             if self.normalization == "group_norm"
         ]
         bias = 0.0 if prior_probability is None else -math.log((1.0 - prior_probability) / prior_probability)
-        self.output_conv = keras.layers.Conv2D(
-            self.num_anchors * self.outputs_per_anchor, 3, padding="same", kernel_initializer=weights,
-            bias_initializer=keras.initializers.Constant(bias), dtype=self.dtype_policy, name="output",
-        )
+        self.output_conv = self._conv(self.num_anchors * self.outputs_per_anchor, use_bias=True, name="output",
+                                      bias_initializer=keras.initializers.Constant(bias))
+
+    def _conv(self, filters, use_bias, name, bias_initializer="zeros"):
+        """A 3x3 "same" conv, or its depthwise-separable form (`separable`)."""
+        weights = keras.initializers.RandomNormal(stddev=0.01)
+        settings = dict(padding="same", use_bias=use_bias, bias_initializer=bias_initializer, dtype=self.dtype_policy,
+                        name=name)
+        if self.separable:
+            return keras.layers.SeparableConv2D(filters, 3, pointwise_initializer=weights, **settings)
+        return keras.layers.Conv2D(filters, 3, kernel_initializer=weights, **settings)
 
     def build(self, input_shape):
         shape = tuple(input_shape[0])
@@ -118,6 +126,7 @@ class RetinaNetHead(keras.layers.Layer):
                 "norm_epsilon": self.norm_epsilon,
                 "use_bias": self.use_bias,
                 "prior_probability": self.prior_probability,
+                "separable": self.separable,
             }
         )
         return config

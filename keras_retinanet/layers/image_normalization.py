@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-# Normalizations that pretrained ResNet weights were trained with, as `ImageNormalization` arguments.
+# Normalizations that pretrained backbone weights were trained with, as `ImageNormalization` arguments.
 PRESETS = {
     # torchvision / detectron2 "RGB" models: RGB, ImageNet mean and std.
     "torch": {
@@ -17,6 +17,12 @@ PRESETS = {
         "mean": (103.939, 116.779, 123.68),
         "std": (1.0, 1.0, 1.0),
         "bgr": True,
+    },
+    # keras.applications MobileNet, MobileNetV2, ResNetV2: [-1, 1] (`keras.applications.mobilenet_v2.preprocess_input`).
+    "tf": {
+        "mean": (127.5, 127.5, 127.5),
+        "std": (127.5, 127.5, 127.5),
+        "bgr": False,
     },
 }
 
@@ -44,7 +50,7 @@ class ImageNormalization(keras.layers.Layer):
 
     @classmethod
     def preset(cls, preset_name, /, **kwargs):
-        """Builds the layer for a named preset in `PRESETS` ("torch" or "caffe"); kwargs go to the layer."""
+        """Builds the layer for a named preset in `PRESETS` ("torch", "caffe" or "tf"); kwargs go to the layer."""
         if preset_name not in PRESETS:
             raise ValueError(
                 f"Unknown ImageNormalization preset {preset_name!r}; expected one of {sorted(PRESETS)}."

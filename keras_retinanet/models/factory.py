@@ -1,6 +1,6 @@
 """A `RetinaNet` from a `keras_retinanet.config.ModelConfig`: each config section is its component's arguments."""
 
-from keras_retinanet.backbones import ResNetBackbone
+from keras_retinanet.backbones import BACKBONES
 from keras_retinanet.config import to_dict
 from keras_retinanet.boxes import Matcher
 from keras_retinanet.layers import AnchorGenerator, DetectionDecoder, FeaturePyramid, RetinaNetHead
@@ -37,11 +37,12 @@ def build_retinanet(config, num_classes):
         filters=heads.filters,
         num_convs=heads.num_convs,
         normalization=heads.normalization,
+        separable=heads.separable,
         use_bias=heads.normalization is None,  # a bias before a normalisation does nothing
     )
     box_loss, classification_loss = config.box_loss, config.classification_loss
     return RetinaNet(
-        backbone=ResNetBackbone(**vars(config.backbone)),
+        backbone=BACKBONES[config.backbone.type](**config.backbone.arguments()),
         num_classes=num_classes,
         feature_pyramid=FeaturePyramid(**vars(config.pyramid), name="feature_pyramid"),
         classification_head=RetinaNetHead(

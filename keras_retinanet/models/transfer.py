@@ -73,17 +73,26 @@ def _copy(sources, targets, component):
 
 
 def _copy_class_rows(source_conv, target_conv, source_classes, target_classes, class_rows):
-    """The output channels of each matched class, for every anchor (channel = anchor * classes + class)."""
+    """The output channels of each matched class, for every anchor (channel = anchor * classes + class); a
+    separable output conv's depthwise kernel, which every class shares, is copied whole."""
     num_anchors = target_conv.filters // target_classes
-    same_kernel = source_conv.kernel.shape[:3] == target_conv.kernel.shape[:3]
+    source_kernel, target_kernel = _output_kernel(source_conv), _output_kernel(target_conv)
+    same_kernel = source_kernel.shape[:3] == target_kernel.shape[:3] and type(source_conv) is type(target_conv)
     if source_conv.filters != num_anchors * source_classes or not same_kernel:
-        raise ValueError(f"the source's class subnet output {list(source_conv.kernel.shape)} does not fit "
-                         f"{list(target_conv.kernel.shape)} with {num_anchors} anchors per location")
-    kernel, bias = target_conv.kernel.numpy(), target_conv.bias.numpy()
-    source_kernel, source_bias = source_conv.kernel.numpy(), source_conv.bias.numpy()
+        raise ValueError(f"the source's class subnet output {list(source_kernel.shape)} does not fit "
+                         f"{list(target_kernel.shape)} with {num_anchors} anchors per location")
+    kernel, bias = target_kernel.numpy(), target_conv.bias.numpy()
+    source_kernel, source_bias = source_kernel.numpy(), source_conv.bias.numpy()
     for target_class, source_class in class_rows.items():
         for anchor in range(num_anchors):
             to, of = anchor * target_classes + target_class, anchor * source_classes + source_class
             kernel[..., to], bias[to] = source_kernel[..., of], source_bias[of]
-    target_conv.kernel.assign(kernel)
+    target_kernel.assign(kernel)
     target_conv.bias.assign(bias)
+    if hasattr(target_conv, "depthwise_kernel"):
+        target_conv.depthwise_kernel.assign(source_conv.depthwise_kernel.numpy())
+
+
+def _output_kernel(conv):
+    """The kernel whose last axis is the conv's output channels: a separable conv's pointwise one."""
+    return conv.pointwise_kernel if hasattr(conv, "pointwise_kernel") else conv.kernel

@@ -26,17 +26,17 @@ from keras_retinanet.models.transfer import transfer_weights
 # config may repeat them, not change them.
 ARCHITECTURE = tuple(
     f"model.{key}" for key in (
-        "backbone.depth", "backbone.stride_in_1x1", "backbone.normalization", "backbone.bn_epsilon",
-        "backbone.preprocessing", "backbone.width_multiplier", "anchors.sizes", "anchors.scales",
-        "anchors.aspect_ratios", "anchors.mode", "pyramid.filters", "pyramid.p6_input", "heads.filters",
-        "heads.num_convs", "heads.normalization")
+        "backbone.type", "backbone.name", "backbone.depth", "backbone.stride_in_1x1", "backbone.normalization",
+        "backbone.bn_epsilon", "backbone.preprocessing", "backbone.width_multiplier", "anchors.sizes",
+        "anchors.scales", "anchors.aspect_ratios", "anchors.mode", "pyramid.filters", "pyramid.p6_input",
+        "pyramid.separable", "heads.filters", "heads.num_convs", "heads.normalization", "heads.separable")
 ) + ("data.resize_rule",)
 # The settings of `ARCHITECTURE` that each component's weights need (`model.init_components`): its own and those of
 # the components before it, whose outputs it was trained on.
 _BACKBONE = tuple(key for key in ARCHITECTURE if key.startswith(("model.backbone.", "data.")))
 ARCHITECTURE_OF = {
     "backbone": _BACKBONE,
-    "pyramid": (*_BACKBONE, "model.pyramid.filters", "model.pyramid.p6_input"),
+    "pyramid": (*_BACKBONE, "model.pyramid.filters", "model.pyramid.p6_input", "model.pyramid.separable"),
     "box_head": ARCHITECTURE,
     "class_head": ARCHITECTURE,
 }
