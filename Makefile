@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo demo-fine-tune lint test test-slow test-torch benchmark study study-quick clean
+.PHONY: install demo demo-fine-tune lint test test-slow test-torch test-onnx test-openvino benchmark study study-quick clean
 
 install: $(STAMP)
 
@@ -42,6 +42,18 @@ test-slow: $(STAMP)
 test-torch: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[test,torch]"
 	$(PY) -m pytest -q -m torch --durations=15
+
+## test-onnx: the ONNX export with its NMS inside, run by onnxruntime in a fresh process beside the SavedModel;
+## installs the optional [onnx] extra (onnx, onnxruntime, tf2onnx) into the venv first
+test-onnx: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[test,onnx]"
+	$(PY) -m pytest -q -m onnx --durations=15
+
+## test-openvino: the OpenVINO export (float32 and NNCF int8) run by OpenVINO in a fresh process beside the
+## SavedModel; installs the optional [openvino] extra (openvino, nncf) into the venv first
+test-openvino: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[test,openvino]"
+	$(PY) -m pytest -q -m openvino --durations=15
 
 ## benchmark: speed and memory beside torchvision and KerasHub and the hardware's floor (see bin/benchmark --help);
 ## installs the optional [torch] and [keras_hub] extras (large) into the venv first

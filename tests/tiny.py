@@ -49,8 +49,9 @@ def spread_outputs(model, seed=0):
     models are not decided by float rounding."""
     rng = np.random.default_rng(seed)
     for head, scale in ((model.classification_head, 0.06), (model.box_head, 0.02)):
-        kernel, bias = head.output_conv.get_weights()
-        head.output_conv.set_weights([rng.normal(0.0, scale, kernel.shape).astype(np.float32), np.zeros_like(bias)])
+        *kernels, bias = head.output_conv.get_weights()  # a separable conv's: depthwise, pointwise
+        head.output_conv.set_weights([*kernels[:-1], rng.normal(0.0, scale, kernels[-1].shape).astype(np.float32),
+                                      np.zeros_like(bias)])
 
 
 def trained_for_export(root, config_yaml, splits):

@@ -89,64 +89,79 @@ def export_litert(model, output_path, input_size=None, quantization="float32", r
         flatbuffer = join_models(convert_to_litert(model, network, calibration=images),
                                  convert_to_litert(model, postprocess))
 
-    info = {
-        "format": "keras_retinanet LiteRT detector",
+    info = describe(model, "LiteRT", input_size, quantization, data_config, decoder)
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    with open(output_path, "wb") as stream:
+        stream.write(flatbuffer)
+    write_description(output_path, info)
+    return info
+
+
+def describe(model, runtime, input_size, quantization, data_config, decoder):
+    """The description `NAME.json` of an exported model for `runtime` (what `litert_runner` reads): its input size
+    (for a model of dynamic size: the training size images are fitted into), label map, quantisation, padding
+    pixel, decoder settings and data settings."""
+    return {
+        "format": f"keras_retinanet {runtime} detector",
         "input_size": list(input_size),
         "input_dtype": "uint8",
         "quantization": quantization,
-        "label_map": {str(i): name for i, name in labels.items()},
+        "label_map": {str(i): name for i, name in label_map(model).items()},
         "padding_pixel": [float(v) for v in padding_pixel(data_config.resize_rule).numpy()],
         "score_threshold": decoder.score_threshold,
         "iou_threshold": decoder.iou_threshold,
         "max_detections": decoder.max_detections,
         "data": to_dict(data_config),
     }
-    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    with open(output_path, "wb") as stream:
-        stream.write(flatbuffer)
-    with open(description_path(output_path), "w", encoding="utf-8") as stream:
+
+
+def write_description(model_path, info):
+    """Writes `info` (`describe`'s) as `model_path`'s description, `NAME.json` beside it."""
+    with open(description_path(model_path), "w", encoding="utf-8") as stream:
         json.dump(info, stream, indent=1, ensure_ascii=False)
-    return info
 
 
 def _detection_functions(model, input_size, data_config, decoder, category_ids):
-    """The exported graph, shapes all static, as a whole and in its two halves: (detect, network, postprocess).
+    """The exported graph, as a whole and in its two halves: (detect, network, postprocess).
 
     `detect`: uint8 images [1, H, W, 3] and the image's `image_size` [1, 2] inside them -> the Object Detection
     API's outputs; `network`: the images -> the raw `class_logits` and `box_deltas`; `postprocess`: those and
-    `image_size` -> the outputs (decoding, class-wise NMS)."""
-    height, width = input_size
+    `image_size` -> the outputs (decoding, class-wise NMS). `input_size` (height, width) fixes H and W (every shape
+    static, as LiteRT wants); (None, None) leaves them to each call (`detect` only: ONNX's dynamic size)."""
+    static = None not in input_size
     divisor = data_config.size_divisor
-    padded = (padded_size(height, divisor), padded_size(width, divisor))
-    category_ids = tf.constant(category_ids, tf.float32)
-    image_spec = tf.TensorSpec([1, height, width, 3], tf.uint8, name="images")
+    padded = (padded_size(input_size[0], divisor), padded_size(input_size[1], divisor)) if static else None
+    image_spec = tf.TensorSpec([1, *input_size, 3], tf.uint8, name="images")
     size_spec = tf.TensorSpec([1, 2], tf.int32, name="image_size")
 
     def network(images):
         image = pad_to_multiple(tf.cast(images[0], tf.float32), divisor, data_config.resize_rule)
-        predictions = model(tf.ensure_shape(image, [*padded, 3])[None], training=False)
+        predictions = model((tf.ensure_shape(image, [*padded, 3]) if static else image)[None], training=False)
         return {name: tf.cast(predictions[name], tf.float32) for name in ("class_logits", "box_deltas")}
 
-    def postprocess(class_logits, box_deltas, image_size):
+    def postprocess(class_logits, box_deltas, image_size, input_shape=None):
         # The image's own pixels, not the padding around them: boxes are clipped to them before NMS and normalised
         # by them, as the SavedModel normalises by the original image.
-        sizes = tf.clip_by_value(image_size, 1, tf.constant([input_size], tf.int32))
+        limit = tf.constant([input_size], tf.int32) if static else input_shape
+        sizes = tf.clip_by_value(image_size, 1, limit)
         predictions = {"class_logits": class_logits, "box_deltas": box_deltas}
-        detections = decode_in_original_pixels(model, predictions, padded, tf.ones([1, 2]), sizes, sizes,
-                                               decoder=decoder)
-        return object_detection_outputs(detections, sizes, category_ids)
+        detections = decode_in_original_pixels(model, predictions, padded or padded_size(limit[0], divisor),
+                                               tf.ones([1, 2]), sizes, sizes, decoder=decoder)
+        # A constant made inside the graph (one closed over would be an input for converters other than LiteRT's).
+        return object_detection_outputs(detections, sizes, tf.constant(category_ids, tf.float32))
 
+    def detect(images, image_size):
+        return postprocess(**network(images), image_size=image_size, input_shape=tf.shape(images)[None, 1:3])
+
+    detect_function = tf.function(detect, input_signature=[image_spec, size_spec])
+    if not static:
+        return detect_function, None, None
     network_function = tf.function(network, input_signature=[image_spec])
     outputs = network_function.get_concrete_function().structured_outputs
     prediction_specs = [
         tf.TensorSpec(outputs[name].shape, tf.float32, name=name) for name in ("class_logits", "box_deltas")
     ]
-    return (
-        tf.function(lambda images, image_size: postprocess(**network(images), image_size=image_size),
-                    input_signature=[image_spec, size_spec]),
-        network_function,
-        tf.function(postprocess, input_signature=[*prediction_specs, size_spec]),
-    )
+    return detect_function, network_function, tf.function(postprocess, input_signature=[*prediction_specs, size_spec])
 
 
 def calibration_images(dataset, input_size, resize_rule, count, progress=False):

@@ -1,13 +1,16 @@
-"""Runs an exported LiteRT detector with NumPy and a LiteRT interpreter only: this file imports nothing else from
-keras_retinanet, so it can be copied onto a phone or board beside `NAME.tflite` and `NAME.json`.
+"""Runs an exported detector with NumPy and its runtime only: a LiteRT model (`NAME.tflite`, `LiteRTDetector`), an
+ONNX one (`NAME.onnx`, `ONNXDetector`, ONNX Runtime) or an OpenVINO one (`NAME.xml`, `OpenVINODetector`). This file
+imports nothing else from keras_retinanet, so it can be copied onto a phone, board or server beside the model and
+its description `NAME.json`.
 
-    python litert_runner.py NAME.tflite IMAGE [IMAGE ...]    (reading image files needs Pillow)
+    python litert_runner.py NAME.tflite|NAME.onnx|NAME.xml IMAGE [IMAGE ...]    (reading image files needs Pillow)
 
 prints one JSON line per image: its detections, boxes [xmin, ymin, xmax, ymax] in the image's pixels, scores,
-category ids and class names. The interpreter comes from `ai_edge_litert` (LiteRT's package), else
+category ids and class names. The LiteRT interpreter comes from `ai_edge_litert` (LiteRT's package), else
 `tflite_runtime`, else `tensorflow.lite`.
 
-Images of another size than the model's input are fitted into it by `fit_to_input`: scaled, aspect ratio kept
+Images of another size than the model's input (for a model of dynamic size: than the training size) are fitted into
+it by `fit_to_input`: scaled, aspect ratio kept
 (bilinear, pixel centres aligned, no antialiasing, as `tf.image.resize`), and padded at the bottom and right with
 the training padding pixel; the model is told the image's size inside its input, so that no detection lies in the
 padding. Image files are read by `read_image` into the pixels the training pipeline (TensorFlow's decoders) gives,
@@ -31,7 +34,8 @@ def description_path(model_path):
 
 
 class LiteRTModelError(ValueError):
-    """A LiteRT model or its description that is missing or cannot be read; the message names the file."""
+    """An exported model (LiteRT, ONNX, OpenVINO) or its description that is missing or cannot be read; the message
+    names the file."""
 
 
 class ImageFileError(ValueError):
@@ -172,54 +176,66 @@ def _resize_bilinear(image, new_height, new_width):
     return rows[:, left] * (1 - x_weight)[None, :, None] + rows[:, right] * x_weight[None, :, None]
 
 
-class LiteRTDetector:
-    """An exported detector: `detect` on images of the input size, `detect_image` on images of any size.
+class ExportedDetector:
+    """An exported detector: `detect` on images of the input size, `detect_image` on images of any size. Its
+    runtime's subclass opens the model (`_open`) and runs it (`_run`).
 
     Args:
-        model_path: the `.tflite` file; its `NAME.json` beside it gives the label map, padding pixel and pixel limit.
-        num_threads: interpreter threads (default: the interpreter's).
+        model_path: the model file; its `NAME.json` beside it gives the label map, padding pixel and pixel limit.
+        num_threads: the runtime's threads (default: the runtime's).
     """
+
+    runtime = "an exported"
 
     def __init__(self, model_path, num_threads=None):
         self.model_path = model_path
         if not os.path.exists(model_path):
-            raise LiteRTModelError(f"no LiteRT model at {model_path}")
+            raise LiteRTModelError(f"no {self.runtime} model at {model_path}")
         regular_file(model_path, LiteRTModelError)
         self.info = read_description(model_path)
         self.label_map = {int(i): name for i, name in self.info["label_map"].items()}
         self.max_image_pixels = self.info["data"]["max_image_pixels"]
         try:
-            self.interpreter = load_interpreter(model_path, num_threads)
-            self._run = self.interpreter.get_signature_runner(SIGNATURE)
+            inputs = self._open(num_threads)
         except (RuntimeError, ValueError) as error:
-            raise LiteRTModelError(f"{model_path}: not a LiteRT detector the interpreter can load "
+            raise LiteRTModelError(f"{model_path}: not a {self.runtime} detector the runtime can load "
                                    f"({type(error).__name__}: {error})") from error
-        inputs = self._run.get_input_details()
         if set(inputs) != {"images", "image_size"}:
-            raise LiteRTModelError(f"{model_path}: takes {sorted(inputs)}, not a keras_retinanet LiteRT detector "
-                                   "(which takes images and image_size; export it again with bin/export)")
-        self.input_size = tuple(int(side) for side in inputs["images"]["shape"][1:3])
-        self.input_dtype = np.dtype(inputs["images"]["dtype"])
+            raise LiteRTModelError(f"{model_path}: takes {sorted(inputs)}, not a keras_retinanet {self.runtime} "
+                                   "detector (which takes images and image_size; export it again with bin/export)")
+        shape, self.input_dtype = inputs["images"]
+        sides = tuple(shape[1:3])
+        self.dynamic = not all(isinstance(side, (int, np.integer)) and side > 0 for side in sides)
+        # A model of dynamic size takes any; `detect_image` fits images into the size it was trained at.
+        self.input_size = tuple(self.info["input_size"]) if self.dynamic else tuple(int(side) for side in sides)
+
+    def _open(self, num_threads):
+        """Loads the model; returns {input name: (shape, NumPy dtype)}."""
+        raise NotImplementedError
+
+    def _run(self, images, image_size):
+        """The model's outputs {name: array} on uint8 `images` [1, H, W, 3] and int32 `image_size` [1, 2]."""
+        raise NotImplementedError
 
     def detect(self, image, image_size=None):
-        """Detections on `image`, uint8 [H, W, 3] or [1, H, W, 3] of the input size, holding an image of
-        `image_size` (height, width; default: all of it) at its top left, the rest padding: the model's four outputs
-        without the batch axis, cut to the `num_detections` found (boxes (ymin, xmin, ymax, xmax) normalised by
-        `image_size`). A `ValueError` names the expected and given size or dtype."""
+        """Detections on `image`, uint8 [H, W, 3] or [1, H, W, 3] of the input size (any size for a model of dynamic
+        size), holding an image of `image_size` (height, width; default: all of it) at its top left, the rest
+        padding: the model's four outputs without the batch axis, cut to the `num_detections` found (boxes (ymin,
+        xmin, ymax, xmax) normalised by `image_size`). A `ValueError` names the expected and given size or dtype."""
         image = np.asarray(image)
-        height, width = self.input_size
         if image.dtype != self.input_dtype:
             raise ValueError(f"{self.model_path}: the model takes {self.input_dtype} images (RGB, 0-255), got "
                              f"{image.dtype}")
-        if image.shape not in ((height, width, 3), (1, height, width, 3)):
+        height, width = image.shape[-3:-1] if self.dynamic and image.ndim in (3, 4) else self.input_size
+        if image.shape not in ((height, width, 3), (1, height, width, 3)) or min(height, width) < 1:
             raise ValueError(f"{self.model_path}: the model takes images of {height} x {width} pixels (height x "
                              f"width) with 3 channels, shape [{height}, {width}, 3] or [1, {height}, {width}, 3], "
                              f"got shape {list(image.shape)}; fit other sizes with fit_to_input or detect_image")
-        image_size = self.input_size if image_size is None else tuple(int(side) for side in image_size)
+        image_size = (height, width) if image_size is None else tuple(int(side) for side in image_size)
         if not (len(image_size) == 2 and 1 <= image_size[0] <= height and 1 <= image_size[1] <= width):
             raise ValueError(f"{self.model_path}: image_size must be (height, width) within the input's {height} x "
                              f"{width}, got {image_size}")
-        outputs = self._run(images=image.reshape(1, height, width, 3), image_size=np.int32([image_size]))
+        outputs = self._run(image.reshape(1, height, width, 3), np.int32([image_size]))
         count = int(outputs["num_detections"][0])
         return {key: outputs[key][0, :count] for key in ("detection_boxes", "detection_scores", "detection_classes")}
 
@@ -241,11 +257,94 @@ class LiteRTDetector:
         return self.detect_image(read_image(path, self.max_image_pixels))
 
 
+class LiteRTDetector(ExportedDetector):
+    """A `.tflite` detector run by a LiteRT interpreter (`load_interpreter`; XNNPACK on CPUs)."""
+
+    runtime = "LiteRT"
+
+    def _open(self, num_threads):
+        self.interpreter = load_interpreter(self.model_path, num_threads)
+        self._runner = self.interpreter.get_signature_runner(SIGNATURE)
+        return {name: (detail["shape"], np.dtype(detail["dtype"]))
+                for name, detail in self._runner.get_input_details().items()}
+
+    def _run(self, images, image_size):
+        return self._runner(images=images, image_size=image_size)
+
+
+class ONNXDetector(ExportedDetector):
+    """A `.onnx` detector run by ONNX Runtime (`pip install onnxruntime`) on its CPU provider."""
+
+    runtime = "ONNX"
+
+    def _open(self, num_threads):
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        if num_threads:
+            options.intra_op_num_threads = num_threads
+        try:
+            self.session = onnxruntime.InferenceSession(self.model_path, options,
+                                                        providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime's errors (InvalidGraph, Fail, ...) derive from RuntimeError or not
+            raise RuntimeError(str(error).splitlines()[0]) from error
+        dtypes = {"tensor(uint8)": np.uint8, "tensor(int32)": np.int32}
+        return {node.name: (node.shape, np.dtype(dtypes.get(node.type, np.float32)))
+                for node in self.session.get_inputs()}
+
+    def _run(self, images, image_size):
+        names = [node.name for node in self.session.get_outputs()]
+        return dict(zip(names, self.session.run(names, {"images": images, "image_size": image_size})))
+
+
+class OpenVINODetector(ExportedDetector):
+    """An OpenVINO IR detector (`NAME.xml` with its `NAME.bin`) run by OpenVINO (`pip install openvino`) on the
+    CPU, in float32 where the model is not int8 (`precision` "bf16" lets OpenVINO use bfloat16 where the CPU has
+    it, as it would by default)."""
+
+    runtime = "OpenVINO"
+
+    def __init__(self, model_path, num_threads=None, precision="f32"):
+        self.precision = precision
+        super().__init__(model_path, num_threads)
+
+    def _open(self, num_threads):
+        import openvino
+
+        core = openvino.Core()
+        config = {"INFERENCE_PRECISION_HINT": self.precision}
+        if num_threads:
+            config["INFERENCE_NUM_THREADS"] = num_threads
+        self.compiled = core.compile_model(core.read_model(self.model_path), "CPU", config)
+        self._request = self.compiled.create_infer_request()
+        inputs = {}
+        for node in self.compiled.inputs:
+            shape = [side.get_length() if side.is_static else None for side in node.get_partial_shape()]
+            inputs[node.get_any_name()] = (shape, np.dtype(node.get_element_type().to_dtype()))
+        return inputs
+
+    def _run(self, images, image_size):
+        results = self._request.infer({"images": images, "image_size": image_size})
+        return {output.get_any_name(): np.asarray(value) for output, value in results.items()}
+
+
+# The detector class of each model file's extension.
+DETECTORS = {".tflite": LiteRTDetector, ".onnx": ONNXDetector, ".xml": OpenVINODetector}
+
+
+def open_detector(model_path, num_threads=None):
+    """The `ExportedDetector` of `model_path`, by its extension (`DETECTORS`)."""
+    extension = os.path.splitext(model_path)[1].lower()
+    if extension not in DETECTORS:
+        raise LiteRTModelError(f"{model_path}: not an exported detector's file (one of {', '.join(DETECTORS)})")
+    return DETECTORS[extension](model_path, num_threads)
+
+
 def main(argv):
     if len(argv) < 3:
-        print("usage: python litert_runner.py NAME.tflite IMAGE [IMAGE ...]", file=sys.stderr)
+        print("usage: python litert_runner.py NAME.tflite|NAME.onnx|NAME.xml IMAGE [IMAGE ...]", file=sys.stderr)
         return 2
-    detector = LiteRTDetector(argv[1])
+    detector = open_detector(argv[1])
     for path in argv[2:]:
         detections = detector.detect_file(path)
         print(json.dumps({
