@@ -48,10 +48,10 @@ flags.DEFINE_integer("max_image_pixels", None, "saved_model: the served model re
                                                "data.max_image_pixels).")
 SAVED_MODEL_FLAGS = ("min_size", "max_size", "size_divisor", "max_image_pixels")  # resizing: not for the others
 MAX_INPUT_SIDE = 8192  # pixels per side of a LiteRT input: its anchors are constants of the exported graph
-flags.DEFINE_string("input_size", None, "tflite, onnx, openvino: the model's input, HEIGHTxWIDTH pixels, each side at most "
-                                        f"{MAX_INPUT_SIDE} and in all at most the model's data.max_image_pixels "
-                                        "(default: a square of the training min_size; the model pads it to the size "
-                                        "divisor as in training).")
+flags.DEFINE_string("input_size", None, "tflite, onnx, openvino: the model's input, HEIGHTxWIDTH pixels, each side "
+                                        f"at most {MAX_INPUT_SIDE} and in all at most the model's "
+                                        "data.max_image_pixels (default: a square of the training min_size; the model "
+                                        "pads it to the size divisor as in training).")
 flags.DEFINE_boolean("dynamic_size", False, "onnx, openvino: leave the input's height and width to each call "
                                             "(--input_size is then the size litert_runner fits images into).")
 flags.DEFINE_enum("quantization", "float32", ["float32", "float16", "int8"],
