@@ -126,6 +126,87 @@ def litert(setting, quantizations, threads):
     return result
 
 
+# The exports the runtimes path times: name -> (module of keras_retinanet.export, file name, export arguments).
+RUNTIME_EXPORTS = {
+    "LiteRT float32": ("litert", "model.tflite", {"quantization": "float32"}),
+    "LiteRT int8": ("litert", "model_int8.tflite", {"quantization": "int8"}),
+    "ONNX Runtime float32": ("onnx", "model.onnx", {}),
+    "OpenVINO float32": ("openvino", "model.xml", {"quantization": "float32"}),
+    "OpenVINO int8": ("openvino", "model_int8.xml", {"quantization": "int8"}),
+}
+
+
+def saved_model_runtime(setting, config_path):
+    """The detector of the experiment file `config_path` (random weights; default: a ResNet-`depth` detector) as
+    the SavedModel's serving_default in TensorFlow, on one random uint8 image of the setting's size."""
+    import tensorflow as tf
+
+    from keras_retinanet.export import export_saved_model
+
+    model = _configured_detector(setting, config_path)
+    size = setting.image_size
+    with tempfile.TemporaryDirectory() as folder:
+        export_saved_model(model, folder, min_size=size, max_size=size, size_divisor=32, resize_rule="detectron")
+        serve = tf.saved_model.load(folder).signatures["serving_default"]
+        pixels = tf.constant(_runtime_image(setting)[None])
+        return {"seconds": median_seconds(lambda: serve(images=pixels)["num_detections"].numpy(), setting.repeats),
+                "megabytes": sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(folder)
+                                 for name in names) / 1e6}
+
+
+def export_runtime(setting, config_path, name, folder):
+    """The same detector exported as `RUNTIME_EXPORTS[name]` says into `folder` (int8 calibrated on 8 generated
+    photos; timing does not depend on them): {"path"}."""
+    import importlib
+
+    module, file_name, arguments = RUNTIME_EXPORTS[name]
+    model = _configured_detector(setting, config_path)
+    if arguments.get("quantization") == "int8":
+        from keras_retinanet.data.splits import read_split
+
+        photos = read_split(synthetic_photos(os.path.join(folder, f"photos_{module}"), count=8), _data_config())
+        arguments = {**arguments, "representative_data": photos, "num_calibration_images": 8}
+    path = os.path.join(folder, file_name)
+    exporter = importlib.import_module(f"keras_retinanet.export.{module}")
+    getattr(exporter, f"export_{module}")(model, path, input_size=(setting.image_size, setting.image_size),
+                                          **arguments)
+    return {"path": path}
+
+
+def exported_runtime(setting, path, threads):
+    """The exported model at `path` run by `litert_runner` (its runtime and NumPy: TensorFlow is not loaded where
+    ai_edge_litert is installed) with `threads` threads on the random uint8 image: seconds and file size."""
+    from keras_retinanet.export.litert_runner import open_detector
+
+    detector = open_detector(path, num_threads=threads)
+    image = _runtime_image(setting)
+    files = [file for file in (path, os.path.splitext(path)[0] + ".bin") if os.path.exists(file)]
+    return {"seconds": median_seconds(lambda: detector.detect(image), setting.repeats),
+            "megabytes": sum(os.path.getsize(file) for file in files) / 1e6}
+
+
+def _runtime_image(setting):
+    import numpy as np
+
+    return np.random.default_rng(0).integers(0, 256, (setting.image_size, setting.image_size, 3), dtype=np.uint8)
+
+
+def _configured_detector(setting, config_path):
+    """The float32 detector of the experiment file `config_path` for `setting.num_classes` classes, random weights
+    (no download), with the label map exports need; without a file, `_exportable_detector`'s."""
+    if not config_path:
+        return _exportable_detector(setting)
+    import keras
+
+    from keras_retinanet.config import load_config
+    from keras_retinanet.models import build_detector
+
+    keras.utils.set_random_seed(0)
+    config = load_config(config_path, ["model.backbone.weights=null"])
+    return build_detector(config, [f"class {i}" for i in range(setting.num_classes)],
+                          list(range(1, setting.num_classes + 1)))
+
+
 def litert_files(paths, threads, repeats):
     """Exported LiteRT models (`paths`) run by the interpreter with `threads` threads on a random uint8 image of
     their input size: {path: {"seconds", "megabytes"}}."""

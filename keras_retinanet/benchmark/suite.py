@@ -21,8 +21,8 @@ from keras_retinanet.errors import InputError
 
 PATHS = ("forward", "predict", "train", "train_xla", "serving", "litert", "pipeline", "labelling", "onednn")
 # Paths run only when named: reading, statistics and anchor fitting of a generated COCO-sized annotation file;
-# accuracy after the same training time as torchvision's RetinaNet (minutes each).
-EXTRA_PATHS = ("dataset_scale", "fit_budget")
+# accuracy after the same training time as torchvision's RetinaNet (minutes each); every runtime we export to.
+EXTRA_PATHS = ("dataset_scale", "fit_budget", "runtimes")
 DTYPES = ("float32", "bfloat16")
 QUANTIZATIONS = ("float32", "float16", "int8")
 DATA_FORMATS = ("coco", "voc", "csv", "tfrecord")  # `keras_retinanet.data.FORMATS`, which loads TensorFlow
@@ -64,6 +64,7 @@ class BenchmarkOptions:
     fit_set: tuple = ()
     fit_minutes: float = 10.0
     fit_peer_depth: int = 18
+    runtimes_config: str = ""
 
     def __post_init__(self):
         for name, allowed in (("paths", PATHS + EXTRA_PATHS), ("dtypes", DTYPES), ("peers", peer_cases.PEERS),
@@ -281,6 +282,31 @@ def _dataset_scale_rows(run):
     ]
 
 
+def _runtimes_rows(run):
+    """The detector of `runtimes_config` exported to every runtime, each export and each timing in a fresh process
+    (a runtime's package absent, or a failed export, is a row saying so), beside TensorFlow's SavedModel."""
+    options, setting = run.options, run.setting
+    threads = options.litert_threads or len(os.sched_getaffinity(0))
+    model = options.runtimes_config or f"ResNet-{setting.depth}"
+    tensorflow = _measure("TensorFlow SavedModel", ours.saved_model_runtime, setting, options.runtimes_config)
+    timed = {"TensorFlow SavedModel float32": tensorflow}
+    with tempfile.TemporaryDirectory() as folder:
+        for name in ours.RUNTIME_EXPORTS:
+            exported = _measure(f"export to {name}", ours.export_runtime, setting, options.runtimes_config, name,
+                                folder)
+            timed[name] = exported if "error" in exported else _measure(
+                name, ours.exported_runtime, setting, exported["path"], threads)
+    rows = []
+    for name, result in timed.items():
+        note = ""
+        if "error" not in result:
+            note = f"{result['megabytes']:.1f} MB"
+            if "error" not in tensorflow:
+                note += f"; {result['seconds'] / tensorflow['seconds']:.2f} x TensorFlow"
+        rows.append(row(f"{name}, {model}, {setting.image_size} px, {threads} threads", _seconds(result), note=note))
+    return rows
+
+
 def _fit_budget_rows(run):
     """AP after the same training time as torchvision's RetinaNet, on the data of `fit_config`."""
     options = run.options
@@ -295,7 +321,7 @@ _PATHS_IN_EACH_DTYPE = (("forward", _forward_rows), ("predict", _predict_rows),
                         ("train_xla", lambda run, dtype: _train_rows(run, dtype, jit=True)))
 _OTHER_PATHS = (("serving", _serving_rows), ("litert", _litert_rows), ("pipeline", _pipeline_rows),
                 ("labelling", _labelling_rows), ("dataset_scale", _dataset_scale_rows),
-                ("fit_budget", _fit_budget_rows))
+                ("fit_budget", _fit_budget_rows), ("runtimes", _runtimes_rows))
 
 
 def benchmark_rows(options, floor, peers=(), split=None):

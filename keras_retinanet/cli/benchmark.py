@@ -18,7 +18,11 @@ the peak memory. The fit_budget path, run only when named (--paths=fit_budget --
 our detector as --fit_config (with the overrides of --fit_set) says and torchvision's RetinaNet (a ResNet-FPN of
 depth --fit_peer_depth from scratch, the same image size, flip, batch size, SGD with warm-up) for --fit_minutes each
 on its data, and scores both on its data.val with the same COCO code: AP, AP50, AP per class, iterations and
-images/s side by side.
+images/s side by side. The runtimes path, run only when named (--paths=runtimes), exports the detector of
+--runtimes_config (e.g. configs/mobile_320.yaml; random weights) to every runtime we export to (LiteRT float32 and
+int8, ONNX Runtime, OpenVINO float32 and int8; those whose package is absent are reported so) and times each on one
+uint8 image of --image_size with --litert_threads threads, beside TensorFlow's SavedModel: which runtime is the
+fastest here at each precision. Name --litert_models (e.g. a ResNet-50 int8 at 640) to time files beside them.
 """
 
 import dataclasses
@@ -55,6 +59,8 @@ flags.DEFINE_integer("fit_steps", 4, "fit steps timed with the pipeline and with
 flags.DEFINE_list("litert_quantizations", list(QUANTIZATIONS), "LiteRT models the litert path exports and times.")
 flags.DEFINE_list("litert_models", [], "Exported .tflite models the litert path times too (e.g. the demo's).")
 flags.DEFINE_integer("litert_threads", None, "Interpreter threads (default: the cores this process may use).")
+flags.DEFINE_string("runtimes_config", "", "Experiment file whose detector the runtimes path exports to every "
+                    "runtime (random weights; default: a ResNet of --depth), e.g. configs/mobile_320.yaml.")
 flags.DEFINE_integer("dataset_images", COCO_IMAGES, "Images of the dataset_scale path's generated file.")
 flags.DEFINE_integer("dataset_boxes", COCO_BOXES, "Boxes of the dataset_scale path's generated file.")
 flags.DEFINE_integer("dataset_classes", COCO_CLASSES, "Classes of the dataset_scale path's generated file.")

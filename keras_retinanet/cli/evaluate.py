@@ -1,5 +1,6 @@
 """COCO evaluation of a trained model: `bin/evaluate --model_dir=DIR` (or `--model=FILE.keras`, or an exported
-LiteRT model `--model=NAME.tflite`, each image fitted into its fixed input as `litert_runner.fit_to_input` does).
+model `--model=NAME.tflite|NAME.onnx|NAME.xml` (LiteRT, ONNX Runtime, OpenVINO), each image fitted into its input
+as `litert_runner.fit_to_input` does).
 
 Prints the standard 12-number COCO table and per-class AP, and writes metrics.json and detections.json into
 --output_dir (default: DIR/eval), with the analysis beside them (--analysis): pr_curves.png (per class and overall
@@ -19,8 +20,8 @@ from keras_retinanet.cli import run_program
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Model directory written by bin/train.")
-flags.DEFINE_string("model", None, "A saved .keras model file, or a LiteRT .tflite model written by bin/export "
-                    "(instead of --model_dir).")
+flags.DEFINE_string("model", None, "A saved .keras model file, or a .tflite, .onnx or OpenVINO .xml model written "
+                    "by bin/export (instead of --model_dir).")
 flags.DEFINE_string("annotations", None, "Annotations of the split (default: the model's data.val); what they are "
                     "depends on --format (see keras_retinanet.config.SplitConfig).")
 flags.DEFINE_string("images", None, "Image folder of the split (default: the model's data.val).")
@@ -48,7 +49,7 @@ def main(argv):
     from keras_retinanet.data.coco import to_coco_ground_truth
     from keras_retinanet.data.splits import official_ground_truth, read_split
     from keras_retinanet.evaluation import evaluate_litert, evaluate_model
-    from keras_retinanet.export.litert_runner import LiteRTDetector
+    from keras_retinanet.export.litert_runner import ExportedDetector
 
     model, data_config = _load_model()
     split = _split(data_config.val)
@@ -56,7 +57,7 @@ def main(argv):
         data_config = dataclasses.replace(data_config, strict=FLAGS.strict)
     dataset = read_split(split, data_config)
     ground_truth = official_ground_truth(split) or to_coco_ground_truth(dataset)
-    if isinstance(model, LiteRTDetector):
+    if isinstance(model, ExportedDetector):
         evaluation, results = evaluate_litert(model, dataset, ground_truth=ground_truth, evaluator=FLAGS.evaluator,
                                               progress=True)
     else:
@@ -66,15 +67,15 @@ def main(argv):
 
 
 def _load_model():
-    """The model of --model_dir or --model (a .keras file, or a .tflite one as a `LiteRTDetector`) and the data
-    config it was trained with."""
+    """The model of --model_dir or --model (a .keras file, or an exported .tflite, .onnx or OpenVINO .xml one as an
+    `ExportedDetector`) and the data config it was trained with."""
     from keras_retinanet.config import DataConfig, from_dict
-    from keras_retinanet.export.litert_runner import LiteRTDetector, LiteRTModelError
+    from keras_retinanet.export.litert_runner import DETECTORS, LiteRTModelError, open_detector
     from keras_retinanet.inference import ModelError, load_trained_model, model_data_config
 
-    if FLAGS.model and FLAGS.model.endswith(".tflite"):
+    if FLAGS.model and FLAGS.model.lower().endswith(tuple(DETECTORS)):
         try:
-            model = LiteRTDetector(FLAGS.model)
+            model = open_detector(FLAGS.model)
         except LiteRTModelError as error:  # litert_runner imports nothing of ours: its errors are no InputError
             raise ModelError(str(error)) from error
         return model, from_dict(DataConfig, model.info["data"], source=f"{FLAGS.model}'s description")

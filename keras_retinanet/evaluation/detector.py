@@ -27,8 +27,8 @@ def evaluate_model(model, dataset, data_config, batch_size, ground_truth=None, e
 
 
 def evaluate_litert(detector, dataset, ground_truth=None, evaluator="pycocotools", progress=False):
-    """`evaluate_model` for an exported LiteRT model (a `LiteRTDetector`): each image fitted into the model's fixed
-    input (`LiteRTDetector.detect_image`), detections mapped back to the image."""
+    """`evaluate_model` for an exported model (a `litert_runner.ExportedDetector`: LiteRT, ONNX, OpenVINO): each
+    image fitted into the model's input (`detect_image`), detections mapped back to the image."""
     labels = {category_id: label for label, category_id in enumerate(detector.label_map)}
     update = image_progress(len(dataset.records), progress)
     per_image = []

@@ -41,11 +41,6 @@ def export_onnx(model, output_path, input_size=None, dynamic_size=False, score_t
 
     Returns the description's contents.
     """
-    try:
-        import tf2onnx
-    except ImportError as error:
-        raise ONNXExportError(f"the ONNX export needs tf2onnx and onnx ({error}): pip install "
-                              "'keras-retinanet[onnx]'") from None
     if not output_path.endswith(".onnx"):
         raise ONNXExportError(f"the ONNX model's file name must end in .onnx, got {output_path}")
     data_config = stored_data_config(model)
@@ -56,9 +51,24 @@ def export_onnx(model, output_path, input_size=None, dynamic_size=False, score_t
     detect, _, _ = _detection_functions(model, (None, None) if dynamic_size else input_size, data_config, decoder,
                                         list(label_map(model)))
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    convert_to_onnx(detect, output_path)
+    info = describe(model, "ONNX", input_size, "float32", data_config, decoder)
+    info["dynamic_size"] = bool(dynamic_size)
+    write_description(output_path, info)
+    return info
+
+
+def convert_to_onnx(function, output_path):
+    """Writes the ONNX model of `function` (a `tf.function` with an input signature) to `output_path`; an
+    `ONNXExportError` says what failed or which ops are not standard ONNX."""
     try:
-        proto, _ = tf2onnx.convert.from_function(detect, input_signature=detect.input_signature, opset=ONNX_OPSET,
-                                                 output_path=output_path)
+        import tf2onnx
+    except ImportError as error:
+        raise ONNXExportError(f"the ONNX export needs tf2onnx and onnx ({error}): pip install "
+                              "'keras-retinanet[onnx]'") from None
+    try:
+        proto, _ = tf2onnx.convert.from_function(function, input_signature=function.input_signature,
+                                                 opset=ONNX_OPSET, output_path=output_path)
     except Exception as error:  # tf2onnx raises ValueError, RuntimeError or its own errors
         raise ONNXExportError(f"tf2onnx could not convert the detector ({type(error).__name__}: "
                               f"{' '.join(str(error).split())[:600]})") from error
@@ -67,7 +77,3 @@ def export_onnx(model, output_path, input_size=None, dynamic_size=False, score_t
     if foreign:
         os.remove(output_path)
         raise ONNXExportError(f"the converted model needs ops outside standard ONNX: {', '.join(foreign)}")
-    info = describe(model, "ONNX", input_size, "float32", data_config, decoder)
-    info["dynamic_size"] = bool(dynamic_size)
-    write_description(output_path, info)
-    return info
