@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from keras_retinanet.errors import ModelError
 from keras_retinanet.layers.image_normalization import ImageNormalization
-from keras_retinanet.precision import dtype_policy_scope
+from keras_retinanet.backbones.resnet import backbone_from_config
 
 # The applications it builds -> the `ImageNormalization` preset their ImageNet weights expect of [0, 255] RGB, or
 # None where the application normalises such images itself (its `include_preprocessing`).
@@ -109,13 +109,7 @@ class KerasApplicationsBackbone(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        trainable = config.pop("trainable", True)
-        with dtype_policy_scope(config.pop("dtype_policy", None)):  # the layers are created in __init__
-            backbone = cls(**config)
-        if not trainable:  # frozen whole (`train.freeze`); True would unfreeze the frozen stages and norms too
-            backbone.trainable = False
-        return backbone
+        return backbone_from_config(cls, config)
 
 
 @keras.saving.register_keras_serializable(package="keras_retinanet")

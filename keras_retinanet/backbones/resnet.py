@@ -112,13 +112,20 @@ class ResNetBackbone(keras.Model):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        trainable = config.pop("trainable", True)
-        with dtype_policy_scope(config.pop("dtype_policy", None)):  # the layers are created in __init__
-            backbone = cls(**config)
-        if not trainable:  # frozen whole (`train.freeze`); True would unfreeze the `frozen_stages` too
-            backbone.trainable = False
-        return backbone
+        return backbone_from_config(cls, config)
+
+
+def backbone_from_config(cls, config):
+    """A backbone class `cls` built from its `get_config()`: under the stored dtype policy (the layers are created in
+    `__init__`), frozen whole where it was (`train.freeze`); `trainable` True is not set, as it would unfreeze the
+    frozen stages and norms too."""
+    config = dict(config)
+    trainable = config.pop("trainable", True)
+    with dtype_policy_scope(config.pop("dtype_policy", None)):
+        backbone = cls(**config)
+    if not trainable:
+        backbone.trainable = False
+    return backbone
 
 
 

@@ -19,6 +19,7 @@ integer post-training quantisation of the network, calibrated on images of a rep
 and NMS stay in float32, as box coordinates and scores need more than 8 bits).
 """
 
+import dataclasses
 import json
 import os
 import re
@@ -72,13 +73,10 @@ def export_litert(model, output_path, input_size=None, quantization="float32", r
         raise LiteRTExportError("int8 quantisation needs a representative dataset to calibrate on")
     if quantization == "int8" and num_calibration_images < 1:
         raise LiteRTExportError(f"num_calibration_images must be at least 1, got {num_calibration_images}")
-    data_config = stored_data_config(model)
-    input_size = tuple(int(side) for side in (input_size or default_input_size(data_config)))
-    if len(input_size) != 2 or min(input_size) < 1:
-        raise LiteRTExportError(f"input_size must be (height, width), both positive, got {input_size}")
-    decoder = export_decoder(model, score_threshold, iou_threshold, max_detections, per_image_nms=True)
-    labels = label_map(model)
-    detect, network, postprocess = _detection_functions(model, input_size, data_config, decoder, list(labels))
+    graph = ExportedGraph.of(model, input_size, False, (score_threshold, iou_threshold, max_detections),
+                             LiteRTExportError)
+    input_size, data_config, decoder = graph.input_size, graph.data_config, graph.decoder
+    detect, network, postprocess = graph.functions
     if quantization == "float32":
         flatbuffer = convert_to_litert(model, detect)
     elif quantization == "float16":
@@ -95,6 +93,31 @@ def export_litert(model, output_path, input_size=None, quantization="float32", r
         stream.write(flatbuffer)
     write_description(output_path, info)
     return info
+
+
+@dataclasses.dataclass
+class ExportedGraph:
+    """What the LiteRT, ONNX and OpenVINO exports convert: the model's `data_config`, the `input_size` (height,
+    width), the `decoder` and the `functions` (`_detection_functions`'s: detect, network, postprocess)."""
+
+    data_config: object
+    input_size: tuple
+    decoder: object
+    functions: tuple
+
+    @classmethod
+    def of(cls, model, input_size, dynamic_size, thresholds, error_type):
+        """The graph of `model` at `input_size` (default: `default_input_size`), or of any size (`dynamic_size`;
+        `input_size` then the size images are fitted into), with the decoder's (score_threshold, iou_threshold,
+        max_detections) `thresholds` (None: the model's); a bad size is an `error_type`."""
+        data_config = stored_data_config(model)
+        input_size = tuple(int(side) for side in (input_size or default_input_size(data_config)))
+        if len(input_size) != 2 or min(input_size) < 1:
+            raise error_type(f"input_size must be (height, width), both positive, got {input_size}")
+        decoder = export_decoder(model, *thresholds, per_image_nms=True)
+        functions = _detection_functions(model, (None, None) if dynamic_size else input_size, data_config, decoder,
+                                         list(label_map(model)))
+        return cls(data_config, input_size, decoder, functions)
 
 
 def describe(model, runtime, input_size, quantization, data_config, decoder):

@@ -14,9 +14,7 @@ the SavedModel's: `detection_boxes` [1, D, 4] (ymin, xmin, ymax, xmax) normalise
 import os
 
 from keras_retinanet.errors import InputError
-from keras_retinanet.export.litert import _detection_functions, default_input_size, describe, write_description
-from keras_retinanet.export.saved_model import export_decoder, label_map
-from keras_retinanet.inference import stored_data_config
+from keras_retinanet.export.litert import ExportedGraph, describe, write_description
 
 # ONNX Runtime 1.16 and later run it; TensorRT 8.6 parses it.
 ONNX_OPSET = 17
@@ -43,16 +41,11 @@ def export_onnx(model, output_path, input_size=None, dynamic_size=False, score_t
     """
     if not output_path.endswith(".onnx"):
         raise ONNXExportError(f"the ONNX model's file name must end in .onnx, got {output_path}")
-    data_config = stored_data_config(model)
-    input_size = tuple(int(side) for side in (input_size or default_input_size(data_config)))
-    if len(input_size) != 2 or min(input_size) < 1:
-        raise ONNXExportError(f"input_size must be (height, width), both positive, got {input_size}")
-    decoder = export_decoder(model, score_threshold, iou_threshold, max_detections, per_image_nms=True)
-    detect, _, _ = _detection_functions(model, (None, None) if dynamic_size else input_size, data_config, decoder,
-                                        list(label_map(model)))
+    graph = ExportedGraph.of(model, input_size, dynamic_size, (score_threshold, iou_threshold, max_detections),
+                             ONNXExportError)
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    convert_to_onnx(detect, output_path)
-    info = describe(model, "ONNX", input_size, "float32", data_config, decoder)
+    convert_to_onnx(graph.functions[0], output_path)
+    info = describe(model, "ONNX", graph.input_size, "float32", graph.data_config, graph.decoder)
     info["dynamic_size"] = bool(dynamic_size)
     write_description(output_path, info)
     return info

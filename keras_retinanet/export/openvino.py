@@ -15,12 +15,8 @@ import os
 import tempfile
 
 from keras_retinanet.errors import InputError
-from keras_retinanet.export.litert import (
-    _detection_functions, calibration_images, default_input_size, describe, write_description,
-)
+from keras_retinanet.export.litert import ExportedGraph, calibration_images, describe, write_description
 from keras_retinanet.export.onnx import convert_to_onnx
-from keras_retinanet.export.saved_model import export_decoder, label_map
-from keras_retinanet.inference import stored_data_config
 
 QUANTIZATIONS = ("float32", "int8")
 
@@ -56,27 +52,22 @@ def export_openvino(model, output_path, input_size=None, dynamic_size=False, qua
         raise OpenVINOExportError(f"the OpenVINO model's file name must end in .xml, got {output_path}")
     if quantization == "int8" and representative_data is None:
         raise OpenVINOExportError("int8 quantisation needs a representative dataset to calibrate on")
-    data_config = stored_data_config(model)
-    input_size = tuple(int(side) for side in (input_size or default_input_size(data_config)))
-    if len(input_size) != 2 or min(input_size) < 1:
-        raise OpenVINOExportError(f"input_size must be (height, width), both positive, got {input_size}")
-    decoder = export_decoder(model, score_threshold, iou_threshold, max_detections, per_image_nms=True)
-    detect, _, _ = _detection_functions(model, (None, None) if dynamic_size else input_size, data_config, decoder,
-                                        list(label_map(model)))
+    graph = ExportedGraph.of(model, input_size, dynamic_size, (score_threshold, iou_threshold, max_detections),
+                             OpenVINOExportError)
     with tempfile.TemporaryDirectory() as staging:
         onnx_path = os.path.join(staging, "model.onnx")
-        convert_to_onnx(detect, onnx_path)
+        convert_to_onnx(graph.functions[0], onnx_path)
         try:
             converted = openvino.convert_model(onnx_path)
         except Exception as error:  # OpenVINO's OpConversionFailure and others
             raise OpenVINOExportError(f"openvino.convert_model failed ({type(error).__name__}: "
                                       f"{' '.join(str(error).split())[:600]})") from error
     if quantization == "int8":
-        converted = _quantised(converted, representative_data, input_size, data_config,
+        converted = _quantised(converted, representative_data, graph.input_size, graph.data_config,
                                num_calibration_images, progress)
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
     openvino.save_model(converted, output_path, compress_to_fp16=False)
-    info = describe(model, "OpenVINO", input_size, quantization, data_config, decoder)
+    info = describe(model, "OpenVINO", graph.input_size, quantization, graph.data_config, graph.decoder)
     info["dynamic_size"] = bool(dynamic_size)
     write_description(output_path, info)
     return info
