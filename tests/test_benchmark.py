@@ -59,6 +59,7 @@ def test_a_table_without_peers_has_no_empty_columns():
     ("repeats", 0, "benchmark option repeats: expected a whole number >= 1, got 0"),
     ("litert_threads", 1.5, "benchmark option litert_threads: expected a whole number >= 1, got 1.5"),
     ("data_format", "xml", "benchmark option data_format: unknown 'xml'; choose from coco, voc, csv, tfrecord"),
+    ("runtimes_config", "no/such.yaml", "benchmark option runtimes_config: no experiment file at no/such.yaml"),
 ])
 def test_options_reject_a_bad_value_naming_the_option(option, value, message):
     with pytest.raises(BenchmarkOptionError) as raised:

@@ -80,6 +80,9 @@ class BenchmarkOptions:
                 raise BenchmarkOptionError(f"benchmark option {name}: expected a whole number >= 1, got {value!r}")
         if "fit_budget" in self.paths and not self.fit_config:
             raise BenchmarkOptionError("benchmark option fit_config: the fit_budget path needs an experiment file")
+        if self.runtimes_config and not os.path.isfile(self.runtimes_config):
+            raise BenchmarkOptionError(f"benchmark option runtimes_config: no experiment file at "
+                                       f"{self.runtimes_config}")
         if isinstance(self.fit_minutes, bool) or not isinstance(self.fit_minutes, (int, float)) \
                 or not 0 < self.fit_minutes < float("inf"):
             raise BenchmarkOptionError(f"benchmark option fit_minutes: expected a positive number of minutes, got "
