@@ -138,11 +138,11 @@ def test_a_study_runs_resumes_and_reports(study_file, tmp_path, monkeypatch):
     results = study_runner.run_study(study, work_dir, log=lambda text: None)
     report_path = str(tmp_path / "docs" / "report.md")
     notes = tmp_path / "notes.md"
-    notes.write_text("## summary\nOverall reading.\n\n## 1b\nWhy gamma matters here.\n")
+    notes.write_text("## summary\nOverall reading.\n\n## 1b\nWhy gamma matters here.\n\n## verdict\nWhat decides.\n")
     written = write_report(report_path, results, study, ["# Tiny study"], read_discussion(str(notes), study))
     text = open(report_path).read()
     assert text.index("Overall reading.") < text.index("## Table 1b") < text.index("Why gamma matters here.") \
-        < text.index("## Table 1e")
+        < text.index("## Table 1e") < text.index("## Verdict\n\nWhat decides.") < text.index("## Figures")
     assert ("| gamma | paper AP | paper AP50 | paper AP75 | ours AP | ours AP50 | ours AP75 | train min | variant |"
             in text)
     assert f"| 2 | 34.0 | 52.5 | 36.5 | {100 * fl['evaluations']['64']['AP']:.1f} |" in text

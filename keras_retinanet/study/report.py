@@ -117,9 +117,13 @@ def _ohem_line(variant, measured):
             f"training images, scored by the trained model); {bound}.")
 
 
+# The discussion sections that are no table's: above the tables, and after them (before the figures).
+FREE_SECTIONS = {"summary": None, "verdict": "Verdict"}
+
+
 def read_discussion(path, study):
-    """{table id: markdown} from a notes file of `## <table id>` sections (`## summary`: above the tables), the
-    reading of the results that the report puts under each table."""
+    """{table id: markdown} from a notes file of `## <table id>` sections, the reading of the results that the report
+    puts under each table; `## summary` goes above the tables, `## verdict` after them, as its own section."""
     sections, current = {}, None
     try:
         with open(path, encoding="utf-8") as file:
@@ -129,9 +133,9 @@ def read_discussion(path, study):
     for number, line in enumerate(lines, 1):
         if line.startswith("## "):
             current = line[3:].strip()
-            if current != "summary" and current not in {table.id for table in study.tables}:
+            if current not in FREE_SECTIONS and current not in {table.id for table in study.tables}:
                 raise ConfigError(f"{path}:{number}: section '## {current}' names no table of {study.path} "
-                                  "(use a table id, or 'summary')")
+                                  f"(use a table id, or one of {', '.join(FREE_SECTIONS)})")
             sections[current] = []
         elif current is not None:
             sections[current].append(line)
@@ -168,6 +172,8 @@ def write_report(path, results, study, header, discussion=None):
             if discussion.get(table.id):
                 lines += [discussion[table.id], ""]
     lines += _gradient_norms(results, study)
+    if discussion.get("verdict"):
+        lines += [f"## {FREE_SECTIONS['verdict']}", "", discussion["verdict"], ""]
     lines += ["## Figures", ""]
     for title, figure_path in drawn.items():
         lines += [f"### {title}", "", f"![{title}]({os.path.relpath(figure_path, folder)})", ""]
