@@ -29,7 +29,7 @@ def test_image_normalization_under_mixed_bfloat16(mixed_bfloat16):
 
 def test_image_normalization_validates_arguments():
     with pytest.raises(ValueError, match="preset"):
-        ImageNormalization.preset("tf")
+        ImageNormalization.preset("bogus")
     with pytest.raises(ValueError, match="std"):
         ImageNormalization(mean=(0, 0, 0), std=(1, 0, 1))
     with pytest.raises(ValueError, match="3 values"):
