@@ -193,12 +193,12 @@ def _taps_and_stage_ends(application):
     layers = application.operations[1:]  # the input layer has no stride
     probe = keras.Model(application.inputs, [layer.output for layer in layers])
     shapes = [spec.shape for spec in probe.compute_output_spec(keras.KerasTensor((1, *_PROBE_SIZE, 3)))]
-    stride_of = {id(layer): _stride(shape) for layer, shape in zip(layers, shapes)}
-    if stride_of[id(layers[-1])] != TAP_STRIDES[-1]:
+    stride_of = {layer.name: _stride(shape) for layer, shape in zip(layers, shapes)}
+    if stride_of[layers[-1].name] != TAP_STRIDES[-1]:
         raise ValueError(f"KerasApplicationsBackbone: {application.name}'s output is not at stride {TAP_STRIDES[-1]}.")
     producers_of = _producers_of(application)
     taps = [_last_before(layers, stride_of, producers_of, stride) for stride in TAP_STRIDES[:-1]] + [layers[-1]]
-    strides = [stride_of[id(layer)] for layer in layers]
+    strides = [stride_of[layer.name] for layer in layers]
     stage_ends = [-1] + [1 + max((index for index, at in enumerate(strides) if at and at <= 2 ** stage), default=-1)
                          for stage in range(1, 6)]
     return taps, stage_ends
@@ -209,7 +209,6 @@ def _last_before(layers, stride_of, producers_of, stride):
     as padding that have no stride), the widest, the last in the graph of those as wide: what the next stage
     reads."""
     order = {layer.name: index for index, layer in enumerate(layers)}
-    stride_of = {layer.name: stride_of[id(layer)] for layer in layers}
     feeding = set()
     for name, producers in producers_of.items():
         if stride_of.get(name) != 2 * stride:
