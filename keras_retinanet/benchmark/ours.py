@@ -174,8 +174,9 @@ def export_runtime(setting, config_path, name, folder):
 
 
 def exported_runtime(setting, path, threads):
-    """The exported model at `path` run by `litert_runner` (its runtime and NumPy: TensorFlow is not loaded where
-    ai_edge_litert is installed) with `threads` threads on the random uint8 image: seconds and file size."""
+    """The exported model at `path` run by `litert_runner` with its runtime (TensorFlow is loaded in this process
+    too: importing the package's `export` loads it) with `threads` threads on the random uint8 image: seconds and
+    file size (with OpenVINO's `.bin`)."""
     from keras_retinanet.export.litert_runner import open_detector
 
     detector = open_detector(path, num_threads=threads)
