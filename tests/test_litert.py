@@ -65,6 +65,23 @@ np.savez(sys.argv[4], **outputs)
 """
 
 
+def fresh_process_detections(models, images, tmp_path):
+    """{model/image/output: value} of each exported model in `models` (LiteRT, ONNX, OpenVINO) on the `images` its
+    input takes, computed by `litert_runner` in a process where keras_retinanet cannot be imported, checked to run
+    without TensorFlow."""
+    np.savez(tmp_path / "images.npz", **images)
+    site_packages = os.path.dirname(os.path.dirname(np.__file__))
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", FRESH_PROCESS_SCRIPT, site_packages, RUNNER, str(tmp_path / "images.npz"),
+         str(tmp_path / "outputs.npz"), *models],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    outputs = np.load(tmp_path / "outputs.npz")
+    assert not outputs["tensorflow_imported"], "the exported model should run without TensorFlow"
+    return outputs
+
+
 @pytest.fixture(scope="module")
 def trained(trained_tiny, tmp_path_factory):
     """The session's tiny model (trained by `train` for two iterations, output layers then spread, with category ids
@@ -134,17 +151,8 @@ def matched(reference, candidate, score_tolerance=1e-4, box_tolerance=1e-3):
 
 def test_float32_gives_the_saved_models_detections_in_a_process_without_keras_retinanet(exported, test_images,
                                                                                         tmp_path):
-    np.savez(tmp_path / "images.npz", **test_images)
-    site_packages = os.path.dirname(os.path.dirname(np.__file__))
     models = [exported["paths"]["float32"], exported["paths"]["float32_wide"]]
-    result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", FRESH_PROCESS_SCRIPT, site_packages, RUNNER, str(tmp_path / "images.npz"),
-         str(tmp_path / "outputs.npz"), *models],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    outputs = np.load(tmp_path / "outputs.npz")
-    assert not outputs["tensorflow_imported"], "the LiteRT interpreter should run without TensorFlow"
+    outputs = fresh_process_detections(models, test_images, tmp_path)
     serve = tf.saved_model.load(exported["saved_model"]).signatures["serving_default"]
     compared = 0
     for model_path, prefix in zip(models, ("square", "wide")):

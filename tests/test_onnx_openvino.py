@@ -4,8 +4,6 @@ gives the SavedModel's detections on 30 images of six sizes, at a fixed and a dy
 which install the extras; skipped where they are absent."""
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,7 +13,7 @@ from PIL import Image
 from keras_retinanet.export import export_saved_model
 from keras_retinanet.export.litert_runner import open_detector
 
-from test_litert import FRESH_PROCESS_SCRIPT, RUNNER, TINY_CONFIG, matched, run_cli
+from test_litert import TINY_CONFIG, fresh_process_detections, matched, run_cli
 from tiny import copy_of_trained
 
 # Sizes the SavedModel keeps as they are (shorter side 96, longer at most 160: the training resize), odd ones too,
@@ -38,22 +36,6 @@ def images(trained):
     pictures = [Image.open(path).convert("RGB") for path in sorted((trained["data"] / "val").iterdir())]
     return {f"{index}_{height}x{width}": np.asarray(picture.resize((width, height), Image.BILINEAR))
             for index, picture in enumerate(pictures) for height, width in SIZES}
-
-
-def _fresh_process_detections(models, images, tmp_path):
-    """{model/image/output: value} of each exported model in `models` on `images`, computed by `litert_runner` in
-    a process without keras_retinanet (and without TensorFlow, which the script checks)."""
-    np.savez(tmp_path / "images.npz", **images)
-    site_packages = os.path.dirname(os.path.dirname(np.__file__))
-    result = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", FRESH_PROCESS_SCRIPT, site_packages, RUNNER, str(tmp_path / "images.npz"),
-         str(tmp_path / "outputs.npz"), *models],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    outputs = np.load(tmp_path / "outputs.npz")
-    assert not outputs["tensorflow_imported"], "the runtime should run without TensorFlow"
-    return outputs
 
 
 def _assert_saved_model_detections(trained, images, outputs, model_path):
@@ -86,7 +68,7 @@ def test_onnx_gives_the_saved_models_detections_with_only_onnxruntime(trained, i
     import onnx
 
     assert "NonMaxSuppression" in {node.op_type for node in onnx.load(fixed).graph.node}
-    outputs = _fresh_process_detections([fixed, dynamic], images, tmp_path)
+    outputs = fresh_process_detections([fixed, dynamic], images, tmp_path)
     assert len(_assert_saved_model_detections(trained, images, outputs, fixed)) == 6  # the 96 x 96 ones
     assert len(_assert_saved_model_detections(trained, images, outputs, dynamic)) == len(images) == 36
 
@@ -100,7 +82,7 @@ def test_openvino_gives_the_saved_models_detections_and_int8_most_of_them(traine
     export_openvino(trained["model"], fixed)
     export_openvino(trained["model"], dynamic, dynamic_size=True)
     assert os.path.exists(fixed[:-4] + ".bin") and os.path.exists(fixed[:-4] + ".json")
-    outputs = _fresh_process_detections([fixed, dynamic], images, tmp_path)
+    outputs = fresh_process_detections([fixed, dynamic], images, tmp_path)
     assert len(_assert_saved_model_detections(trained, images, outputs, fixed)) == 6
     assert len(_assert_saved_model_detections(trained, images, outputs, dynamic)) == 36
 
