@@ -38,8 +38,8 @@ def test_invalid_arguments_raise():
         ResNetBackbone(18, frozen_stages=6)
     with pytest.raises(ValueError, match="group_norm"):
         ResNetBackbone(18, normalization="group_norm")
-    with pytest.raises(ValueError, match="'tf'"):
-        ResNetBackbone(18, preprocessing="tf")
+    with pytest.raises(ValueError, match="bogus"):
+        ResNetBackbone(18, preprocessing="bogus")
 
 
 @pytest.mark.parametrize("stride_in_1x1", [True, False])
