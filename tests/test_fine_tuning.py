@@ -25,6 +25,7 @@ from keras_retinanet.training.fine_tuning import (
 CONFIG = str(pathlib.Path(__file__).parents[1] / "configs" / "fine_tuning_demo.yaml")
 
 
+@pytest.mark.slow  # three trainings, about a minute: the default suite's fine-tuning route is the .pth test below
 def test_a_detector_fine_tuned_on_new_classes_beats_the_same_model_from_scratch(tmp_path):
     """What `make demo-fine-tune` shows, in brief. Measured (2-core Intel Xeon, data.seed 0): the source's square AP
     before any step 0.125; after 100 iterations the fine-tuned model's AP 0.175, the same model's from scratch
