@@ -116,3 +116,42 @@ def test_export_settings_that_cannot_work_are_named(trained, module, arguments, 
     export = getattr(importlib.import_module(exporter), f"export_{module}")
     with pytest.raises(ValueError, match=f"{message}|pip install 'keras-retinanet\\[{module}\\]'"):
         export(trained["model"], **arguments)
+
+
+@pytest.mark.openvino
+def test_the_benchmark_times_every_runtime_without_tensorflow_in_the_timed_process(tmp_path):
+    """`bin/benchmark --paths=runtimes`: each runtime whose package is here has a latency and a file size (int8
+    files smaller than float32), timed in a process without TensorFlow or Keras; an absent one is a row naming the
+    extra to install."""
+    import importlib.util
+    import json
+    import subprocess
+    import sys
+
+    from keras_retinanet.benchmark.ours import RUNTIME_EXPORTS
+    from tiny import tiny_experiment_file
+
+    config = tiny_experiment_file(tmp_path)
+    report = tmp_path / "report.json"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, os.path.join(root, "bin", "benchmark"), "--paths=runtimes", f"--runtimes_config={config}",
+         "--image_size=96", "--num_classes=2", "--repeats=2", "--litert_threads=1", "--peers=", "--dtypes=float32",
+         f"--json={report}"], capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    rows = {row["path"].split(",")[0]: row for row in json.loads(report.read_text())["rows"]}
+    assert set(rows) == {"TensorFlow SavedModel float32", *RUNTIME_EXPORTS}
+    packages = {"LiteRT": "ai_edge_litert", "ONNX Runtime": "onnxruntime", "OpenVINO": "openvino"}
+    sizes = {}
+    for name, row in rows.items():
+        package = next((package for runtime, package in packages.items() if name.startswith(runtime)), None)
+        if package and importlib.util.find_spec(package) is None:
+            assert "pip install" in row["ours"]["error"], (name, row)
+            continue
+        assert isinstance(row["ours"], float) and 0 < row["ours"] < 5, (name, row)
+        assert "loaded in its process" not in row["note"], (name, row)
+        sizes[name] = float(row["note"].split(" MB")[0])
+    assert "x TensorFlow" in rows["LiteRT float32"]["note"]
+    for runtime in ("LiteRT", "OpenVINO"):
+        if f"{runtime} int8" in sizes:
+            assert sizes[f"{runtime} int8"] < 0.6 * sizes[f"{runtime} float32"], sizes

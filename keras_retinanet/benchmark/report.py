@@ -30,7 +30,7 @@ def _cell(result, unit):
         return f"{result:.3f}" if unit == "AP" else f"{result:.0f}"
     if unit.endswith("/s"):
         return f"{result:.1f} {unit}"
-    return f"{result:.3f} s"
+    return f"{1000 * result:.1f} ms" if result < 0.1 else f"{result:.3f} s"
 
 
 def _ratio(numerator, denominator):

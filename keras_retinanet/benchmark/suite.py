@@ -306,6 +306,8 @@ def _runtimes_rows(run):
             note = f"{result['megabytes']:.1f} MB"
             if "error" not in tensorflow:
                 note += f"; {result['seconds'] / tensorflow['seconds']:.2f} x TensorFlow"
+            if result.get("frameworks_loaded"):
+                note += f"; {' and '.join(result['frameworks_loaded'])} loaded in its process"
         rows.append(row(f"{name}, {model}, {setting.image_size} px, {threads} threads", _seconds(result), note=note))
     return rows
 
