@@ -78,7 +78,7 @@ def test_options_default_to_the_command_line_flags_and_keep_lists_as_tuples():
     options = BenchmarkOptions()
     for name, default in defaults.items():
         assert getattr(options, name) == (tuple(default) if isinstance(default, list) else default), name
-    assert BenchmarkOptions(paths=["forward"], litert_models=["a.tflite"]).paths == ("forward",)
+    assert BenchmarkOptions(paths=["forward"], exported_models=["a.tflite"]).paths == ("forward",)
 
 
 def test_the_data_formats_are_the_readers():

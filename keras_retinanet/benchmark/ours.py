@@ -126,13 +126,13 @@ def litert(setting, quantizations, threads):
     return result
 
 
-# The exports the runtimes path times: name -> (module of keras_retinanet.export, file name, export arguments).
+# The exports the runtimes path times: id -> (row name, module of keras_retinanet.export, file name, arguments).
 RUNTIME_EXPORTS = {
-    "LiteRT float32": ("litert", "model.tflite", {"quantization": "float32"}),
-    "LiteRT int8": ("litert", "model_int8.tflite", {"quantization": "int8"}),
-    "ONNX Runtime float32": ("onnx", "model.onnx", {}),
-    "OpenVINO float32": ("openvino", "model.xml", {"quantization": "float32"}),
-    "OpenVINO int8": ("openvino", "model_int8.xml", {"quantization": "int8"}),
+    "litert_float32": ("LiteRT float32", "litert", "model.tflite", {"quantization": "float32"}),
+    "litert_int8": ("LiteRT int8", "litert", "model_int8.tflite", {"quantization": "int8"}),
+    "onnx_float32": ("ONNX Runtime float32", "onnx", "model.onnx", {}),
+    "openvino_float32": ("OpenVINO float32", "openvino", "model.xml", {"quantization": "float32"}),
+    "openvino_int8": ("OpenVINO int8", "openvino", "model_int8.xml", {"quantization": "int8"}),
 }
 
 
@@ -154,12 +154,12 @@ def saved_model_runtime(setting, config_path):
                                  for name in names) / 1e6}
 
 
-def export_runtime(setting, config_path, name, folder):
-    """The same detector exported as `RUNTIME_EXPORTS[name]` says into `folder` (int8 calibrated on 8 generated
+def export_runtime(setting, config_path, runtime, folder):
+    """The same detector exported as `RUNTIME_EXPORTS[runtime]` says into `folder` (int8 calibrated on 8 generated
     photos; timing does not depend on them): {"path"}."""
     import importlib
 
-    module, file_name, arguments = RUNTIME_EXPORTS[name]
+    _, module, file_name, arguments = RUNTIME_EXPORTS[runtime]
     model = _configured_detector(setting, config_path)
     if arguments.get("quantization") == "int8":
         from keras_retinanet.data.splits import read_split
@@ -171,17 +171,6 @@ def export_runtime(setting, config_path, name, folder):
     getattr(exporter, f"export_{module}")(model, path, input_size=(setting.image_size, setting.image_size),
                                           **arguments)
     return {"path": path}
-
-
-def exported_runtime(setting, path, threads):
-    """The exported model at `path` run by the stand-alone `litert_runner` with its runtime, as a deployment runs
-    it (neither TensorFlow nor Keras loaded in this process), with `threads` threads on the random uint8 image:
-    seconds and file size (with OpenVINO's `.bin`)."""
-    detector = standalone_runner().open_detector(path, num_threads=threads)
-    image = _runtime_image(setting)
-    files = [file for file in (path, os.path.splitext(path)[0] + ".bin") if os.path.exists(file)]
-    return {"seconds": median_seconds(lambda: detector.detect(image), setting.repeats),
-            "megabytes": sum(os.path.getsize(file) for file in files) / 1e6, **_frameworks_loaded()}
 
 
 def standalone_runner():
@@ -228,10 +217,21 @@ def _configured_detector(setting, config_path):
                           list(range(1, setting.num_classes + 1)))
 
 
-def litert_files(paths, threads, repeats):
-    """Exported LiteRT models (`paths`) run by the interpreter with `threads` threads on a random uint8 image of
-    their input size: {path: {"seconds", "megabytes"}}."""
-    return {path: time_litert(path, threads, repeats) for path in paths}
+def exported_files(paths, threads, repeats):
+    """Exported models (`paths`: .tflite, .onnx, OpenVINO .xml) run by the stand-alone `litert_runner` with their
+    runtime and `threads` threads on a random uint8 image of their input size: {path: {"seconds", "megabytes"}}."""
+    import numpy as np
+
+    runner = standalone_runner()
+    timed = {}
+    for path in paths:
+        detector = runner.open_detector(path, num_threads=threads)
+        image = np.random.default_rng(0).integers(0, 256, (*detector.input_size, 3), dtype=np.uint8)
+        files = [file for file in (path, os.path.splitext(path)[0] + ".bin") if os.path.exists(file)]
+        timed[path] = {"seconds": median_seconds(lambda: detector.detect(image), repeats),
+                       "megabytes": sum(os.path.getsize(file) for file in files) / 1e6,
+                       "input_size": list(detector.input_size), **_frameworks_loaded()}
+    return timed
 
 
 def time_litert(path, threads, repeats, image=None):

@@ -25,6 +25,7 @@ PATHS = ("forward", "predict", "train", "train_xla", "serving", "litert", "pipel
 EXTRA_PATHS = ("dataset_scale", "fit_budget", "runtimes")
 DTYPES = ("float32", "bfloat16")
 QUANTIZATIONS = ("float32", "float16", "int8")
+RUNTIMES = ("tensorflow", *ours.RUNTIME_EXPORTS)  # the runtimes path's: TensorFlow's SavedModel, then our exports
 DATA_FORMATS = ("coco", "voc", "csv", "tfrecord")  # `keras_retinanet.data.FORMATS`, which loads TensorFlow
 
 
@@ -36,7 +37,7 @@ class BenchmarkOptionError(InputError, ValueError):
 class BenchmarkOptions:
     """What `run_benchmark` times, as `bin/benchmark`'s flags of the same names set it (see its `--help`).
 
-    The lists (`paths`, `dtypes`, `peers`, `litert_quantizations`, `litert_models`) are kept as tuples; every value
+    The lists (`paths`, `dtypes`, `peers`, `litert_quantizations`, `runtimes`, `exported_models`) are kept as tuples; every value
     is checked here, and a bad one is a `BenchmarkOptionError` naming the option.
     """
 
@@ -55,7 +56,6 @@ class BenchmarkOptions:
     pipeline_batches: int = 20
     fit_steps: int = 4
     litert_quantizations: tuple = QUANTIZATIONS
-    litert_models: tuple = ()
     litert_threads: Optional[int] = None
     dataset_images: int = dataset_scale.COCO_IMAGES
     dataset_boxes: int = dataset_scale.COCO_BOXES
@@ -65,10 +65,13 @@ class BenchmarkOptions:
     fit_minutes: float = 10.0
     fit_peer_depth: int = 18
     runtimes_config: str = ""
+    runtimes: tuple = RUNTIMES
+    exported_models: tuple = ()
 
     def __post_init__(self):
         for name, allowed in (("paths", PATHS + EXTRA_PATHS), ("dtypes", DTYPES), ("peers", peer_cases.PEERS),
-                              ("litert_quantizations", QUANTIZATIONS), ("litert_models", None), ("fit_set", None)):
+                              ("litert_quantizations", QUANTIZATIONS), ("runtimes", RUNTIMES), ("exported_models", None),
+                              ("fit_set", None)):
             object.__setattr__(self, name, _names(name, getattr(self, name), allowed))
         for name in ("image_size", "batch_size", "train_batch_size", "num_classes", "depth", "repeats",
                      "pipeline_batches", "fit_steps", "litert_threads", "dataset_images", "dataset_boxes",
@@ -215,7 +218,7 @@ def _serving_rows(run):
 
 
 def _litert_rows(run):
-    """Our detector's LiteRT models in each of `litert_quantizations`, and the `litert_models` files."""
+    """Our detector's LiteRT models in each of `litert_quantizations`."""
     options, setting = run.options, run.setting
     threads = options.litert_threads or len(os.sched_getaffinity(0))
     rows = []
@@ -230,14 +233,6 @@ def _litert_rows(run):
                                                                   else ""))
             rows.append(row(f"LiteRT interpreter (XNNPACK, {threads} threads), {quantization}, uint8 image",
                             _seconds(result), floor=run.floor_seconds("float32", 1), note=note))
-    if options.litert_models:
-        timed = _measure("LiteRT model files", ours.litert_files, list(options.litert_models), threads,
-                         setting.repeats)
-        for path in options.litert_models:
-            result = timed.get(path, timed)
-            note = f"{result['megabytes']:.1f} MB" if "error" not in result else ""
-            rows.append(row(f"LiteRT interpreter ({threads} threads), {os.path.basename(path)}", _seconds(result),
-                            note=note))
     return rows
 
 
@@ -286,30 +281,48 @@ def _dataset_scale_rows(run):
 
 
 def _runtimes_rows(run):
-    """The detector of `runtimes_config` exported to every runtime, each export and each timing in a fresh process
-    (a runtime's package absent, or a failed export, is a row saying so), beside TensorFlow's SavedModel."""
+    """The detector of `runtimes_config` exported to each of `runtimes`, each export and each timing in a fresh
+    process (a runtime's package absent, or a failed export, is a row saying so), beside TensorFlow's SavedModel;
+    then the `exported_models` files."""
     options, setting = run.options, run.setting
     threads = options.litert_threads or len(os.sched_getaffinity(0))
     model = options.runtimes_config or f"ResNet-{setting.depth}"
-    tensorflow = _measure("TensorFlow SavedModel", ours.saved_model_runtime, setting, options.runtimes_config)
-    timed = {"TensorFlow SavedModel float32": tensorflow}
+    timed = {}
+    if "tensorflow" in options.runtimes:
+        timed["TensorFlow SavedModel float32"] = _measure("TensorFlow SavedModel", ours.saved_model_runtime, setting,
+                                                          options.runtimes_config)
     with tempfile.TemporaryDirectory() as folder:
-        for name in ours.RUNTIME_EXPORTS:
-            exported = _measure(f"export to {name}", ours.export_runtime, setting, options.runtimes_config, name,
+        for runtime in [runtime for runtime in options.runtimes if runtime != "tensorflow"]:
+            name = ours.RUNTIME_EXPORTS[runtime][0]
+            exported = _measure(f"export to {name}", ours.export_runtime, setting, options.runtimes_config, runtime,
                                 folder)
             timed[name] = exported if "error" in exported else _measure(
-                name, ours.exported_runtime, setting, exported["path"], threads)
-    rows = []
-    for name, result in timed.items():
-        note = ""
-        if "error" not in result:
-            note = f"{result['megabytes']:.1f} MB"
-            if "error" not in tensorflow:
-                note += f"; {result['seconds'] / tensorflow['seconds']:.2f} x TensorFlow"
-            if result.get("frameworks_loaded"):
-                note += f"; {' and '.join(result['frameworks_loaded'])} loaded in its process"
-        rows.append(row(f"{name}, {model}, {setting.image_size} px, {threads} threads", _seconds(result), note=note))
+                name, ours.exported_files, [exported["path"]], threads, setting.repeats).get(exported["path"], {})
+    tensorflow = timed.get("TensorFlow SavedModel float32", {"error": "not timed"})
+    rows = [row(f"{name}, {model}, {setting.image_size} px, {threads} threads", _seconds(result),
+                note=_runtime_note(result, tensorflow)) for name, result in timed.items()]
+    if options.exported_models:
+        files = _measure("exported model files", ours.exported_files, list(options.exported_models), threads,
+                         setting.repeats)
+        for path in options.exported_models:
+            result = files.get(path, files)
+            size = "x".join(map(str, result.get("input_size", ())))
+            rows.append(row(f"{os.path.basename(path)}, {size} px, {threads} threads", _seconds(result),
+                            note=_runtime_note(result, tensorflow=None)))
     return rows
+
+
+def _runtime_note(result, tensorflow):
+    """A timed export's file size, its ratio to TensorFlow's SavedModel of the same detector where given, and
+    whether a framework was loaded."""
+    if "error" in result:
+        return ""
+    note = f"{result['megabytes']:.1f} MB"
+    if tensorflow and "error" not in tensorflow and result is not tensorflow:
+        note += f"; {result['seconds'] / tensorflow['seconds']:.2f} x TensorFlow"
+    if result.get("frameworks_loaded"):
+        note += f"; {' and '.join(result['frameworks_loaded'])} loaded in its process"
+    return note
 
 
 def _fit_budget_rows(run):

@@ -7,8 +7,8 @@ when installed (`pip install -e ".[torch]"` for torchvision, `".[keras_hub]"` fo
 images and boxes, ResNet-50, the same image size. The output is a Markdown table (the README's Speed section);
 --json also writes it as data, --render prints the table of such a file again.
 
-The litert path exports our detector to LiteRT (float32, float16, int8) and times LiteRT's interpreter on it, and
-on any exported --litert_models. The input pipeline is timed on --data_annotations (any format bin/train reads), or
+The litert path exports our detector to LiteRT (float32, float16, int8) and times LiteRT's interpreter on it. The
+input pipeline is timed on --data_annotations (any format bin/train reads), or
 on generated JPEG photos. The onednn path lists the oneDNN kernels that ran our forward and their share of its
 time: whether the convolutions used AMX where the CPU has it, and which passes over memory (reorders, batch norms)
 were not fused into them. The dataset_scale path, timed only when named (--paths=dataset_scale), generates a
@@ -19,10 +19,11 @@ our detector as --fit_config (with the overrides of --fit_set) says and torchvis
 depth --fit_peer_depth from scratch, the same image size, flip, batch size, SGD with warm-up) for --fit_minutes each
 on its data, and scores both on its data.val with the same COCO code: AP, AP50, AP per class, iterations and
 images/s side by side. The runtimes path, run only when named (--paths=runtimes), exports the detector of
---runtimes_config (e.g. configs/mobile_320.yaml; random weights) to every runtime we export to (LiteRT float32 and
-int8, ONNX Runtime, OpenVINO float32 and int8; those whose package is absent are reported so) and times each on one
-uint8 image of --image_size with --litert_threads threads, beside TensorFlow's SavedModel: which runtime is the
-fastest here at each precision. Name --litert_models (e.g. a ResNet-50 int8 at 640) to time files beside them.
+--runtimes_config (e.g. configs/mobile_320.yaml; random weights) to each of --runtimes (LiteRT float32 and int8,
+ONNX Runtime, OpenVINO float32 and int8; those whose package is absent are reported so) and times each on one uint8
+image of --image_size with --litert_threads threads, beside TensorFlow's SavedModel: which runtime is the fastest
+here at each precision. Exported files named by --exported_models (a trained model, a ResNet-50 int8 at 640) are
+timed with it, each by its runtime; every timing runs the stand-alone litert_runner.py, without TensorFlow.
 """
 
 import dataclasses
@@ -37,7 +38,8 @@ from keras_retinanet.benchmark import suite  # noqa: E402
 from keras_retinanet.benchmark.peers import PEERS  # noqa: E402
 from keras_retinanet.benchmark.report import markdown  # noqa: E402
 from keras_retinanet.benchmark.dataset_scale import COCO_BOXES, COCO_CLASSES, COCO_IMAGES  # noqa: E402
-from keras_retinanet.benchmark.suite import DATA_FORMATS, DTYPES, EXTRA_PATHS, PATHS, QUANTIZATIONS  # noqa: E402
+from keras_retinanet.benchmark.suite import (  # noqa: E402
+    DATA_FORMATS, DTYPES, EXTRA_PATHS, PATHS, QUANTIZATIONS, RUNTIMES)
 from keras_retinanet.cli import run_program  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -57,10 +59,12 @@ flags.DEFINE_enum("data_format", "csv", list(DATA_FORMATS), "Format of --data_an
 flags.DEFINE_integer("pipeline_batches", 20, "Batches of 2 timed through the input pipeline.")
 flags.DEFINE_integer("fit_steps", 4, "fit steps timed with the pipeline and with the same batches cached.")
 flags.DEFINE_list("litert_quantizations", list(QUANTIZATIONS), "LiteRT models the litert path exports and times.")
-flags.DEFINE_list("litert_models", [], "Exported .tflite models the litert path times too (e.g. the demo's).")
 flags.DEFINE_integer("litert_threads", None, "Interpreter threads (default: the cores this process may use).")
 flags.DEFINE_string("runtimes_config", "", "Experiment file whose detector the runtimes path exports to every "
                     "runtime (random weights; default: a ResNet of --depth), e.g. configs/mobile_320.yaml.")
+flags.DEFINE_list("runtimes", list(RUNTIMES), f"What the runtimes path exports and times, of {', '.join(RUNTIMES)}.")
+flags.DEFINE_list("exported_models", [], "Exported .tflite, .onnx or OpenVINO .xml files (bin/export's) the runtimes "
+                  "path times too, each on a random image of its input size (e.g. a trained model).")
 flags.DEFINE_integer("dataset_images", COCO_IMAGES, "Images of the dataset_scale path's generated file.")
 flags.DEFINE_integer("dataset_boxes", COCO_BOXES, "Boxes of the dataset_scale path's generated file.")
 flags.DEFINE_integer("dataset_classes", COCO_CLASSES, "Classes of the dataset_scale path's generated file.")
