@@ -37,8 +37,8 @@ class BenchmarkOptionError(InputError, ValueError):
 class BenchmarkOptions:
     """What `run_benchmark` times, as `bin/benchmark`'s flags of the same names set it (see its `--help`).
 
-    The lists (`paths`, `dtypes`, `peers`, `litert_quantizations`, `runtimes`, `exported_models`) are kept as tuples; every value
-    is checked here, and a bad one is a `BenchmarkOptionError` naming the option.
+    The lists (`paths`, `dtypes`, `peers`, `litert_quantizations`, `runtimes`, `exported_models`) are kept as
+    tuples; every value is checked here, and a bad one is a `BenchmarkOptionError` naming the option.
     """
 
     image_size: int = Setting.image_size
@@ -70,8 +70,8 @@ class BenchmarkOptions:
 
     def __post_init__(self):
         for name, allowed in (("paths", PATHS + EXTRA_PATHS), ("dtypes", DTYPES), ("peers", peer_cases.PEERS),
-                              ("litert_quantizations", QUANTIZATIONS), ("runtimes", RUNTIMES), ("exported_models", None),
-                              ("fit_set", None)):
+                              ("litert_quantizations", QUANTIZATIONS), ("runtimes", RUNTIMES),
+                              ("exported_models", None), ("fit_set", None)):
             object.__setattr__(self, name, _names(name, getattr(self, name), allowed))
         for name in ("image_size", "batch_size", "train_batch_size", "num_classes", "depth", "repeats",
                      "pipeline_batches", "fit_steps", "litert_threads", "dataset_images", "dataset_boxes",
