@@ -340,11 +340,15 @@ def test_per_image_nms_gives_the_batched_nms_detections_in_tensorflow_and_litert
 def test_the_benchmark_times_exported_files(exported):
     from keras_retinanet.benchmark.ours import exported_files
 
-    timed = exported_files([exported["paths"]["int8"], exported["paths"]["float32_wide"]], threads=1, repeats=2)
-    for path, result in timed.items():
-        assert 0 < result["seconds"] < 5
-        assert result["megabytes"] == os.path.getsize(path) / 1e6
+    files = [exported["paths"]["int8"], exported["paths"]["float32_wide"]]
+    timed = exported_files([exported["saved_model"], *files], threads=1, repeats=2, saved_model_size=96)
+    for path in files:
+        assert 0 < timed[path]["seconds"] < 5
+        assert timed[path]["megabytes"] == os.path.getsize(path) / 1e6
     assert timed[exported["paths"]["float32_wide"]]["input_size"] == [96, 160]
+    saved_model = timed[exported["saved_model"]]
+    assert saved_model["input_size"] == [96, 96] and 0 < saved_model["seconds"] < 5
+    assert saved_model["megabytes"] > timed[exported["paths"]["int8"]]["megabytes"]
 
 
 def test_int8_of_a_model_without_training_config_asks_for_calibration_images(tmp_path):

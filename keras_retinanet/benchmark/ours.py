@@ -217,21 +217,41 @@ def _configured_detector(setting, config_path):
                           list(range(1, setting.num_classes + 1)))
 
 
-def exported_files(paths, threads, repeats):
-    """Exported models (`paths`: .tflite, .onnx, OpenVINO .xml) run by the stand-alone `litert_runner` with their
-    runtime and `threads` threads on a random uint8 image of their input size: {path: {"seconds", "megabytes"}}."""
+def exported_files(paths, threads, repeats, saved_model_size=640):
+    """Exported models (`paths`: .tflite, .onnx, OpenVINO .xml, or a SavedModel folder) on a random uint8 image of
+    their input size (a SavedModel's: `saved_model_size` square): {path: {"seconds", "megabytes", "input_size"}}.
+    Files run by the stand-alone `litert_runner` with their runtime and `threads` threads, before any SavedModel
+    loads TensorFlow into this process."""
     import numpy as np
 
     runner = standalone_runner()
     timed = {}
-    for path in paths:
-        detector = runner.open_detector(path, num_threads=threads)
-        image = np.random.default_rng(0).integers(0, 256, (*detector.input_size, 3), dtype=np.uint8)
-        files = [file for file in (path, os.path.splitext(path)[0] + ".bin") if os.path.exists(file)]
-        timed[path] = {"seconds": median_seconds(lambda: detector.detect(image), repeats),
+    for path in sorted(paths, key=os.path.isdir):
+        if os.path.isdir(path):
+            run, input_size = _saved_model_runner(path, threads), (saved_model_size, saved_model_size)
+            files = [os.path.join(root, name) for root, _, names in os.walk(path) for name in names]
+        else:
+            detector = runner.open_detector(path, num_threads=threads)
+            run, input_size = detector.detect, detector.input_size
+            files = [file for file in (path, os.path.splitext(path)[0] + ".bin") if os.path.exists(file)]
+        image = np.random.default_rng(0).integers(0, 256, (*input_size, 3), dtype=np.uint8)
+        timed[path] = {"seconds": median_seconds(lambda: run(image), repeats),
                        "megabytes": sum(os.path.getsize(file) for file in files) / 1e6,
-                       "input_size": list(detector.input_size), **_frameworks_loaded()}
+                       "input_size": list(input_size), **_frameworks_loaded()}
     return timed
+
+
+def _saved_model_runner(path, threads):
+    """run(image): the serving_default of the SavedModel at `path` in TensorFlow, with `threads` threads where
+    TensorFlow has not started in this process yet (the benchmark's fresh processes)."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow started already: its threads are fixed
+        pass
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    return lambda image: serve(images=tf.constant(image[None]))["num_detections"].numpy()
 
 
 def time_litert(path, threads, repeats, image=None):

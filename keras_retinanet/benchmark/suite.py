@@ -303,7 +303,7 @@ def _runtimes_rows(run):
                 note=_runtime_note(result, tensorflow)) for name, result in timed.items()]
     if options.exported_models:
         files = _measure("exported model files", ours.exported_files, list(options.exported_models), threads,
-                         setting.repeats)
+                         setting.repeats, setting.image_size)
         for path in options.exported_models:
             result = files.get(path, files)
             size = "x".join(map(str, result.get("input_size", ())))

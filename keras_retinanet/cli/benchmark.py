@@ -23,7 +23,8 @@ images/s side by side. The runtimes path, run only when named (--paths=runtimes)
 ONNX Runtime, OpenVINO float32 and int8; those whose package is absent are reported so) and times each on one uint8
 image of --image_size with --litert_threads threads, beside TensorFlow's SavedModel: which runtime is the fastest
 here at each precision. Exported files named by --exported_models (a trained model, a ResNet-50 int8 at 640) are
-timed with it, each by its runtime; every timing runs the stand-alone litert_runner.py, without TensorFlow.
+timed with it, each by its runtime (SavedModel folders last, by TensorFlow); the others run the stand-alone
+litert_runner.py, without TensorFlow.
 """
 
 import dataclasses
@@ -63,8 +64,9 @@ flags.DEFINE_integer("litert_threads", None, "Interpreter threads (default: the 
 flags.DEFINE_string("runtimes_config", "", "Experiment file whose detector the runtimes path exports to every "
                     "runtime (random weights; default: a ResNet of --depth), e.g. configs/mobile_320.yaml.")
 flags.DEFINE_list("runtimes", list(RUNTIMES), f"What the runtimes path exports and times, of {', '.join(RUNTIMES)}.")
-flags.DEFINE_list("exported_models", [], "Exported .tflite, .onnx or OpenVINO .xml files (bin/export's) the runtimes "
-                  "path times too, each on a random image of its input size (e.g. a trained model).")
+flags.DEFINE_list("exported_models", [], "Exported .tflite, .onnx or OpenVINO .xml files, or SavedModel folders "
+                  "(bin/export's), the runtimes path times too, each on a random image of its input size (a "
+                  "SavedModel's: --image_size), e.g. a trained model.")
 flags.DEFINE_integer("dataset_images", COCO_IMAGES, "Images of the dataset_scale path's generated file.")
 flags.DEFINE_integer("dataset_boxes", COCO_BOXES, "Boxes of the dataset_scale path's generated file.")
 flags.DEFINE_integer("dataset_classes", COCO_CLASSES, "Classes of the dataset_scale path's generated file.")
