@@ -40,3 +40,16 @@ def test_upsampling_follows_pytorch_nearest():
     rows = (np.arange(25) * 13) // 25
     cols = (np.arange(13) * 7) // 13
     np.testing.assert_array_equal(out[0, :, :, 0], x[0, rows][:, cols, 0])
+
+
+def test_a_separable_pyramid_starts_at_the_full_pyramids_scale():
+    """Keras' default depthwise weights would shrink each separable 3x3 output by about the channel count."""
+    import keras
+
+    features = pyramid_features(64, 96)
+    spreads = {}
+    for separable in (False, True):
+        keras.utils.set_random_seed(0)
+        spreads[separable] = [float(np.std(p)) for p in FeaturePyramid(filters=64, separable=separable)(features)]
+    for full, separable in zip(spreads[False], spreads[True]):
+        assert 0.5 < separable / full < 2, spreads

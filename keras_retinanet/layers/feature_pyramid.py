@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from keras_retinanet.layers.separable import separable_conv
+
 P6_INPUTS = ("c5", "p5")
 
 
@@ -44,9 +46,7 @@ class FeaturePyramid(keras.layers.Layer):
             settings = dict(strides=strides, padding="same" if strides == 1 else "valid", dtype=self.dtype_policy,
                             name=name)
             if self.separable and kernel_size > 1:
-                return keras.layers.SeparableConv2D(
-                    self.filters, kernel_size, depthwise_initializer=self.kernel_initializer,
-                    pointwise_initializer=self.kernel_initializer, **settings)
+                return separable_conv(self.filters, kernel_size, self.kernel_initializer, **settings)
             return keras.layers.Conv2D(self.filters, kernel_size, kernel_initializer=self.kernel_initializer,
                                        **settings)
 

@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from keras_retinanet.layers.group_normalization import GroupNormalization
+from keras_retinanet.layers.separable import separable_conv
 
 NORMALIZATIONS = (None, "group_norm")
 
@@ -80,13 +81,14 @@ class RetinaNetHead(keras.layers.Layer):
                                       bias_initializer=keras.initializers.Constant(bias))
 
     def _conv(self, filters, use_bias, name, bias_initializer="zeros"):
-        """A 3x3 "same" conv, or its depthwise-separable form (`separable`)."""
-        weights = keras.initializers.RandomNormal(stddev=0.01)
+        """A 3x3 "same" conv with the paper's N(0, 0.01) weights, or its depthwise-separable form (`separable`),
+        which starts at the same output scale (`separable_conv`: the pointwise weights N(0, 0.03))."""
         settings = dict(padding="same", use_bias=use_bias, bias_initializer=bias_initializer, dtype=self.dtype_policy,
                         name=name)
         if self.separable:
-            return keras.layers.SeparableConv2D(filters, 3, pointwise_initializer=weights, **settings)
-        return keras.layers.Conv2D(filters, 3, kernel_initializer=weights, **settings)
+            return separable_conv(filters, 3, keras.initializers.RandomNormal(stddev=0.03), **settings)
+        return keras.layers.Conv2D(filters, 3, kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+                                   **settings)
 
     def build(self, input_shape):
         shape = tuple(input_shape[0])
