@@ -229,15 +229,16 @@ def exported_files(paths, threads, repeats, saved_model_size=640):
     for path in sorted(paths, key=os.path.isdir):
         if os.path.isdir(path):
             run, input_size = _saved_model_runner(path, threads), (saved_model_size, saved_model_size)
-            files = [os.path.join(root, name) for root, _, names in os.walk(path) for name in names]
+            files, loaded = [os.path.join(root, name) for root, _, names in os.walk(path) for name in names], {}
         else:
             detector = runner.open_detector(path, num_threads=threads)
             run, input_size = detector.detect, detector.input_size
-            files = [file for file in (path, os.path.splitext(path)[0] + ".bin") if os.path.exists(file)]
+            stem, extension = os.path.splitext(path)
+            files, loaded = [path] + ([stem + ".bin"] if extension.lower() == ".xml" else []), _frameworks_loaded()
         image = np.random.default_rng(0).integers(0, 256, (*input_size, 3), dtype=np.uint8)
         timed[path] = {"seconds": median_seconds(lambda: run(image), repeats),
                        "megabytes": sum(os.path.getsize(file) for file in files) / 1e6,
-                       "input_size": list(input_size), **_frameworks_loaded()}
+                       "input_size": list(input_size), **loaded}
     return timed
 
 

@@ -307,7 +307,8 @@ def _runtimes_rows(run):
         for path in options.exported_models:
             result = files.get(path, files)
             size = "x".join(map(str, result.get("input_size", ())))
-            rows.append(row(f"{os.path.basename(path)}, {size} px, {threads} threads", _seconds(result),
+            name = (f"SavedModel {path}" if os.path.isdir(path) else os.path.basename(path))
+            rows.append(row(f"{name}, {size} px, {threads} threads", _seconds(result),
                             note=_runtime_note(result, tensorflow=None)))
     return rows
 
