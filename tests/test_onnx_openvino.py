@@ -155,3 +155,43 @@ def test_the_benchmark_times_every_runtime_without_tensorflow_in_the_timed_proce
     for runtime in ("LiteRT", "OpenVINO"):
         if f"{runtime} int8" in sizes:
             assert sizes[f"{runtime} int8"] < 0.6 * sizes[f"{runtime} float32"], sizes
+
+
+@pytest.mark.openvino
+def test_the_export_docs_snippets_run_each_runtime_and_give_the_saved_models_detections(trained, images, tmp_path):
+    """docs/export.md's five-line snippets, one per runtime, run as written (the file names and the 192 x 192 input
+    replaced by this module's model at 96 x 96) in fresh processes, each giving the SavedModel's detections."""
+    import re
+    import subprocess
+    import sys
+
+    for package in ("tf2onnx", "onnxruntime", "openvino"):
+        pytest.importorskip(package, reason="make test-onnx and make test-openvino install it")
+    from keras_retinanet.export import export_litert
+    from keras_retinanet.export.onnx import export_onnx
+    from keras_retinanet.export.openvino import export_openvino
+
+    export_litert(trained["model"], str(tmp_path / "mobile_int8.tflite"))
+    export_onnx(trained["model"], str(tmp_path / "mobile.onnx"))
+    export_openvino(trained["model"], str(tmp_path / "mobile.xml"))
+    name = next(name for name in images if name.endswith("_96x96"))
+    np.save(tmp_path / "image.npy", images[name][None])
+    docs = open(os.path.join(os.path.dirname(__file__), os.pardir, "docs", "export.md")).read()
+    snippets = re.findall(r"```python\n(.*?)```", docs[docs.index("## Which runtime"):], re.S)
+    assert len(snippets) == 4 and all(len(snippet.strip().splitlines()) <= 5 for snippet in snippets)
+    serve = tf.saved_model.load(trained["saved_model"]).signatures["serving_default"]
+    reference = {key: value.numpy()[0] for key, value in serve(images=images[name][None]).items()}
+    for snippet in snippets:
+        code = (snippet.replace("runs/serving/mobile/1", trained["saved_model"]).replace("192", "96")
+                .replace("image = np.zeros((96, 96, 3), np.uint8)", "image = np.load('image.npy')[0]")
+                .replace("image = np.zeros((1, 96, 96, 3), np.uint8)", "image = np.load('image.npy')"))
+        code += "\nnp.savez('out.npz', **{key: np.asarray(value)[0] for key, value in out.items()})\n"
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                                timeout=300)
+        assert result.returncode == 0, (snippet, result.stderr[-3000:])
+        out = dict(np.load(tmp_path / "out.npz"))
+        assert int(out["num_detections"]) == int(reference["num_detections"]) > 3, snippet
+        count = int(out["num_detections"])
+        missing, extra = matched(reference, {key: out[key][:count] for key in
+                                             ("detection_boxes", "detection_scores", "detection_classes")})
+        assert not missing and not extra, (snippet, missing, extra)
