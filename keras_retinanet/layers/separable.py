@@ -5,8 +5,8 @@ import keras
 
 # Depthwise weights of this spread keep a channel's variance through the 3x3 window (9 * (1/3)^2 = 1), so the
 # pointwise 1x1 sets the scale as the full conv's weights did. Keras' default counts the depthwise fan-in as
-# 9 * channels and shrinks every separable conv's output by about the channel count (128x in the mobile heads):
-# four of them in a head left its gradients 30x smaller than the full conv's, and 800 steps learned nothing.
+# 9 * channels and shrinks every separable conv's output variance by about the channel count (128x in the mobile
+# heads), four times over in a head.
 DEPTHWISE_STDDEV = 1 / 3
 
 
