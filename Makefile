@@ -33,7 +33,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q --durations=15
 
 ## test-slow: the long tests (killed runs and workers, the benchmark's small run, full-size backbones, every shipped
-## config under mirrored, the study's run, mixed precision, determinism, fine-tuning against scratch; about 9 minutes),
+## config under mirrored, the study's run, mixed precision, determinism, fine-tuning against scratch; about 17 minutes),
 ## which .ci/run runs too
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow --durations=15

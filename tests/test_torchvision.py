@@ -514,12 +514,17 @@ def test_command_line_converts_an_imagenet_resnet(tmp_path):
 
 def test_the_command_line_converts_without_torch(tmp_path):
     """bin/convert_torchvision reads a .pth file that torch wrote with torch and torchvision not importable, and the
-    core packages import neither."""
+    core packages import neither. (Not importable as when uninstalled: a `None` in `sys.modules` breaks packages
+    that look there for torch, such as SciPy, which the [openvino] extra brings.)"""
     state = torchvision_resnet(18).state_dict()
     torch.save(state, tmp_path / "resnet18.pth")
     script = (
-        "import sys\n"
-        "sys.modules['torch'] = sys.modules['torchvision'] = None  # importing them fails\n"
+        "import importlib.abc, sys\n"
+        "class Absent(importlib.abc.MetaPathFinder):  # importing torch or torchvision fails, as uninstalled\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'torchvision'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
+        "sys.meta_path.insert(0, Absent())\n"
         "import keras_retinanet, keras_retinanet.convert, keras_retinanet.export\n"
         "from keras_retinanet.cli import convert_torchvision\n"
         "sys.argv = ['convert_torchvision', '--weights=resnet18.pth', '--variant=resnet',\n"
