@@ -23,7 +23,8 @@ def test_head_initialisation_and_output_layout(separable):
     for conv in head.hidden_convs + [head.output_conv]:
         kernel = conv.pointwise_kernel if separable else conv.kernel
         assert kernel.shape[:2] == ((1, 1) if separable else (3, 3))
-        assert abs(np.std(kernel.numpy()) - (0.03 if separable else 0.01)) < 0.006 * (3 if separable else 1) / 3
+        stddev, tolerance = (0.03, 0.006) if separable else (0.01, 0.002)
+        assert abs(np.std(kernel.numpy()) - stddev) < tolerance
         if separable:
             assert abs(np.std(conv.depthwise_kernel.numpy()) - 1 / 3) < 0.05
     # Layout: the output of level 0 at (y, x) is rows (y * 8 + x) * 9 ... + 9 of the flattened tensor.

@@ -125,19 +125,15 @@ def test_the_benchmark_times_every_runtime_without_tensorflow_in_the_timed_proce
     extra to install."""
     import importlib.util
     import json
-    import subprocess
-    import sys
 
     from keras_retinanet.benchmark.ours import RUNTIME_EXPORTS
     from tiny import tiny_experiment_file
 
     config = tiny_experiment_file(tmp_path)
     report = tmp_path / "report.json"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run(
-        [sys.executable, os.path.join(root, "bin", "benchmark"), "--paths=runtimes", f"--runtimes_config={config}",
-         "--image_size=96", "--num_classes=2", "--repeats=2", "--litert_threads=1", "--peers=", "--dtypes=float32",
-         f"--json={report}"], capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    result = run_cli("benchmark", "--paths=runtimes", f"--runtimes_config={config}", "--image_size=96",
+                     "--num_classes=2", "--repeats=2", "--litert_threads=1", "--peers=", "--dtypes=float32",
+                     f"--json={report}")
     assert result.returncode == 0, result.stderr[-4000:]
     rows = {row["path"].split(",")[0]: row for row in json.loads(report.read_text())["rows"]}
     assert set(rows) == {"TensorFlow SavedModel float32", *(name for name, *_ in RUNTIME_EXPORTS.values())}

@@ -106,8 +106,6 @@ def litert(setting, quantizations, threads):
     """Our detector exported to LiteRT (bin/export --format=tflite) in each of `quantizations`, run on a uint8
     image of the setting's size by LiteRT's interpreter (XNNPACK) with `threads` threads, beside float32
     `predict_on_batch` in the same process. int8 calibrates on 8 generated photos (timing does not depend on it)."""
-    import numpy as np
-
     from keras_retinanet.data.splits import read_split
     from keras_retinanet.export.litert import export_litert
 
@@ -122,7 +120,7 @@ def litert(setting, quantizations, threads):
             path = os.path.join(folder, f"{quantization}.tflite")
             export_litert(model, path, input_size=(setting.image_size, setting.image_size),
                           quantization=quantization, representative_data=calibration, num_calibration_images=8)
-            result[quantization] = time_litert(path, threads, setting.repeats, images[0].astype(np.uint8))
+            result[quantization] = exported_files([path], threads, setting.repeats)[path]
     return result
 
 
@@ -136,22 +134,17 @@ RUNTIME_EXPORTS = {
 }
 
 
-def saved_model_runtime(setting, config_path):
+def saved_model_runtime(setting, config_path, threads):
     """The detector of the experiment file `config_path` (random weights; default: a ResNet-`depth` detector) as
-    the SavedModel's serving_default in TensorFlow, on one random uint8 image of the setting's size."""
-    import tensorflow as tf
-
+    the SavedModel's serving_default in TensorFlow, timed as `exported_files` times a SavedModel on one random uint8
+    image of the setting's size."""
     from keras_retinanet.export import export_saved_model
 
     model = _configured_detector(setting, config_path)
     size = setting.image_size
     with tempfile.TemporaryDirectory() as folder:
         export_saved_model(model, folder, min_size=size, max_size=size, size_divisor=32, resize_rule="detectron")
-        serve = tf.saved_model.load(folder).signatures["serving_default"]
-        pixels = tf.constant(_runtime_image(setting)[None])
-        return {"seconds": median_seconds(lambda: serve(images=pixels)["num_detections"].numpy(), setting.repeats),
-                "megabytes": sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(folder)
-                                 for name in names) / 1e6}
+        return exported_files([folder], threads, setting.repeats, saved_model_size=size)[folder]
 
 
 def export_runtime(setting, config_path, runtime, folder):
@@ -193,12 +186,6 @@ def _frameworks_loaded():
 
     loaded = sorted({name.split(".")[0] for name in sys.modules} & {"tensorflow", "keras"})
     return {"frameworks_loaded": loaded} if loaded else {}
-
-
-def _runtime_image(setting):
-    import numpy as np
-
-    return np.random.default_rng(0).integers(0, 256, (setting.image_size, setting.image_size, 3), dtype=np.uint8)
 
 
 def _configured_detector(setting, config_path):
@@ -253,18 +240,6 @@ def _saved_model_runner(path, threads):
         pass
     serve = tf.saved_model.load(path).signatures["serving_default"]
     return lambda image: serve(images=tf.constant(image[None]))["num_detections"].numpy()
-
-
-def time_litert(path, threads, repeats, image=None):
-    """Median seconds of the LiteRT model at `path` on `image` (default: random uint8 pixels of its input size)
-    with `threads` threads, and its size in MB."""
-    import numpy as np
-
-    detector = standalone_runner().LiteRTDetector(path, num_threads=threads)
-    if image is None:
-        image = np.random.default_rng(0).integers(0, 256, (*detector.input_size, 3), dtype=np.uint8)
-    return {"seconds": median_seconds(lambda: detector.detect(image), repeats),
-            "megabytes": os.path.getsize(path) / 1e6}
 
 
 def _data_config(min_size=800, max_size=1333):

@@ -290,14 +290,17 @@ def _runtimes_rows(run):
     timed = {}
     if "tensorflow" in options.runtimes:
         timed["TensorFlow SavedModel float32"] = _measure("TensorFlow SavedModel", ours.saved_model_runtime, setting,
-                                                          options.runtimes_config)
+                                                          options.runtimes_config, threads)
     with tempfile.TemporaryDirectory() as folder:
         for runtime in [runtime for runtime in options.runtimes if runtime != "tensorflow"]:
             name = ours.RUNTIME_EXPORTS[runtime][0]
             exported = _measure(f"export to {name}", ours.export_runtime, setting, options.runtimes_config, runtime,
                                 folder)
-            timed[name] = exported if "error" in exported else _measure(
-                name, ours.exported_files, [exported["path"]], threads, setting.repeats).get(exported["path"], {})
+            if "error" in exported:
+                timed[name] = exported
+                continue
+            files = _measure(name, ours.exported_files, [exported["path"]], threads, setting.repeats)
+            timed[name] = files.get(exported["path"], files)  # or the error of a failed timing
     tensorflow = timed.get("TensorFlow SavedModel float32", {"error": "not timed"})
     rows = [row(f"{name}, {model}, {setting.image_size} px, {threads} threads", _seconds(result),
                 note=_runtime_note(result, tensorflow)) for name, result in timed.items()]
